@@ -1,0 +1,236 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from tg_samplenet.backend import (
+    available_backends,
+    fps,
+    get_backend,
+    knn,
+    nearest,
+    scatter,
+    use_backend,
+)
+from tg_samplenet.farthest_point import sample_counts
+
+
+def squared(a, b):
+    return sum((p - q) ** 2 for p, q in zip(a, b, strict=True))
+
+
+def brute_knn_distances(xs, ys, k, bx, by):
+    # For each query, the sorted squared distances to its k nearest same-cloud points.
+    return [
+        sorted(squared(x, y) for x, b in zip(xs, bx, strict=True) if b == cloud)[:k]
+        for y, cloud in zip(ys, by, strict=True)
+    ]
+
+
+def brute_fps(points, count, start=0):
+    # Greedy farthest point sampling on one cloud, ties to the lowest index.
+    chosen = [start]
+    while len(chosen) < count:
+        free = [j for j in range(len(points)) if j not in chosen]
+        chosen.append(
+            max(free, key=lambda j: (min(squared(points[j], points[c]) for c in chosen), -j))
+        )
+    return chosen
+
+
+def float32_ceil(n, ratio):
+    return int(np.ceil(np.float32(n) * np.float32(ratio)))
+
+
+def test_backend_selection():
+    assert available_backends()[-1] == "torch"
+    before = get_backend()
+    with use_backend("torch"):
+        assert get_backend() == "torch"
+    assert get_backend() == before
+    with pytest.raises(ValueError, match="Unknown back-end 'nope'"):
+        with use_backend("nope"):
+            pass
+
+
+def test_use_backend_refuses_a_missing_package():
+    missing = [name for name in ("pyg_lib", "torch_cluster") if name not in available_backends()]
+    if not missing:
+        pytest.skip("every back-end is installed")
+    with pytest.raises(RuntimeError, match="not installed"):
+        with use_backend(missing[0]):
+            pass
+
+
+def test_knn_docstring_example(backend):
+    x = torch.tensor([[0.0, 0, 0], [1, 0, 0], [5, 0, 0], [6, 0, 0]])
+    batch_x = torch.tensor([0, 0, 1, 1])
+    y = torch.tensor([[0.2, 0, 0], [5.9, 0, 0]])
+    batch_y = torch.tensor([0, 1])
+    index, mask = knn(x, y, 3, batch_x, batch_y)
+    assert index.tolist() == [[0, 1, 0], [3, 2, 3]]
+    assert mask.tolist() == [[True, True, False], [True, True, False]]
+
+
+@pytest.mark.parametrize("k", [1, 4, 9])
+def test_knn_matches_brute_force(backend, device, make_clouds, k):
+    # Cloud sizes below and above k, including a single-point cloud.
+    x, batch_x = make_clouds([7, 1, 12, 3], seed=1, device=device)
+    y, batch_y = make_clouds([5, 2, 4, 3], seed=2, device=device)
+    index, mask = knn(x, y, k, batch_x, batch_y)
+    assert index.shape == mask.shape == (y.size(0), k)
+    assert index.dtype == torch.long and mask.dtype == torch.bool
+    assert index.device == mask.device == y.device
+
+    xs, ys, bx, by = x.tolist(), y.tolist(), batch_x.tolist(), batch_y.tolist()
+    expected = brute_knn_distances(xs, ys, k, bx, by)
+    for i, (row, row_mask) in enumerate(zip(index.tolist(), mask.tolist(), strict=True)):
+        real = [j for j, m in zip(row, row_mask, strict=True) if m]
+        # Real neighbours first, then padding that repeats the nearest one.
+        assert row_mask == [True] * len(expected[i]) + [False] * (k - len(expected[i]))
+        assert all(j == row[0] for j, m in zip(row, row_mask, strict=True) if not m)
+        assert len(set(real)) == len(real)
+        assert all(bx[j] == by[i] for j in real)
+        distances = [squared(xs[j], ys[i]) for j in real]
+        assert distances == pytest.approx(expected[i], rel=1e-5, abs=1e-7)
+
+
+def test_knn_with_an_empty_cloud_in_between(backend, make_clouds):
+    x, batch_x = make_clouds([4, 0, 5], seed=3)
+    y, batch_y = make_clouds([2, 0, 3], seed=4)
+    index, mask = knn(x, y, 3, batch_x, batch_y)
+    expected = brute_knn_distances(x.tolist(), y.tolist(), 3, batch_x.tolist(), batch_y.tolist())
+    for i in range(y.size(0)):
+        got = [squared(x[j].tolist(), y[i].tolist()) for j in index[i][mask[i]].tolist()]
+        assert got == pytest.approx(expected[i], rel=1e-5, abs=1e-7)
+
+
+def test_knn_without_queries(backend, device):
+    x = torch.rand(5, 3, device=device)
+    index, mask = knn(x, x[:0], 4)
+    assert index.shape == mask.shape == (0, 4)
+    assert index.device == device
+
+
+def test_knn_rejects_queries_of_a_cloud_without_points(backend):
+    x, batch_x = torch.rand(3, 3), torch.tensor([0, 0, 0])
+    y, batch_y = torch.rand(2, 3), torch.tensor([0, 1])
+    with pytest.raises(ValueError, match="no reference points"):
+        knn(x, y, 2, batch_x, batch_y)
+
+
+def test_knn_rejects_k_below_one():
+    with pytest.raises(ValueError, match="k must be at least 1"):
+        knn(torch.rand(4, 3), torch.rand(2, 3), 0)
+
+
+def test_nearest_matches_brute_force(backend, device, make_clouds):
+    x, batch_x = make_clouds([6, 1, 9], seed=5, device=device)
+    y, batch_y = make_clouds([4, 3, 5], seed=6, device=device)
+    index = nearest(x, y, batch_x, batch_y)
+    assert index.shape == (y.size(0),)
+    xs, ys, bx, by = x.tolist(), y.tolist(), batch_x.tolist(), batch_y.tolist()
+    expected = brute_knn_distances(xs, ys, 1, bx, by)
+    for i, j in enumerate(index.tolist()):
+        assert bx[j] == by[i]
+        assert squared(xs[j], ys[i]) == pytest.approx(expected[i][0], rel=1e-5, abs=1e-7)
+
+
+def test_sample_counts_use_float32_like_torch_cluster():
+    # The two examples of the issue: Python's math.ceil(n * r) would give 15 for both.
+    assert sample_counts(torch.tensor([25]), ratio=0.6).tolist() == [16]
+    assert sample_counts(torch.tensor([50]), ratio=0.3).tolist() == [16]
+    assert math.ceil(25 * 0.6) == 15 and math.ceil(50 * 0.3) == 15
+    sizes = list(range(0, 300))
+    for ratio in (0.1, 0.25, 0.3, 0.5, 0.6, 0.7, 1.0):
+        expected = [float32_ceil(n, ratio) for n in sizes]
+        assert sample_counts(torch.tensor(sizes), ratio=ratio).tolist() == expected
+
+
+@pytest.mark.parametrize("ratio", [0.6, 0.3, 0.25, 1.0])
+def test_fps_matches_brute_force(backend, device, make_clouds, ratio):
+    sizes = [25, 50, 1, 7]
+    pos, batch = make_clouds(sizes, seed=7, dtype=torch.float64, device=device)
+    index = fps(pos, batch, ratio=ratio, random_start=False)
+    expected, offset = [], 0
+    for n in sizes:
+        cloud = pos[offset : offset + n].tolist()
+        expected += [offset + j for j in brute_fps(cloud, float32_ceil(n, ratio))]
+        offset += n
+    assert index.tolist() == expected
+
+
+def test_fps_with_random_start(backend, make_clouds):
+    sizes = [25, 50, 1, 7]
+    pos, batch = make_clouds(sizes, seed=8)
+    index = fps(pos, batch, ratio=0.3, random_start=True)
+    picked = batch[index]
+    assert bool((picked[1:] >= picked[:-1]).all())  # grouped by cloud in batch order
+    assert torch.bincount(picked, minlength=4).tolist() == [float32_ceil(n, 0.3) for n in sizes]
+    assert index.unique().numel() == index.numel()
+
+
+def test_torch_fps_equals_torch_cluster_exactly(make_clouds):
+    torch_cluster = pytest.importorskip("torch_cluster")
+    cases = [([30, 17, 1, 64], 0.5), ([100], 0.25), ([3, 7], 0.3), ([40, 41, 5], 1.0)]
+    for seed, (sizes, ratio) in enumerate(cases):
+        for dtype in (torch.float32, torch.float64):
+            pos, batch = make_clouds(sizes, seed=seed, dtype=dtype)
+            expected = torch_cluster.fps(pos, batch, ratio, random_start=False)
+            with use_backend("torch"):
+                got = fps(pos, batch, ratio=ratio, random_start=False)
+            assert torch.equal(got, expected), (sizes, ratio, dtype)
+
+
+def test_fps_with_an_empty_cloud(backend, make_clouds):
+    # torch_cluster itself crashes on an empty cloud; the back-end must not.
+    sizes = [5, 0, 4]
+    pos, batch = make_clouds(sizes, seed=9, dtype=torch.float64)
+    for random_start in (False, True):
+        index = fps(pos, batch, ratio=0.5, random_start=random_start)
+        counts = torch.bincount(batch[index], minlength=3).tolist()
+        assert counts == [3, 0, 2]
+    index = fps(pos, batch, ratio=0.5, random_start=False)
+    assert index.tolist() == brute_fps(pos[:5].tolist(), 3) + [
+        5 + j for j in brute_fps(pos[5:].tolist(), 2)
+    ]
+
+
+def test_fps_without_points(backend, device):
+    index = fps(torch.empty(0, 3, device=device), torch.empty(0, dtype=torch.long, device=device))
+    assert index.shape == (0,) and index.dtype == torch.long and index.device == device
+
+
+@pytest.mark.parametrize("ratio", [0.0, -0.5, 1.5])
+def test_fps_rejects_a_ratio_outside_the_unit_interval(ratio):
+    with pytest.raises(ValueError, match=r"ratio must lie in \(0, 1\]"):
+        fps(torch.rand(10, 3), ratio=ratio)
+
+
+@pytest.mark.parametrize("reduce", ["sum", "mean", "max", "min"])
+def test_scatter_matches_brute_force(backend, device, reduce):
+    generator = torch.Generator().manual_seed(10)
+    src = torch.randn(10, 2, generator=generator).to(device)
+    index = torch.tensor([0, 0, 3, 3, 3, 1, 4, 4, 0, 1], device=device)
+    out = scatter(src, index, 6, reduce)  # groups 2 and 5 have no members
+    assert out.shape == (6, 2)
+    rows, groups = src.tolist(), index.tolist()
+    for group in range(6):
+        members = [row for row, g in zip(rows, groups, strict=True) if g == group]
+        for channel in range(2):
+            values = [row[channel] for row in members]
+            if not values:
+                expected = 0.0
+            elif reduce == "sum":
+                expected = sum(values)
+            elif reduce == "mean":
+                expected = sum(values) / len(values)
+            else:
+                expected = max(values) if reduce == "max" else min(values)
+            assert float(out[group, channel]) == pytest.approx(expected, abs=1e-6)
+
+
+def test_scatter_rejects_an_unknown_reduction():
+    with pytest.raises(ValueError, match="reduce must be"):
+        scatter(torch.rand(3, 2), torch.tensor([0, 1, 1]), 2, "prod")

@@ -1,0 +1,62 @@
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_example(name: str):
+    path = ROOT / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"example_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("classification")
+    example = load_example("classification")
+    data = example.main(["--smoke", "--out", str(out), "--no-progress"])
+    return example, out, data
+
+
+def test_smoke_writes_every_output(smoke_run):
+    example, out, data = smoke_run
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk == json.loads(json.dumps(data))
+    assert on_disk["task"] == "classification"
+    assert on_disk["metric"] == "accuracy"
+    assert on_disk["higher_is_better"] is True
+    assert 0.0 <= on_disk["complete"] <= 1.0
+    sizes = {str(m) for m in example.PROFILES["smoke"].sizes}
+    for sampler in ("fps", "random", "voxel", "samplenet_progressive"):
+        assert set(on_disk["results"][sampler]) == sizes
+    trained = {str(m) for m in example.PROFILES["smoke"].train_sizes}
+    for sampler in ("samplenet", "snet"):
+        assert set(on_disk["results"][sampler]) == trained
+    for row in on_disk["results"].values():
+        assert all(0.0 <= v <= 1.0 for v in row.values())
+
+    table = (out / "results.md").read_text()
+    assert "| samplenet |" in table and "| fps |" in table
+    for name in ("accuracy.png", "samples.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    ckpt = out / "checkpoints"
+    for name in ("pointnet.pt", "pointnet_vanilla.pt", "samplenet_progressive.pt"):
+        assert (ckpt / name).stat().st_size > 0
+    assert (ckpt / "samplenet_progressive.sampler.pt").stat().st_size > 0
+
+
+def test_rerun_resumes_from_checkpoints(smoke_run):
+    example, out, data = smoke_run
+    mtime = (out / "checkpoints" / "pointnet.pt").stat().st_mtime_ns
+    again = example.main(["--smoke", "--out", str(out), "--no-progress"])
+    # Every stage was complete: nothing is retrained and the evaluation repeats exactly.
+    assert (out / "checkpoints" / "pointnet.pt").stat().st_mtime_ns == mtime
+    assert again["results"] == data["results"]
+    assert again["complete"] == data["complete"]

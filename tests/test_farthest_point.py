@@ -1,0 +1,135 @@
+import numpy as np
+import pytest
+import torch
+
+from tg_samplenet.farthest_point import farthest_point_sampling, rank_in_cloud, sample_counts
+
+
+def squared(a, b):
+    return sum((p - q) ** 2 for p, q in zip(a, b, strict=True))
+
+
+def brute_continue(points, chosen, count):
+    # Greedy continuation on one cloud: the free point farthest from the chosen set, ties to
+    # the lowest index; an empty set starts at point 0.
+    chosen, new = list(chosen), []
+    for _ in range(count):
+        free = [j for j in range(len(points)) if j not in chosen]
+        if not chosen:
+            best = free[0]
+        else:
+            best = max(free, key=lambda j: (min(squared(points[j], points[c]) for c in chosen), -j))
+        chosen.append(best)
+        new.append(best)
+    return new
+
+
+def brute_reference(pos, sizes, selected, counts):
+    points, out, offset = pos.tolist(), [], 0
+    for n, count in zip(sizes, counts, strict=True):
+        cloud = points[offset : offset + n]
+        chosen = [s - offset for s in selected if offset <= s < offset + n]
+        out += [offset + j for j in brute_continue(cloud, chosen, count)]
+        offset += n
+    return out
+
+
+def run(pos, batch, counts, selected=None, **kwargs):
+    counts = torch.tensor(counts, device=pos.device)
+    if selected is not None:
+        selected = torch.tensor(selected, dtype=torch.long, device=pos.device)
+    return farthest_point_sampling(pos, batch, counts, selected, **kwargs).tolist()
+
+
+def test_continuation_matches_brute_force(backend, device, make_clouds):
+    sizes = [20, 9, 15, 1, 6]
+    pos, batch = make_clouds(sizes, seed=0, dtype=torch.float64, device=device)
+    # Clouds 0 and 2 continue from chosen points (given out of order), the others start.
+    selected = [3, 17, 11, 29, 40, 33]
+    counts = [8, 4, 6, 1, 6]
+    expected = brute_reference(pos, sizes, selected, counts)
+    assert run(pos, batch, counts, selected) == expected
+
+
+def test_start_without_a_selected_set_matches_brute_force(make_clouds):
+    sizes = [12, 30]
+    pos, batch = make_clouds(sizes, seed=1, dtype=torch.float64)
+    counts = [12, 10]
+    assert run(pos, batch, counts) == brute_reference(pos, sizes, [], counts)
+
+
+def test_never_repeats_an_index_with_duplicate_points():
+    # Five distinct points, each present three times, in one cloud and in a second cloud.
+    base = torch.rand(5, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    cloud = base.repeat(3, 1)
+    pos = torch.cat([cloud, cloud])
+    batch = torch.repeat_interleave(torch.arange(2), 15)
+    selected = [0, 5, 10]  # three copies of the same point in cloud 0
+    index = run(pos, batch, [12, 15], selected)
+    first, second = index[:12], index[12:]
+    assert sorted(first + selected) == list(range(15))
+    assert sorted(second) == list(range(15, 30))
+    assert index == brute_reference(pos, [15, 15], selected, [12, 15])
+
+
+def test_counts_are_respected(make_clouds):
+    sizes = [10, 4, 7]
+    pos, batch = make_clouds(sizes, seed=3)
+    counts = [3, 4, 0]
+    index = torch.tensor(run(pos, batch, counts, selected=[1, 2]))
+    assert torch.bincount(batch[index], minlength=3).tolist() == counts
+    assert index.unique().numel() == index.numel()
+    assert not set(index.tolist()) & {1, 2}
+
+
+def test_clouds_of_one_point(device):
+    pos = torch.rand(5, 3, device=device)
+    batch = torch.tensor([0, 1, 2, 2, 2], device=device)
+    assert run(pos, batch, [1, 1, 1]) == [0, 1, 2]
+    # An already chosen single point leaves nothing to add to its cloud.
+    expected = brute_reference(pos.cpu(), [1, 1, 3], [1], [1, 0, 2])
+    assert run(pos, batch, [1, 0, 2], selected=[1]) == expected
+
+
+def test_nothing_to_pick(make_clouds):
+    pos, batch = make_clouds([4, 3])
+    assert run(pos, batch, [0, 0]) == []
+    assert run(pos[:0], batch[:0], []) == []
+
+
+def test_random_start_is_reproducible_with_a_generator(make_clouds):
+    sizes = [30, 30, 1]
+    pos, batch = make_clouds(sizes, seed=4)
+    counts = [10, 10, 1]
+    first = run(pos, batch, counts, random_start=True, generator=torch.Generator().manual_seed(5))
+    again = run(pos, batch, counts, random_start=True, generator=torch.Generator().manual_seed(5))
+    assert first == again
+    assert len(set(first)) == len(first)
+    picked = batch[torch.tensor(first)]
+    assert torch.bincount(picked, minlength=3).tolist() == counts
+    # From its (random) start, each cloud continues greedily.
+    assert first[1:10] == brute_reference(pos, sizes, [first[0]], [9, 0, 0])
+    starts = {
+        run(pos, batch, counts, random_start=True, generator=torch.Generator().manual_seed(s))[0]
+        for s in range(8)
+    }
+    assert len(starts) > 1
+
+
+def test_sample_counts():
+    sizes = torch.tensor([0, 1, 5, 25, 50, 100])
+    assert sample_counts(sizes, num_samples=10).tolist() == [0, 1, 5, 10, 10, 10]
+    for ratio in (0.3, 0.6, 1.0):
+        expected = [int(np.ceil(np.float32(n) * np.float32(ratio))) for n in sizes.tolist()]
+        assert sample_counts(sizes, num_samples=10, ratio=ratio).tolist() == expected
+    with pytest.raises(ValueError, match="needs num_samples or ratio"):
+        sample_counts(sizes)
+
+
+def test_rank_in_cloud():
+    batch = torch.tensor([0, 0, 0, 2, 2, 3])
+    expected, seen = [], {}
+    for b in batch.tolist():
+        expected.append(seen.get(b, 0))
+        seen[b] = seen.get(b, 0) + 1
+    assert rank_in_cloud(batch, 4).tolist() == expected

@@ -1,0 +1,313 @@
+r"""Neighbour search, farthest point sampling and scatter, with one place that picks the
+back-end.
+
+PyG 2.8 moved :func:`~torch_geometric.nn.fps` and :func:`~torch_geometric.nn.knn` from
+:obj:`torch_cluster` to :obj:`pyg-lib`, and :obj:`torch_cluster` 1.6.3 is its final release.
+This module therefore uses :obj:`pyg-lib` when it is installed, else :obj:`torch_cluster` /
+:obj:`torch_scatter`, else plain PyTorch, and every path returns the same result on the same
+input (up to the order of exact ties).
+
+:func:`use_backend` forces one path, which the tests use to compare them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+from typing import Iterator, NamedTuple, Optional
+
+import torch
+from torch import Tensor
+
+from tg_samplenet.validation import check_ratio
+
+__all__ = [
+    "KNNResult",
+    "available_backends",
+    "get_backend",
+    "use_backend",
+    "knn",
+    "nearest",
+    "fps",
+    "scatter",
+    "cloud_sizes",
+    "cloud_ptr",
+]
+
+# Queries per block in the plain-torch brute force, bounded so that one block of squared
+# distances stays near 16 MiB whatever the cloud size.
+_TORCH_BLOCK_ELEMENTS = 1 << 22
+
+
+def _has_pyg_lib_ops() -> bool:
+    if importlib.util.find_spec("pyg_lib") is None:
+        return False
+    try:
+        import pyg_lib  # noqa: F401  (registers torch.ops.pyg)
+    except (ImportError, OSError):
+        return False
+    return hasattr(torch.ops.pyg, "knn") and hasattr(torch.ops.pyg, "fps")
+
+
+def _has_module(name: str) -> bool:
+    if importlib.util.find_spec(name) is None:
+        return False
+    try:
+        importlib.import_module(name)
+    except (ImportError, OSError):  # a wheel built against another torch fails here
+        return False
+    return True
+
+
+_AVAILABLE = {
+    "pyg_lib": _has_pyg_lib_ops(),
+    "torch_cluster": _has_module("torch_cluster"),
+    "torch": True,
+}
+_HAS_TORCH_SCATTER = _has_module("torch_scatter")
+_forced: Optional[str] = None
+
+
+def available_backends() -> list[str]:
+    r"""Returns the neighbour/FPS back-ends importable here, fastest first."""
+    return [name for name, ok in _AVAILABLE.items() if ok]
+
+
+def get_backend() -> str:
+    r"""Returns the back-end in use: :obj:`"pyg_lib"`, :obj:`"torch_cluster"` or
+    :obj:`"torch"`."""
+    return _forced if _forced is not None else available_backends()[0]
+
+
+@contextlib.contextmanager
+def use_backend(name: str) -> Iterator[None]:
+    r"""Forces one back-end inside a :obj:`with` block.
+
+    Args:
+        name (str): :obj:`"pyg_lib"`, :obj:`"torch_cluster"` or :obj:`"torch"`.
+    """
+    global _forced
+    if name not in _AVAILABLE:
+        raise ValueError(f"Unknown back-end {name!r}; choose one of {sorted(_AVAILABLE)}")
+    if not _AVAILABLE[name]:
+        raise RuntimeError(f"Back-end {name!r} is not installed here")
+    previous, _forced = _forced, name
+    try:
+        yield
+    finally:
+        _forced = previous
+
+
+def cloud_sizes(batch: Tensor, num_clouds: int) -> Tensor:
+    r"""Number of points of each cloud, :obj:`[num_clouds]`, for a sorted batch vector."""
+    return torch.bincount(batch, minlength=num_clouds)
+
+
+def cloud_ptr(batch: Tensor, num_clouds: int) -> Tensor:
+    r"""CSR offsets :obj:`[num_clouds + 1]` of a sorted batch vector (empty clouds allowed)."""
+    sizes = cloud_sizes(batch, num_clouds)
+    return torch.cat([sizes.new_zeros(1), sizes.cumsum(0)])
+
+
+def _default_batch(x: Tensor, batch: Optional[Tensor]) -> Tensor:
+    return x.new_zeros(x.size(0), dtype=torch.long) if batch is None else batch
+
+
+def _num_clouds(*batches: Tensor) -> int:
+    return max((int(b.max()) + 1 if b.numel() > 0 else 0) for b in batches)
+
+
+class KNNResult(NamedTuple):
+    r"""The :obj:`k` nearest neighbours of each query, in a fixed :obj:`[M, k]` layout.
+
+    Attributes:
+        index (LongTensor): :obj:`[M, k]` indices into the reference points, nearest first.
+            Where a cloud holds fewer than :obj:`k` points, the missing slots are *padding*:
+            they repeat the query's nearest neighbour, so gathering with :obj:`index` is
+            always safe.
+        mask (BoolTensor): :obj:`[M, k]`, :obj:`True` for real neighbours and :obj:`False`
+            for padding.
+    """
+
+    index: Tensor
+    mask: Tensor
+
+
+def _edges_to_padded(row: Tensor, col: Tensor, num_queries: int, k: int) -> KNNResult:
+    # [2, E] edges grouped by query -> [M, k] table, padding repeating slot 0.
+    count = torch.bincount(row, minlength=num_queries)
+    start = count.cumsum(0) - count
+    slot = torch.arange(row.numel(), device=row.device) - start[row]
+    index = torch.full((num_queries, k), -1, dtype=torch.long, device=row.device)
+    index[row, slot] = col
+    mask = index >= 0
+    return KNNResult(torch.where(mask, index, index[:, :1]), mask)
+
+
+def _knn_torch(x: Tensor, y: Tensor, k: int, batch_x: Tensor, batch_y: Tensor, B: int) -> KNNResult:
+    # Brute force in blocks of queries against their own (padded) cloud: exact, and free of
+    # the cancellation that the |x|^2 - 2xy + |y|^2 trick suffers near ties.
+    from torch_geometric.utils import to_dense_batch
+
+    dense, valid = to_dense_batch(x, batch_x, batch_size=B)  # [B, Nmax, D]
+    n_max = dense.size(1)
+    k_eff = min(k, n_max)
+    ptr = cloud_ptr(batch_x, B)
+    block = max(1, _TORCH_BLOCK_ELEMENTS // max(1, n_max * x.size(1)))
+    index = torch.empty((y.size(0), k), dtype=torch.long, device=y.device)
+    mask = torch.zeros((y.size(0), k), dtype=torch.bool, device=y.device)
+    for start in range(0, y.size(0), block):
+        b = batch_y[start : start + block]
+        dist = (dense[b] - y[start : start + block, None]).pow(2).sum(-1)
+        dist = dist.masked_fill(~valid[b], float("inf"))
+        top_dist, top = dist.topk(k_eff, dim=1, largest=False)
+        ok = torch.isfinite(top_dist)
+        top = torch.where(ok, top, top[:, :1]) + ptr[b, None]
+        index[start : start + block, :k_eff] = top
+        mask[start : start + block, :k_eff] = ok
+    if k_eff < k:
+        index[:, k_eff:] = index[:, :1]
+    return KNNResult(index, mask)
+
+
+def knn(
+    x: Tensor,
+    y: Tensor,
+    k: int,
+    batch_x: Optional[Tensor] = None,
+    batch_y: Optional[Tensor] = None,
+) -> KNNResult:
+    r"""Finds for each point in :obj:`y` its :obj:`k` nearest points in :obj:`x` *of the
+    same cloud* (Euclidean distance), like :func:`torch_geometric.nn.knn`, but returned as a
+    fixed :obj:`[M, k]` table.
+
+    .. code-block:: python
+
+        x = torch.tensor([[0.0, 0, 0], [1, 0, 0], [5, 0, 0], [6, 0, 0]])
+        batch_x = torch.tensor([0, 0, 1, 1])
+        y = torch.tensor([[0.2, 0, 0], [5.9, 0, 0]])
+        batch_y = torch.tensor([0, 1])
+        index, mask = knn(x, y, 3, batch_x, batch_y)
+        # index = [[0, 1, 0], [3, 2, 3]], mask = [[True, True, False], [True, True, False]]
+
+    Args:
+        x (torch.Tensor): Reference points :math:`\mathbf{X} \in \mathbb{R}^{N \times D}`.
+        y (torch.Tensor): Query points :math:`\mathbf{Y} \in \mathbb{R}^{M \times D}`.
+        k (int): The number of neighbours.
+        batch_x (torch.Tensor, optional): Sorted batch vector
+            :math:`\mathbf{b} \in {\{ 0, \ldots, B-1\}}^N` of :obj:`x`. (default: :obj:`None`)
+        batch_y (torch.Tensor, optional): Sorted batch vector of :obj:`y`.
+            (default: :obj:`None`)
+
+    :rtype: :class:`KNNResult` with :obj:`index` and :obj:`mask` of shape :obj:`[M, k]`.
+        Neighbour search carries no gradient: recompute distances from :obj:`index`.
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1 (got {k})")
+    batch_x = _default_batch(x, batch_x)
+    batch_y = _default_batch(y, batch_y)
+    if y.size(0) == 0:
+        empty = torch.empty((0, k), dtype=torch.long, device=y.device)
+        return KNNResult(empty, empty.bool())
+    B = _num_clouds(batch_x, batch_y)
+    if bool((cloud_sizes(batch_x, B)[batch_y] == 0).any()):
+        raise ValueError("knn: some queries belong to a cloud that has no reference points")
+
+    with torch.no_grad():
+        backend = get_backend()
+        x, y = x.detach(), y.detach()
+        if backend == "torch":
+            return _knn_torch(x, y, k, batch_x, batch_y, B)
+        if backend == "pyg_lib":
+            edges = torch.ops.pyg.knn(x, y, cloud_ptr(batch_x, B), cloud_ptr(batch_y, B), k, False, 1)
+        else:
+            import torch_cluster
+
+            edges = torch_cluster.knn(x, y, k, batch_x, batch_y, batch_size=B)
+        return _edges_to_padded(edges[0], edges[1], y.size(0), k)
+
+
+def nearest(
+    x: Tensor,
+    y: Tensor,
+    batch_x: Optional[Tensor] = None,
+    batch_y: Optional[Tensor] = None,
+) -> Tensor:
+    r"""Index of the nearest point in :obj:`x` (same cloud) for each point in :obj:`y`.
+
+    Args:
+        x (torch.Tensor): Reference points :obj:`[N, D]`.
+        y (torch.Tensor): Query points :obj:`[M, D]`.
+        batch_x (torch.Tensor, optional): Sorted batch vector of :obj:`x`.
+            (default: :obj:`None`)
+        batch_y (torch.Tensor, optional): Sorted batch vector of :obj:`y`.
+            (default: :obj:`None`)
+
+    :rtype: :class:`torch.LongTensor` of shape :obj:`[M]`
+    """
+    return knn(x, y, 1, batch_x, batch_y).index[:, 0]
+
+
+def fps(
+    pos: Tensor,
+    batch: Optional[Tensor] = None,
+    ratio: float = 0.5,
+    random_start: bool = False,
+) -> Tensor:
+    r"""Farthest point sampling (`"PointNet++" <https://arxiv.org/abs/1706.02413>`_) on the
+    chosen back-end, with :func:`torch_geometric.nn.fps`'s counts
+    (:math:`\lceil n_i \cdot r \rceil` computed in float32) and output order (grouped by
+    cloud, start point first). Empty clouds get no points.
+
+    Args:
+        pos (torch.Tensor): Points :obj:`[N, D]`.
+        batch (torch.Tensor, optional): Sorted batch vector. (default: :obj:`None`)
+        ratio (float, optional): Sampling ratio in :math:`(0, 1]`. (default: :obj:`0.5`)
+        random_start (bool, optional): Start each cloud at a random point instead of its
+            first one. (default: :obj:`False`)
+
+    :rtype: :class:`torch.LongTensor`
+    """
+    from tg_samplenet.farthest_point import farthest_point_sampling, sample_counts
+
+    ratio = check_ratio(ratio)
+    batch = _default_batch(pos, batch)
+    if pos.size(0) == 0:
+        return torch.empty(0, dtype=torch.long, device=pos.device)
+    B = _num_clouds(batch)
+    backend = get_backend()
+    if backend == "torch" or bool((cloud_sizes(batch, B) == 0).any()):
+        # torch_cluster's fps kills the process on an empty cloud (rand() % 0).
+        counts = sample_counts(cloud_sizes(batch, B), ratio=ratio)
+        return farthest_point_sampling(pos, batch, counts, random_start=random_start)
+    if backend == "pyg_lib":
+        return torch.ops.pyg.fps(pos, cloud_ptr(batch, B), float(ratio), random_start)
+    import torch_cluster
+
+    return torch_cluster.fps(pos, batch, float(ratio), random_start)
+
+
+def scatter(src: Tensor, index: Tensor, dim_size: int, reduce: str = "sum") -> Tensor:
+    r"""Reduces rows of :obj:`src` that share an :obj:`index` (:obj:`"sum"`, :obj:`"mean"`,
+    :obj:`"max"` or :obj:`"min"`), with :obj:`torch_scatter` when installed and PyTorch's
+    :meth:`~torch.Tensor.scatter_reduce_` otherwise. Groups without members give 0.
+
+    Args:
+        src (torch.Tensor): Values :obj:`[N, *]`.
+        index (torch.LongTensor): Group of each row, :obj:`[N]`.
+        dim_size (int): Number of groups.
+        reduce (str, optional): The reduction. (default: :obj:`"sum"`)
+
+    :rtype: :class:`torch.Tensor` of shape :obj:`[dim_size, *]`
+    """
+    if reduce not in ("sum", "mean", "max", "min"):
+        raise ValueError(f"reduce must be 'sum', 'mean', 'max' or 'min' (got {reduce!r})")
+    if _HAS_TORCH_SCATTER and get_backend() != "torch":
+        import torch_scatter
+
+        return torch_scatter.scatter(src, index, dim=0, dim_size=dim_size, reduce=reduce)
+    shape = (dim_size,) + tuple(src.shape[1:])
+    expanded = index.view(-1, *([1] * (src.dim() - 1))).expand_as(src)
+    out = src.new_zeros(shape)
+    op = {"sum": "sum", "mean": "mean", "max": "amax", "min": "amin"}[reduce]
+    return out.scatter_reduce(0, expanded, src, op, include_self=False)

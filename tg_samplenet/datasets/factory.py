@@ -1,0 +1,101 @@
+r"""One entry point to every data set, used by the examples and benchmarks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from torch_geometric.data import InMemoryDataset
+
+from tg_samplenet.datasets.hdf5 import HDF5PointClouds
+from tg_samplenet.datasets.modelnet import ModelNetPointClouds
+from tg_samplenet.datasets.shapenet import ShapeNetPointClouds
+from tg_samplenet.datasets.synthetic import SyntheticShapes
+
+__all__ = ["DATASET_NAMES", "get_dataset"]
+
+DATASET_NAMES = ("synthetic", "modelnet10", "modelnet40", "h5", "shapenet")
+
+
+def get_dataset(
+    name: str,
+    root: str | None = None,
+    split: str = "train",
+    num_points: int | None = 1024,
+    categories: Sequence[str] | None = None,
+    seed: int | None = None,
+    **kwargs: Any,
+) -> InMemoryDataset:
+    r"""Builds one split of a data set by name. Every item is :obj:`Data(pos=[P, 3], y=[1])`
+    with the cloud centred and scaled into the unit sphere, and the returned data set lists
+    its class names in :obj:`dataset.classes` (label :obj:`i` at position :obj:`i`).
+
+    .. list-table::
+        :header-rows: 1
+
+        * - :obj:`name`
+          - data set
+          - splits
+        * - :obj:`"synthetic"`
+          - :class:`SyntheticShapes` (no files; :obj:`root` optionally caches)
+          - train, val, test
+        * - :obj:`"modelnet10"`, :obj:`"modelnet40"`
+          - :class:`ModelNetPointClouds` (meshes in :obj:`root/raw`)
+          - train, test
+        * - :obj:`"h5"`
+          - :class:`HDF5PointClouds` (:obj:`modelnet40_ply_hdf5_2048` layout)
+          - train, test
+        * - :obj:`"shapenet"`
+          - :class:`ShapeNetPointClouds` (:obj:`root/<synset>/<model>.ply`)
+          - train, val, test
+
+    .. code-block:: python
+
+        from tg_samplenet.datasets import get_dataset
+
+        train = get_dataset("synthetic", split="train", num_points=1024)
+        test = get_dataset("modelnet40", "data/ModelNet40", split="test", num_points=1024)
+
+    Args:
+        name (str): One of :obj:`"synthetic"`, :obj:`"modelnet10"`, :obj:`"modelnet40"`,
+            :obj:`"h5"`, :obj:`"shapenet"`.
+        root (str, optional): The data folder; required by every data set but
+            :obj:`"synthetic"`. (default: :obj:`None`)
+        split (str, optional): :obj:`"train"`, :obj:`"test"`, or :obj:`"val"` where the data
+            set has it. (default: :obj:`"train"`)
+        num_points (int, optional): Points per cloud; for :obj:`"h5"` and :obj:`"shapenet"`
+            the first stored points, :obj:`None` keeping all. (default: :obj:`1024`)
+        categories (Sequence[str], optional): Classes to keep, relabelled :obj:`0, ..., C-1`
+            in the given order. (default: :obj:`None`)
+        seed (int, optional): The data set's seed (the generator of :obj:`"synthetic"`, the
+            point sampling of ModelNet, the split of :obj:`"shapenet"`); :obj:`None` keeps
+            each data set's default. :obj:`"h5"` has no randomness and ignores it.
+            (default: :obj:`None`)
+        **kwargs (optional): Further arguments of the data set's class, e.g.
+            :obj:`transform`, or :obj:`samples_per_class` of :class:`SyntheticShapes` (which
+            sizes the synthetic data only: the other data sets keep all their clouds and
+            ignore it).
+
+    :rtype: :class:`~torch_geometric.data.InMemoryDataset`
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str (got {type(name).__name__})")
+    key = name.lower()
+    if key not in DATASET_NAMES:
+        raise ValueError(f"unknown data set {name!r}: choose from {list(DATASET_NAMES)}")
+    seeded = {} if seed is None else {"seed": seed}
+
+    if key == "synthetic":
+        return SyntheticShapes(
+            root, split=split, num_points=num_points, classes=categories, **seeded, **kwargs
+        )
+    kwargs.pop("samples_per_class", None)
+    if root is None:
+        raise ValueError(f"the data set {name!r} needs root, the folder that holds its files")
+    if key in ("modelnet10", "modelnet40"):
+        return ModelNetPointClouds(
+            root, key[-2:], split, num_points, categories, **seeded, **kwargs
+        )
+    if key == "h5":
+        return HDF5PointClouds(root, split, num_points, categories, **kwargs)
+    return ShapeNetPointClouds(root, split, num_points, categories, **seeded, **kwargs)

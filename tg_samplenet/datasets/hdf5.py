@@ -1,0 +1,203 @@
+r"""Point clouds in the HDF5 layout of the paper's ModelNet40 data
+(:obj:`modelnet40_ply_hdf5_2048`)."""
+
+from __future__ import annotations
+
+import os.path as osp
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch_geometric.data import Data, InMemoryDataset
+
+from tg_samplenet.datasets.normalize import normalize_unit_sphere
+from tg_samplenet.datasets.utils import (
+    check_names,
+    check_num_points,
+    check_root,
+    check_split,
+    selection_tag,
+)
+
+__all__ = ["HDF5PointClouds"]
+
+_SPLITS = ("train", "test")
+
+
+class HDF5PointClouds(InMemoryDataset):
+    r"""Point clouds stored in the HDF5 layout of the paper's ModelNet40 data,
+    :obj:`modelnet40_ply_hdf5_2048` from `"PointNet: Deep Learning on Point Sets for 3D
+    Classification and Segmentation" <https://arxiv.org/abs/1612.00593>`_:
+
+    .. code-block:: none
+
+        root/
+            train_files.txt   one HDF5 file per line (only the base name is used)
+            test_files.txt
+            shape_names.txt   optional: one class name per line, line i = label i
+            ply_data_train0.h5
+            ...
+
+    Each HDF5 file holds :obj:`data` of shape :obj:`[N, P, 3]` (any number of points
+    :math:`P`) and :obj:`label` of shape :obj:`[N, 1]` or :obj:`[N]`. The lines of the real
+    list files read like :obj:`data/modelnet40_ply_hdf5_2048/ply_data_train0.h5`; each is
+    looked up by its base name inside :obj:`root`.
+
+    The files are read once with :obj:`h5py` and the clouds cached under
+    :obj:`root/processed` (one file per split, number of points and class selection). Every
+    cloud is centred and scaled into the unit sphere after its points are selected.
+
+    Args:
+        root (str): The folder holding the files above.
+        split (str, optional): :obj:`"train"` or :obj:`"test"`. (default: :obj:`"train"`)
+        num_points (int, optional): Keep the *first* :obj:`num_points` stored points of each
+            cloud, as the paper's code does (an error if more are asked than stored);
+            :obj:`None` keeps all. (default: :obj:`None`)
+        categories (Sequence[str], optional): Class names to keep (they need
+            :obj:`shape_names.txt`), relabelled :obj:`0, ..., C-1` in the given order.
+            (default: :obj:`None`)
+        transform (callable, optional): A transform applied to each item on access.
+            (default: :obj:`None`)
+        pre_transform (callable, optional): A transform applied to each item once, before
+            caching. (default: :obj:`None`)
+        force_reload (bool, optional): Whether to re-read the HDF5 files.
+            (default: :obj:`False`)
+    """
+
+    def __init__(
+        self,
+        root: str,
+        split: str = "train",
+        num_points: int | None = None,
+        categories: Sequence[str] | None = None,
+        transform: Callable | None = None,
+        pre_transform: Callable | None = None,
+        force_reload: bool = False,
+    ) -> None:
+        root = check_root(root, "HDF5PointClouds")
+        self.split = check_split(split, _SPLITS, "HDF5PointClouds")
+        self.num_points = check_num_points(num_points, allow_none=True)
+        self.categories = check_names(categories, "categories")
+        self.shape_names = _read_shape_names(root)
+        if self.categories is not None:
+            if self.shape_names is None:
+                raise FileNotFoundError(
+                    f"selecting categories needs the class names in "
+                    f"{osp.join(root, 'shape_names.txt')}, which does not exist"
+                )
+            unknown = [name for name in self.categories if name not in self.shape_names]
+            if unknown:
+                raise ValueError(f"unknown categories {unknown}: choose from {self.shape_names}")
+
+        super().__init__(root, transform, pre_transform, force_reload=force_reload)
+        self.load(self.processed_paths[0])
+
+    @property
+    def processed_file_names(self) -> list[str]:
+        points = "all" if self.num_points is None else self.num_points
+        return [f"h5_{self.split}_n{points}_c{selection_tag(self.categories)}.pt"]
+
+    @property
+    def classes(self) -> list[str]:
+        r"""The class names, label :obj:`i` at position :obj:`i`."""
+        if self.categories is not None:
+            return list(self.categories)
+        if self.shape_names is not None:
+            return list(self.shape_names)
+        return [str(i) for i in range(int(self._data.y.max()) + 1)]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def process(self) -> None:
+        data_list: list[Data] = []
+        for path in self._h5_paths():
+            pos, label = _read_h5(path)
+            if label.numel() > 0 and int(label.min()) < 0:
+                raise ValueError(f"{path} holds negative labels")
+            if self.shape_names is not None and label.numel() > 0:
+                if int(label.max()) >= len(self.shape_names):
+                    raise ValueError(
+                        f"{path} holds labels outside [0, {len(self.shape_names) - 1}], the "
+                        f"range of the {len(self.shape_names)} names in shape_names.txt"
+                    )
+            if self.num_points is not None:
+                if self.num_points > pos.size(1):
+                    raise ValueError(
+                        f"num_points={self.num_points} but {path} stores only "
+                        f"{pos.size(1)} points per cloud"
+                    )
+                pos = pos[:, : self.num_points]
+            if self.categories is not None:
+                lookup = torch.full((len(self.shape_names),), -1, dtype=torch.long)
+                wanted = [self.shape_names.index(name) for name in self.categories]
+                lookup[wanted] = torch.arange(len(wanted))
+                label = lookup[label]
+                pos, label = pos[label >= 0], label[label >= 0]
+            pos = normalize_unit_sphere(pos)
+            data_list.extend(Data(pos=p, y=y.view(1)) for p, y in zip(pos, label, strict=True))
+
+        if len(data_list) == 0:
+            raise ValueError(f"no clouds of the selected categories in the {self.split} split")
+        if self.pre_transform is not None:
+            data_list = [self.pre_transform(data) for data in data_list]
+        self.save(data_list, self.processed_paths[0])
+
+    def _h5_paths(self) -> list[str]:
+        list_file = osp.join(self.root, f"{self.split}_files.txt")
+        if not osp.isfile(list_file):
+            raise FileNotFoundError(
+                f"the {self.split} split needs the list of its HDF5 files in {list_file}, "
+                "which does not exist"
+            )
+        with open(list_file) as f:
+            lines = [line.strip() for line in f if line.strip()]
+        if not lines:
+            raise ValueError(f"{list_file} lists no HDF5 files")
+        paths = [osp.join(self.root, osp.basename(line)) for line in lines]
+        missing = [path for path in paths if not osp.isfile(path)]
+        if missing:
+            raise FileNotFoundError(f"HDF5 files listed in {list_file} are missing: {missing}")
+        return paths
+
+    def __repr__(self) -> str:
+        return (
+            f"{self.__class__.__name__}({len(self)}, split={self.split!r}, "
+            f"num_points={self.num_points})"
+        )
+
+
+def _read_shape_names(root: str) -> list[str] | None:
+    path = osp.join(root, "shape_names.txt")
+    if not osp.isfile(path):
+        return None
+    with open(path) as f:
+        names = [line.strip() for line in f if line.strip()]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{path} names a class twice")
+    return names
+
+
+def _read_h5(path: str):
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        for key in ("data", "label"):
+            if key not in f:
+                raise ValueError(f"{path} has no {key!r} dataset (found {sorted(f.keys())})")
+        data, label = np.asarray(f["data"]), np.asarray(f["label"])
+    if data.ndim != 3 or data.shape[2] != 3:
+        raise ValueError(f"'data' in {path} must have shape [N, P, 3] (got {list(data.shape)})")
+    if data.shape[1] == 0:
+        raise ValueError(f"'data' in {path} holds clouds of zero points")
+    if not np.issubdtype(label.dtype, np.integer):
+        raise ValueError(f"'label' in {path} must hold integers (got {label.dtype})")
+    label = label.reshape(-1)
+    if label.shape[0] != data.shape[0]:
+        raise ValueError(
+            f"{path} holds {data.shape[0]} clouds but {label.shape[0]} labels "
+            "('label' must have shape [N, 1] or [N])"
+        )
+    pos = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))
+    return pos, torch.from_numpy(label.astype(np.int64))

@@ -1,0 +1,147 @@
+r"""ModelNet10/40 point clouds sampled from the meshes of a local copy of the data set, through
+:class:`torch_geometric.datasets.ModelNet`."""
+
+from __future__ import annotations
+
+import glob
+import os
+import os.path as osp
+from collections.abc import Callable, Sequence
+
+import torch
+import torch_geometric.transforms as T
+from torch_geometric.data import Data
+from torch_geometric.datasets import ModelNet
+from torch_geometric.io import read_off
+
+from tg_samplenet.datasets.normalize import NormalizeUnitSphere
+from tg_samplenet.datasets.utils import (
+    check_names,
+    check_num_points,
+    check_root,
+    check_split,
+    selection_tag,
+)
+
+__all__ = ["ModelNetPointClouds"]
+
+_SPLITS = ("train", "test")
+_NUM_CATEGORIES = {"10": 10, "40": 40}
+
+
+class ModelNetPointClouds(ModelNet):
+    r"""Point clouds of the ModelNet10 or ModelNet40 meshes from `"3D ShapeNets: A Deep
+    Representation for Volumetric Shapes" <https://arxiv.org/abs/1406.5670>`_, read by PyG's
+    :class:`~torch_geometric.datasets.ModelNet` from a local copy (no download).
+
+    Put the *contents* of the extracted :obj:`ModelNet10/` or :obj:`ModelNet40/` folder in
+    :obj:`root/raw/`, so that the meshes lie in :obj:`root/raw/<category>/{train,test}/
+    <category>_<id>.off`. Each mesh is turned into :obj:`num_points` points drawn uniformly
+    by area (:class:`~torch_geometric.transforms.SamplePoints`, seeded so that the cached
+    clouds are reproducible), centred and scaled into the unit sphere
+    (:class:`NormalizeUnitSphere`), and cached under :obj:`root/processed/<parameters>/`.
+    Items are :obj:`Data(pos, y)`.
+
+    Args:
+        root (str): The folder holding :obj:`raw/`.
+        name (str, optional): :obj:`"10"` or :obj:`"40"`. (default: :obj:`"10"`)
+        split (str, optional): :obj:`"train"` or :obj:`"test"`. (default: :obj:`"train"`)
+        num_points (int, optional): Points sampled per mesh. (default: :obj:`1024`)
+        categories (Sequence[str], optional): Categories to keep (folder names such as
+            :obj:`"chair"`), labelled :obj:`0, ..., C-1` in the given order; :obj:`None`
+            keeps all, labelled in sorted order as PyG does. (default: :obj:`None`)
+        seed (int, optional): The seed of the point sampling. (default: :obj:`0`)
+        transform (callable, optional): A transform applied to each item on access.
+            (default: :obj:`None`)
+        force_reload (bool, optional): Whether to re-read the meshes. (default: :obj:`False`)
+    """
+
+    def __init__(
+        self,
+        root: str,
+        name: str = "10",
+        split: str = "train",
+        num_points: int = 1024,
+        categories: Sequence[str] | None = None,
+        seed: int = 0,
+        transform: Callable | None = None,
+        force_reload: bool = False,
+    ) -> None:
+        root = check_root(root, f"ModelNet{name}")
+        if name not in _NUM_CATEGORIES:
+            raise ValueError(f"name must be '10' or '40' (got {name!r})")
+        self.split = check_split(split, _SPLITS, f"ModelNet{name}")
+        self.num_points = check_num_points(num_points, allow_none=False)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an int (got {type(seed).__name__})")
+        self.seed = seed
+        self.classes = _resolve_categories(root, name, check_names(categories, "categories"))
+        self._selection = None if categories is None else list(self.classes)
+
+        pre_transform = T.Compose([T.SamplePoints(num_points), NormalizeUnitSphere()])
+        super().__init__(root, name, split == "train", transform, pre_transform, None, force_reload)
+
+    @property
+    def processed_dir(self) -> str:
+        tag = selection_tag(self._selection)
+        return osp.join(self.root, "processed", f"n{self.num_points}_seed{self.seed}_c{tag}")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def download(self) -> None:
+        raise FileNotFoundError(
+            f"ModelNet{self.name} is not downloaded here: extract ModelNet{self.name}.zip "
+            f"and put the contents of its ModelNet{self.name}/ folder (the category folders "
+            f"such as chair/ with train/ and test/ inside) into {self.raw_dir}"
+        )
+
+    def process(self) -> None:
+        # The sampling is seeded once for the whole run (meshes in sorted order), without
+        # touching the caller's global random state.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            super().process()
+
+    def process_set(self, dataset: str) -> list[Data]:
+        data_list = []
+        for target, category in enumerate(self.classes):
+            folder = osp.join(self.raw_dir, category, dataset)
+            for path in sorted(glob.glob(osp.join(folder, f"{category}_*.off"))):
+                mesh = read_off(path)
+                if mesh.face is None or mesh.face.numel() == 0:
+                    raise ValueError(f"{path} holds no faces to sample points from")
+                data = self.pre_transform(mesh)
+                data_list.append(Data(pos=data.pos, y=torch.tensor([target])))
+        if len(data_list) == 0:
+            raise FileNotFoundError(f"no meshes {self.raw_dir}/<category>/{dataset}/*.off found")
+        return data_list
+
+    def __repr__(self) -> str:
+        return (
+            f"{self.__class__.__name__}{self.name}({len(self)}, split={self.split!r}, "
+            f"num_points={self.num_points})"
+        )
+
+
+def _resolve_categories(root: str, name: str, categories: list[str] | None) -> list[str]:
+    raw_dir = osp.join(root, "raw")
+    if not osp.isdir(raw_dir):
+        raise FileNotFoundError(
+            f"ModelNet{name} is not downloaded here: extract ModelNet{name}.zip and put the "
+            f"contents of its ModelNet{name}/ folder (the category folders such as chair/ with "
+            f"train/ and test/ inside) into {raw_dir}"
+        )
+    found = sorted(entry for entry in os.listdir(raw_dir) if osp.isdir(osp.join(raw_dir, entry)))
+    if len(found) != _NUM_CATEGORIES[name]:
+        raise ValueError(
+            f"{raw_dir} holds {len(found)} category folders but ModelNet{name} has "
+            f"{_NUM_CATEGORIES[name]}: is it the right data set?"
+        )
+    if categories is None:
+        return found
+    unknown = [category for category in categories if category not in found]
+    if unknown:
+        raise ValueError(f"unknown categories {unknown}: choose from {found}")
+    return categories

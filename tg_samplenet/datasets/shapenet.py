@@ -1,0 +1,203 @@
+r"""ShapeNetCore point clouds stored as PLY files, one folder per synset: the data of the
+paper's autoencoder (reconstruction) task."""
+
+from __future__ import annotations
+
+import os
+import os.path as osp
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch_geometric.data import Data, InMemoryDataset
+
+from tg_samplenet.datasets.normalize import normalize_unit_sphere
+from tg_samplenet.datasets.utils import (
+    check_names,
+    check_num_points,
+    check_root,
+    check_split,
+    selection_tag,
+)
+
+__all__ = ["ShapeNetPointClouds", "read_ply_points"]
+
+_SPLITS = ("train", "val", "test")
+_SPLIT_FRACTIONS = (0.85, 0.05, 0.10)
+
+
+def read_ply_points(path: str) -> torch.Tensor:
+    r"""Reads the vertex coordinates :obj:`x, y, z` of a PLY file (ASCII or binary) with
+    :obj:`plyfile`.
+
+    :rtype: :class:`torch.Tensor` of shape :obj:`[num_vertices, 3]`, :obj:`float32`
+    """
+    try:
+        from plyfile import PlyData
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "reading PLY files needs the 'plyfile' package: pip install plyfile"
+        ) from error
+
+    ply = PlyData.read(path)
+    if "vertex" not in ply:
+        raise ValueError(f"{path} has no 'vertex' element")
+    vertex = ply["vertex"].data
+    missing = [key for key in ("x", "y", "z") if key not in (vertex.dtype.names or ())]
+    if missing:
+        raise ValueError(f"the vertices of {path} lack the properties {missing}")
+    pos = np.stack([vertex["x"], vertex["y"], vertex["z"]], axis=1).astype(np.float32)
+    return torch.from_numpy(pos)
+
+
+class ShapeNetPointClouds(InMemoryDataset):
+    r"""ShapeNetCore point clouds in PLY files, as used for the autoencoder of `"Learning
+    Representations and Generative Models for 3D Point Clouds"
+    <https://arxiv.org/abs/1707.02392>`_ (2048 points per shape) and for SampleNet's
+    reconstruction task:
+
+    .. code-block:: none
+
+        root/<synset id>/<model id>.ply
+
+    The models of each class are split 85% / 5% / 10% into train / val / test as in the
+    authors' code: the files sorted by name, permuted by
+    :obj:`numpy.random.RandomState(seed)`, and cut at :math:`\mathrm{round}(0.85 n)` and
+    :math:`\mathrm{round}(0.9 n)`. Every cloud is centred and scaled into the unit sphere. The
+    three splits are cached together under :obj:`root/processed`.
+
+    Args:
+        root (str): The folder holding the synset folders.
+        split (str, optional): :obj:`"train"`, :obj:`"val"` or :obj:`"test"`.
+            (default: :obj:`"train"`)
+        num_points (int, optional): Keep the *first* :obj:`num_points` points of each cloud
+            (an error if a file stores fewer); :obj:`None` keeps all. (default: :obj:`None`)
+        categories (Sequence[str], optional): Classes to keep, by name (see
+            :attr:`SYNSET_IDS`) or synset id, labelled :obj:`0, ..., C-1` in the given order;
+            :obj:`None` keeps every synset folder under :obj:`root`, in sorted order.
+            (default: :obj:`None`)
+        seed (int, optional): The seed of the per-class split. (default: :obj:`42`)
+        transform (callable, optional): A transform applied to each item on access.
+            (default: :obj:`None`)
+        pre_transform (callable, optional): A transform applied to each item once, before
+            caching. (default: :obj:`None`)
+        force_reload (bool, optional): Whether to re-read the PLY files.
+            (default: :obj:`False`)
+    """
+
+    SYNSET_IDS: dict[str, str] = {
+        "airplane": "02691156",
+        "bench": "02828884",
+        "cabinet": "02933112",
+        "car": "02958343",
+        "chair": "03001627",
+        "lamp": "03636649",
+        "monitor": "03211117",
+        "rifle": "04090263",
+        "sofa": "04256520",
+        "speaker": "03691459",
+        "table": "04379243",
+        "telephone": "04401088",
+        "vessel": "04530566",
+    }
+
+    def __init__(
+        self,
+        root: str,
+        split: str = "train",
+        num_points: int | None = None,
+        categories: Sequence[str] | None = None,
+        seed: int = 42,
+        transform: Callable | None = None,
+        pre_transform: Callable | None = None,
+        force_reload: bool = False,
+    ) -> None:
+        root = check_root(root, "ShapeNetPointClouds")
+        self.split = check_split(split, _SPLITS, "ShapeNetPointClouds")
+        self.num_points = check_num_points(num_points, allow_none=True)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int (got {seed!r})")
+        self.seed = seed
+        self.synset_ids = _resolve_synsets(root, check_names(categories, "categories"))
+        names = {synset: name for name, synset in self.SYNSET_IDS.items()}
+        self.classes = [names.get(synset, synset) for synset in self.synset_ids]
+
+        super().__init__(root, transform, pre_transform, force_reload=force_reload)
+        self.load(self.processed_paths[_SPLITS.index(split)])
+
+    @property
+    def processed_file_names(self) -> list[str]:
+        points = "all" if self.num_points is None else self.num_points
+        tag = selection_tag(self.synset_ids)
+        return [f"shapenet_{s}_n{points}_seed{self.seed}_c{tag}.pt" for s in _SPLITS]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def process(self) -> None:
+        splits: tuple[list[Data], ...] = ([], [], [])
+        for label, synset in enumerate(self.synset_ids):
+            folder = osp.join(self.root, synset)
+            files = sorted(f for f in os.listdir(folder) if f.endswith(".ply"))
+            for part, chosen in zip(splits, split_indices(len(files), self.seed), strict=True):
+                for i in chosen:
+                    part.append(self._read(osp.join(folder, files[i]), label))
+        for data_list, path in zip(splits, self.processed_paths, strict=True):
+            if self.pre_transform is not None:
+                data_list = [self.pre_transform(data) for data in data_list]
+            self.save(data_list, path)
+
+    def _read(self, path: str, label: int) -> Data:
+        pos = read_ply_points(path)
+        if pos.size(0) == 0:
+            raise ValueError(f"{path} holds no points")
+        if self.num_points is not None:
+            if self.num_points > pos.size(0):
+                raise ValueError(
+                    f"num_points={self.num_points} but {path} stores only {pos.size(0)} points"
+                )
+            pos = pos[: self.num_points]
+        return Data(pos=normalize_unit_sphere(pos), y=torch.tensor([label]))
+
+    def __repr__(self) -> str:
+        return (
+            f"{self.__class__.__name__}({len(self)}, split={self.split!r}, "
+            f"num_points={self.num_points}, classes={self.classes})"
+        )
+
+
+def split_indices(num_models: int, seed: int = 42) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""The indices of the train, val and test models of one class of :obj:`num_models`
+    models (85% / 5% / 10%): a seeded permutation cut at :math:`\mathrm{round}(0.85 n)` and
+    :math:`\mathrm{round}(0.9 n)`, as in the SampleNet authors' ShapeNet split.
+
+    :rtype: (:class:`numpy.ndarray`, :class:`numpy.ndarray`, :class:`numpy.ndarray`)
+    """
+    perm = np.random.RandomState(seed).permutation(num_models)
+    train_end = int(round(_SPLIT_FRACTIONS[0] * num_models))
+    val_end = int(round((_SPLIT_FRACTIONS[0] + _SPLIT_FRACTIONS[1]) * num_models))
+    return perm[:train_end], perm[train_end:val_end], perm[val_end:]
+
+
+def _resolve_synsets(root: str, categories: list[str] | None) -> list[str]:
+    available = sorted(
+        entry
+        for entry in os.listdir(root)
+        if entry != "processed"
+        and osp.isdir(osp.join(root, entry))
+        and any(f.endswith(".ply") for f in os.listdir(osp.join(root, entry)))
+    )
+    if not available:
+        raise FileNotFoundError(f"no <synset id>/<model id>.ply folders found under {root}")
+    if categories is None:
+        return available
+    synsets = [ShapeNetPointClouds.SYNSET_IDS.get(c, c) for c in categories]
+    if len(set(synsets)) != len(synsets):
+        raise ValueError(f"categories names a class twice (by name and synset id): {categories}")
+    unknown = [c for c, synset in zip(categories, synsets, strict=True) if synset not in available]
+    if unknown:
+        names = {synset: name for name, synset in ShapeNetPointClouds.SYNSET_IDS.items()}
+        found = [f"{names[s]} ({s})" if s in names else s for s in available]
+        raise ValueError(f"categories {unknown} not found under {root}: found {found}")
+    return synsets

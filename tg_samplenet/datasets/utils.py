@@ -1,0 +1,61 @@
+r"""Argument checks and cache-file naming shared by the data sets."""
+
+from __future__ import annotations
+
+import hashlib
+import os.path as osp
+from collections.abc import Sequence
+
+from tg_samplenet.validation import check_positive_int
+
+__all__ = ["check_root", "check_split", "check_num_points", "check_names", "selection_tag"]
+
+
+def check_root(root: str | None, what: str) -> str:
+    r"""Checks that :obj:`root` names an existing folder and returns it expanded."""
+    if root is None:
+        raise ValueError(f"{what} needs a data root folder (got root=None)")
+    if not isinstance(root, str):
+        raise TypeError(f"root must be a str (got {type(root).__name__})")
+    root = osp.expanduser(root)
+    if not osp.isdir(root):
+        raise FileNotFoundError(f"{what}: the data root {root!r} is not a folder")
+    return root
+
+
+def check_split(split: str, allowed: Sequence[str], what: str) -> str:
+    r"""Checks that :obj:`split` is one of :obj:`allowed`."""
+    if split not in allowed:
+        raise ValueError(f"{what} has the splits {list(allowed)} (got split={split!r})")
+    return split
+
+
+def check_num_points(num_points: int | None, allow_none: bool) -> int | None:
+    r"""Checks a number of points per cloud: a positive int, or :obj:`None` (all points)
+    where :obj:`allow_none`."""
+    if num_points is None and allow_none:
+        return None
+    check_positive_int(num_points, "num_points")
+    return num_points
+
+
+def check_names(names: Sequence[str] | None, argument: str) -> list[str] | None:
+    r"""Checks an optional, non-empty sequence of distinct names (not a single str)."""
+    if names is None:
+        return None
+    if isinstance(names, str):
+        raise TypeError(f"{argument} must be a sequence of names, not a str (got {names!r})")
+    names = list(names)
+    if len(names) == 0:
+        raise ValueError(f"{argument} must name at least one class")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{argument} contains duplicates: {names}")
+    return names
+
+
+def selection_tag(names: Sequence[str] | None) -> str:
+    r"""A short, file-name-safe tag for an ordered class selection (:obj:`"all"` for
+    :obj:`None`), so that each selection caches to its own file."""
+    if names is None:
+        return "all"
+    return hashlib.sha1(",".join(names).encode()).hexdigest()[:10]

@@ -1,0 +1,17 @@
+r"""Task networks SampleNet is trained for: the PointNet classifier, PCRNet for
+registration and the point-cloud autoencoder for reconstruction, all in PyG's
+:obj:`(pos, batch)` layout."""
+
+from .autoencoder import PointCloudAE, ReconstructionOutput
+from .pcrnet import PCRNet, PCRNetOutput
+from .pointnet import PointNet, TNet, orthogonality_regularizer
+
+__all__ = [
+    "PointNet",
+    "TNet",
+    "orthogonality_regularizer",
+    "PCRNet",
+    "PCRNetOutput",
+    "PointCloudAE",
+    "ReconstructionOutput",
+]

@@ -1,0 +1,337 @@
+r"""The SampleNet sampler: a PointNet-style simplifier, the soft projection in training and
+hard matching at inference, on PyG batches of clouds of any sizes."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+import torch
+from torch import Tensor
+from torch_geometric.nn import MLP, global_max_pool
+
+from tg_samplenet.backend import cloud_sizes, nearest
+from tg_samplenet.farthest_point import rank_in_cloud, sample_counts
+from tg_samplenet.matching import hard_sample
+from tg_samplenet.soft_projection import SoftProjection
+from tg_samplenet.validation import (
+    check_batch,
+    check_points,
+    check_positive_int,
+    check_ratio,
+    check_same_device,
+)
+
+__all__ = ["SampleNet", "SampleNetOutput"]
+
+
+def _mlp(mlp: MLP, x: Tensor) -> Tensor:
+    return mlp(x)
+
+
+def _mlp_folded(mlp: MLP, x: Tensor) -> Tensor:
+    # Inference with each eval-mode BatchNorm folded into its Linear layer: one fused
+    # addmm + in-place ReLU per layer instead of three passes over [N, C] activations.
+    num_hidden = len(mlp.lins) - (1 if mlp.plain_last else 0)
+    for i, lin in enumerate(mlp.lins):
+        if i == num_hidden:
+            return lin(x)
+        bn = mlp.norms[i].module
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        bias = (lin.bias - bn.running_mean) * scale + bn.bias
+        x = torch.addmm(bias, x, (lin.weight * scale.unsqueeze(1)).t()).relu_()
+    return x
+
+
+@dataclass
+class SampleNetOutput:
+    r"""What :class:`SampleNet` returns for a batch of :math:`B` clouds.
+
+    Attributes:
+        pos (torch.Tensor): :obj:`[M, 3]`, what the task should consume: soft-projected points
+            in training mode (differentiable; the simplified points themselves with
+            :obj:`skip_projection=True`), :obj:`pos[index]` in eval mode.
+        index (torch.LongTensor): :obj:`[M]` indices into the input :obj:`pos`, grouped by
+            cloud in batch order. In eval mode they are unique within each cloud. In training
+            mode they are each output point's nearest input point (repeats possible).
+        batch (torch.LongTensor): :obj:`[M]` batch vector of the output points.
+        counts (torch.LongTensor): :obj:`[B]` output points per cloud.
+        simplified (torch.Tensor): :obj:`[B' * m, 3]` the simplified points
+            :math:`\mathbf{Q}`, :obj:`m = num_out_points` per non-empty cloud, in the
+            network's order (the losses need them).
+        simplified_batch (torch.LongTensor): :obj:`[B' * m]` batch vector of
+            :obj:`simplified`.
+        weights (torch.Tensor, optional): :obj:`[M, k]` soft-projection weights (training
+            mode with projection only).
+        neighbors (torch.LongTensor, optional): :obj:`[M, k]` their neighbour indices.
+        sigma (torch.Tensor, optional): The projection's :math:`\sigma = t^2 + \sigma_{\min}`
+            (:obj:`None` without projection); its projection loss.
+    """
+
+    pos: Tensor
+    index: Tensor
+    batch: Tensor
+    counts: Tensor
+    simplified: Tensor
+    simplified_batch: Tensor
+    weights: Optional[Tensor] = None
+    neighbors: Optional[Tensor] = None
+    sigma: Optional[Tensor] = field(default=None)
+
+    def carry(self, src: Tensor) -> Tensor:
+        r"""Takes any per-point tensor :obj:`src` :obj:`[N, *]` of the input (features,
+        normals, colours) through the same selection: gathered at :obj:`index` in eval mode,
+        mixed with the soft-projection weights in training. Integer tensors are gathered at
+        the highest-weight neighbour (:obj:`index`) in both modes.
+
+        :rtype: :class:`torch.Tensor` of shape :obj:`[M, *]`
+        """
+        if self.weights is None or not torch.is_floating_point(src):
+            return src[self.index]
+        w = self.weights.view(*self.weights.shape, *([1] * (src.dim() - 1)))
+        return (w * src[self.neighbors]).sum(1)
+
+    def prefix(self, size: int) -> "SampleNetOutput":
+        r"""The first :obj:`size` output points of each cloud (a progressive sampler's
+        ordered output makes every prefix a sample). Simplified points are cut alike."""
+        B = self.counts.numel()
+        keep = rank_in_cloud(self.batch, B) < size
+        keep_q = rank_in_cloud(self.simplified_batch, B) < size
+        return SampleNetOutput(
+            pos=self.pos[keep],
+            index=self.index[keep],
+            batch=self.batch[keep],
+            counts=self.counts.clamp(max=size),
+            simplified=self.simplified[keep_q],
+            simplified_batch=self.simplified_batch[keep_q],
+            weights=None if self.weights is None else self.weights[keep],
+            neighbors=None if self.neighbors is None else self.neighbors[keep],
+            sigma=self.sigma,
+        )
+
+
+class SampleNet(torch.nn.Module):
+    r"""The learned point-cloud sampler from the `"SampleNet: Differentiable Point Cloud
+    Sampling" <https://arxiv.org/abs/1912.03663>`_ paper, on PyG batches.
+
+    A PointNet-style network simplifies each cloud :math:`\mathbf{P}_i` (:math:`n_i` points)
+    to :math:`m` points :math:`\mathbf{Q}_i = f_\theta(\mathbf{P}_i)`: a per-point MLP
+    3-64-64-64-128-128 (BatchNorm, ReLU), a global max pool per cloud and an MLP
+    256-256-256-:math:`3m`. Then
+
+    - in **training** mode, the :class:`~tg_samplenet.SoftProjection` maps each
+      :math:`\mathbf{q}` to a weighted average of its :math:`k` nearest input points
+      (differentiable), and
+    - in **eval** mode, each :math:`\mathbf{q}` is matched to its nearest input point,
+      repeats are dropped per cloud (first occurrence kept) and farthest point sampling
+      continued from the matched set completes the sample
+      (:func:`~tg_samplenet.matching.hard_sample`).
+
+    Each cloud yields :math:`\min(m, n_i)` points, or, with :obj:`ratio`,
+    :math:`\lceil n_i \cdot r \rceil` (float32, as :func:`torch_geometric.nn.fps`) taken as
+    a prefix of the ordered output; in training at most :math:`m`. A progressive sampler
+    (SampleNet-Progressive, trained with
+    :func:`~tg_samplenet.losses.progressive_loss`) has :math:`m = n` and orders its output
+    so that any prefix is a good sample.
+
+    .. code-block:: python
+
+        sampler = SampleNet(num_out_points=32)
+        out = sampler(data.pos, data.batch)     # training: out.pos is differentiable
+        sampler.eval()
+        out = sampler(data.pos, data.batch)     # eval: out.index selects input points
+
+    Args:
+        num_out_points (int): The number :math:`m` of simplified points per cloud.
+        k (int, optional): Neighbours of the soft projection. (default: :obj:`7`)
+        skip_projection (bool, optional): S-NET mode (Dovrat et al., 2019): the task
+            consumes the simplified points in training, matching happens only at inference.
+            (default: :obj:`False`)
+        complete_fps (bool, optional): Complete de-duplicated samples with farthest point
+            sampling; if :obj:`False`, a cloud can get fewer points. (default: :obj:`True`)
+        progressive (bool, optional): Marks a SampleNet-Progressive sampler (informative;
+            the progressive behaviour comes from its loss). (default: :obj:`False`)
+        initial_temperature (float, optional): Initial temperature :math:`t`.
+            (default: :obj:`1.0`)
+        min_sigma (float, optional): Lower bound added to :math:`\sigma = t^2`.
+            (default: :obj:`1e-4`)
+        learn_temperature (bool, optional): Learn :math:`t` (else it follows a fixed
+            profile). (default: :obj:`True`)
+        point_channels (tuple of int, optional): Widths of the per-point MLP.
+            (default: :obj:`(64, 64, 64, 128, 128)`)
+        head_channels (tuple of int, optional): Widths of the hidden layers of the head.
+            (default: :obj:`(256, 256, 256)`)
+
+    Shapes:
+        - **input:** points :math:`(N, 3)`, batch vector :math:`(N)` (optional)
+        - **output:** :class:`SampleNetOutput` with :obj:`pos` :math:`(M, 3)`, :obj:`index`
+          and :obj:`batch` :math:`(M)`, :obj:`simplified` :math:`(B \cdot m, 3)`
+    """
+
+    def __init__(
+        self,
+        num_out_points: int,
+        k: int = 7,
+        skip_projection: bool = False,
+        complete_fps: bool = True,
+        progressive: bool = False,
+        initial_temperature: float = 1.0,
+        min_sigma: float = 1e-4,
+        learn_temperature: bool = True,
+        point_channels: tuple[int, ...] = (64, 64, 64, 128, 128),
+        head_channels: tuple[int, ...] = (256, 256, 256),
+    ):
+        super().__init__()
+        check_positive_int(num_out_points, "num_out_points")
+        check_positive_int(k, "k")
+        self.num_out_points = num_out_points
+        self.k = k
+        self.skip_projection = skip_projection
+        self.complete_fps = complete_fps
+        self.progressive = progressive
+        self.point_channels = tuple(point_channels)
+        self.head_channels = tuple(head_channels)
+        self._config = dict(
+            num_out_points=num_out_points,
+            k=k,
+            skip_projection=skip_projection,
+            complete_fps=complete_fps,
+            progressive=progressive,
+            initial_temperature=initial_temperature,
+            min_sigma=min_sigma,
+            learn_temperature=learn_temperature,
+            point_channels=list(point_channels),
+            head_channels=list(head_channels),
+        )
+
+        # A batch of one cloud (or one point) still trains: BatchNorm then falls back to
+        # its running statistics.
+        self.point_mlp = MLP(
+            [3, *point_channels],
+            norm="batch_norm",
+            norm_kwargs={"allow_single_element": True},
+            plain_last=False,
+        )
+        self.head = MLP(
+            [point_channels[-1], *head_channels, 3 * num_out_points],
+            norm="batch_norm",
+            norm_kwargs={"allow_single_element": True},
+        )
+        self.projection = SoftProjection(k, initial_temperature, min_sigma, learn_temperature)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        self.point_mlp.reset_parameters()
+        self.head.reset_parameters()
+        self.projection.reset_parameters()
+
+    @property
+    def config(self) -> dict[str, Any]:
+        r"""The constructor arguments, enough to rebuild this sampler."""
+        return dict(self._config)
+
+    def simplify(self, pos: Tensor, batch: Tensor, num_clouds: int) -> Tensor:
+        r"""The simplification network: :math:`m` points per cloud, :obj:`[B, m, 3]`."""
+        mlp = _mlp if self.training else _mlp_folded
+        h = mlp(self.point_mlp, pos)
+        h = global_max_pool(h, batch, size=num_clouds)
+        return mlp(self.head, h).view(num_clouds, self.num_out_points, 3)
+
+    def forward(
+        self,
+        pos: Tensor,
+        batch: Optional[Tensor] = None,
+        ratio: Optional[float] = None,
+        num_samples: Optional[int] = None,
+        num_clouds: Optional[int] = None,
+    ) -> SampleNetOutput:
+        r"""
+        Args:
+            pos (torch.Tensor): Points :obj:`[N, 3]`.
+            batch (torch.Tensor, optional): Sorted batch vector
+                :math:`\mathbf{b} \in {\{ 0, \ldots, B-1\}}^N`. (default: :obj:`None`)
+            ratio (float, optional): Sample :math:`\lceil n_i \cdot r \rceil` points per cloud,
+                like :func:`torch_geometric.nn.fps`. (default: :obj:`None`)
+            num_samples (int, optional): Sample :math:`\min(c, n_i)` points per cloud: any
+                prefix size :math:`c` of a progressive sampler. (default: :obj:`None`, which
+                means :obj:`num_out_points`)
+            num_clouds (int, optional): The number of clouds :math:`B`, if some trailing ones
+                are empty. (default: :obj:`None`)
+        """
+        check_points(pos, "pos")
+        batch = check_batch(batch, pos, "batch")
+        if ratio is not None:
+            ratio = check_ratio(ratio)
+        if num_samples is not None:
+            check_positive_int(num_samples, "num_samples")
+        param = next(self.parameters())
+        check_same_device(pos, param)
+        if pos.dtype != param.dtype:
+            raise TypeError(f"pos is {pos.dtype} but SampleNet's parameters are {param.dtype}")
+
+        B = num_clouds if num_clouds is not None else (int(batch[-1]) + 1 if batch.numel() else 0)
+        sizes = cloud_sizes(batch, B)
+        if sizes.numel() > B:
+            raise ValueError(f"num_clouds={B} is smaller than the batch vector implies")
+        counts = sample_counts(sizes, num_samples or self.num_out_points, ratio)
+
+        simplified = self.simplify(pos, batch, B).reshape(-1, 3)
+        simplified_batch = torch.arange(B, device=pos.device).repeat_interleave(self.num_out_points)
+        # Empty clouds have nothing to project onto, match with or be compared to.
+        present = (sizes > 0)[simplified_batch]
+        simplified, simplified_batch = simplified[present], simplified_batch[present]
+        query, query_batch = simplified, simplified_batch
+        out = dict(counts=counts, simplified=simplified, simplified_batch=simplified_batch)
+
+        if not self.training:
+            index = hard_sample(pos, batch, query, query_batch, counts, self.complete_fps)
+            if not self.complete_fps:  # de-duplication may leave a cloud short
+                out["counts"] = cloud_sizes(batch[index], B)
+            return SampleNetOutput(pos=pos[index], index=index, batch=batch[index], **out)
+
+        counts = counts.clamp(max=self.num_out_points)
+        keep = rank_in_cloud(query_batch, B) < counts[query_batch]
+        query, query_batch = query[keep], query_batch[keep]
+        out["counts"] = counts
+        if self.skip_projection:
+            index = nearest(pos, query, batch, query_batch)
+            return SampleNetOutput(pos=query, index=index, batch=query_batch, **out)
+        proj = self.projection(pos, query, batch, query_batch)
+        index = proj.neighbors.gather(1, proj.weights.argmax(1, keepdim=True)).view(-1)
+        return SampleNetOutput(
+            pos=proj.pos,
+            index=index,
+            batch=query_batch,
+            weights=proj.weights,
+            neighbors=proj.neighbors,
+            sigma=self.projection.sigma,
+            **out,
+        )
+
+    def save(self, path: Union[str, os.PathLike]):
+        r"""Saves the configuration and weights to :obj:`path` atomically (a partial file never
+        replaces a good one)."""
+        from tg_samplenet.checkpoint import atomic_save
+
+        atomic_save({"config": self.config, "state_dict": self.state_dict()}, path)
+
+    @classmethod
+    def load(cls, path: Union[str, os.PathLike], map_location: Any = "cpu") -> "SampleNet":
+        r"""Rebuilds a sampler saved with :meth:`save`."""
+        state = torch.load(path, map_location=map_location, weights_only=True)
+        if not isinstance(state, dict) or "config" not in state or "state_dict" not in state:
+            raise ValueError(f"{path} is not a SampleNet file written by SampleNet.save()")
+        sampler = cls(**state["config"])
+        sampler.load_state_dict(state["state_dict"])
+        return sampler
+
+    def __repr__(self) -> str:
+        extra = ""
+        if self.skip_projection:
+            extra += ", skip_projection=True"
+        if self.progressive:
+            extra += ", progressive=True"
+        if not self.complete_fps:
+            extra += ", complete_fps=False"
+        return f"{self.__class__.__name__}({self.num_out_points}, k={self.k}{extra})"

@@ -1,0 +1,81 @@
+r"""Temperature profiles for the soft projection (paper §4.1, Table 1 and Fig. 8).
+
+A profile gives :math:`\sigma = t^2` per epoch. The learned profile leaves :math:`t` to the
+optimiser (with the loss term :math:`\lambda \sigma`); the others set it before each epoch
+with :math:`\lambda = 0`, as in the paper's study.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+from tg_samplenet.soft_projection import SoftProjection
+
+__all__ = ["TemperatureProfile", "temperature_profile"]
+
+
+class TemperatureProfile:
+    r"""A schedule of the squared temperature :math:`\sigma` over epochs.
+
+    .. math::
+        \sigma_{\text{linear}}(e) &= \max\left(\sigma_0 - (\sigma_0 - \sigma_1)
+            \tfrac{e}{E}, \sigma_1\right) \\
+        \sigma_{\text{exponential}}(e) &= \sigma_0 (\sigma_1 / \sigma_0)^{\min(e / E, 1)} \\
+        \sigma_{\text{constant}}(e) &= \sigma_0
+
+    Args:
+        kind (str): :obj:`"learned"`, :obj:`"linear"` (linear rectified),
+            :obj:`"exponential"` or :obj:`"constant"`.
+        start (float, optional): :math:`\sigma_0`. (default: :obj:`1.0`)
+        end (float, optional): :math:`\sigma_1`. (default: :obj:`1e-3`)
+        num_epochs (int, optional): :math:`E`, the epochs to reach :math:`\sigma_1`.
+            (default: :obj:`100`)
+    """
+
+    KINDS = ("learned", "linear", "exponential", "constant")
+
+    def __init__(self, kind: str, start: float = 1.0, end: float = 1e-3, num_epochs: int = 100):
+        if kind not in self.KINDS:
+            raise ValueError(f"Unknown temperature profile {kind!r}; choose from {self.KINDS}")
+        if start <= 0 or end <= 0:
+            raise ValueError(f"start and end must be positive (got {start}, {end})")
+        if num_epochs < 1:
+            raise ValueError(f"num_epochs must be at least 1 (got {num_epochs})")
+        self.kind, self.start, self.end, self.num_epochs = kind, start, end, num_epochs
+
+    @property
+    def learned(self) -> bool:
+        return self.kind == "learned"
+
+    def sigma(self, epoch: int) -> Optional[float]:
+        r"""The squared temperature at :obj:`epoch` (0-based), or :obj:`None` if learned."""
+        progress = min(max(epoch, 0) / self.num_epochs, 1.0)
+        if self.kind == "learned":
+            return None
+        if self.kind == "constant":
+            return self.start
+        if self.kind == "linear":
+            return max(self.start - (self.start - self.end) * progress, self.end)
+        return self.start * math.exp(progress * math.log(self.end / self.start))
+
+    def apply(self, projection: SoftProjection, epoch: int):
+        r"""Sets :obj:`projection`'s temperature for :obj:`epoch` (no-op when learned)."""
+        sigma = self.sigma(epoch)
+        if sigma is None:
+            return
+        projection.temperature.requires_grad_(False)
+        projection.set_sigma(sigma)
+
+    def __repr__(self) -> str:
+        if self.learned:
+            return f"{self.__class__.__name__}('learned')"
+        return (
+            f"{self.__class__.__name__}({self.kind!r}, start={self.start}, end={self.end}, "
+            f"num_epochs={self.num_epochs})"
+        )
+
+
+def temperature_profile(kind: str, **kwargs) -> TemperatureProfile:
+    r"""Shorthand for :class:`TemperatureProfile`."""
+    return TemperatureProfile(kind, **kwargs)
