@@ -130,6 +130,7 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
         "ram_bytes": ram,
         "memory_limit_bytes": _cgroup_memory_limit(),
         "torch_threads": torch.get_num_threads(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "platform": platform.platform(),
         "device": device,
     }
@@ -425,7 +426,8 @@ def format_bytes(num_bytes: int | None) -> str:
         return "–"
     value = float(num_bytes)
     for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(value) < 1024 or unit == "GiB":
+        # Below 999.5 so that three significant digits never need an exponent.
+        if abs(value) < 999.5 or unit == "GiB":
             return f"{value:.3g} {unit}" if unit != "B" else f"{int(value)} B"
         value /= 1024
     return f"{value:.3g} GiB"
@@ -457,6 +459,9 @@ def metadata_markdown(meta: Mapping[str, Any]) -> str:
         ),
         f"- Platform: {machine['platform']}",
     ]
+    if machine.get("load_average"):
+        load = ", ".join(f"{x:.2f}" for x in machine["load_average"])
+        lines.append(f"- Load average (1, 5, 15 min) at the start: {load}")
     if "gpu" in machine:
         lines.append(
             f"- GPU: {machine['gpu']} ({format_bytes(machine['gpu_memory_bytes'])}, "

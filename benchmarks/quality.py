@@ -9,8 +9,9 @@ combines their results into one figure with three panels and one table.
     python benchmarks/quality.py --profile paper --device cuda
     python benchmarks/quality.py --smoke --out /tmp/q  # seconds
 
-Outputs in --out: quality.json, quality.md, quality.png; each example's own results,
-plots and checkpoints in --out/quality/<task>/ (rerunning resumes from them).
+Outputs in --out: quality.json, quality.md, quality.png. Each example keeps its own results,
+plots and checkpoints in --runs/<task>-<profile>/, the folder the example itself uses by
+default: after `python examples/classification.py`, this benchmark only re-evaluates.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--runs", default="runs", help="where the examples train and resume")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     profile = "smoke" if args.smoke else args.profile
@@ -101,8 +103,18 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     runs = {}
     for task in args.tasks:
         example = load_example(task)
-        example_argv = ["--profile", profile, "--dataset", args.dataset, "--device", args.device,
-                        "--seed", str(args.seed), "--out", str(out / "quality" / task)]
+        example_argv = [
+            "--profile",
+            profile,
+            "--dataset",
+            args.dataset,
+            "--device",
+            args.device,
+            "--seed",
+            str(args.seed),
+            "--out",
+            str(out / "quality" / task),
+        ]
         if args.data_root:
             example_argv += ["--data-root", args.data_root]
         if args.no_progress:
@@ -112,13 +124,16 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
         data["num_points"] = example.PROFILES[profile].num_points
         runs[task] = data
 
-    meta = run_metadata("benchmarks/quality.py", argv if argv is not None else sys.argv[1:],
-                        args.device)
+    meta = run_metadata(
+        "benchmarks/quality.py", argv if argv is not None else sys.argv[1:], args.device
+    )
     summary = {"meta": meta, "profile": profile, "tasks": runs}
     write_json(str(out / "quality.json"), summary)
     table = combined_table(runs)
-    write_text(str(out / "quality.md"), "# Task quality against sampling ratio\n\n"
-               + metadata_markdown(meta) + "\n\n" + table)
+    write_text(
+        str(out / "quality.md"),
+        "# Task quality against sampling ratio\n\n" + metadata_markdown(meta) + "\n\n" + table,
+    )
     plot_panels(runs, out / "quality.png")
     print(table)
     print(f"wrote {out}/quality.json, quality.md, quality.png")

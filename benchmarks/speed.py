@@ -51,9 +51,11 @@ SEED = 0
 # Budgets: what a 24 GiB, 2-core machine runs in about 15 minutes.
 MAX_POINTS = 4_000_000  # B * N per measurement
 MAX_TRAIN_POINTS = 1_000_000  # B * N for a training step (~5 GiB of activations at 1M)
-MAX_DENSE_BYTES = 4 << 30  # the dense reference's [B, M, N] float32 distance matrix
-MAX_FPS_WORK = 4e10  # B * N * M distance updates of farthest point sampling (~1 min)
-TIME_BUDGET_S = 3.0  # no further repeat once the timed calls add up to this
+MAX_DENSE_BYTES = 2 << 30  # the dense reference's [B, M, N] float32 matrix (peak ~2x)
+MAX_CASE_S = 60.0  # skip a case predicted (from smaller N) to take longer than this
+MAX_SCALING_CASE_S = 300.0  # ... except SampleNet inference at B=1, r=1/32 (target 4)
+MAX_MEMORY_CALL_S = 60.0  # calls longer than this are not run again to measure memory
+TIME_BUDGET_S = 2.0  # no further repeat once the timed calls add up to this
 SINGLE_RUN_ABOVE_S = 10.0  # a warm-up longer than this is the measurement
 SMALL_WARMUP_ABOVE_S = 2.0  # memory children warm up on a small input above this
 
@@ -155,13 +157,17 @@ def random_sample(
     Args:
         batch (torch.Tensor): Sorted batch vector :obj:`[N]`.
         counts (torch.Tensor): Points to take per cloud :obj:`[B]`, at most its size.
-        generator (torch.Generator, optional): Random source (CPU). (default: :obj:`None`)
+        generator (torch.Generator, optional): A CPU random source; without one the
+            permutation is drawn on :obj:`batch`'s device. (default: :obj:`None`)
 
     :rtype: :class:`torch.LongTensor` of indices, grouped by cloud in batch order.
     """
     from tg_samplenet.farthest_point import rank_in_cloud
 
-    perm = torch.randperm(batch.numel(), generator=generator).to(batch.device)
+    if generator is None:
+        perm = torch.randperm(batch.numel(), device=batch.device)
+    else:
+        perm = torch.randperm(batch.numel(), generator=generator).to(batch.device)
     order = perm[torch.sort(batch[perm], stable=True).indices]
     # batch[order] == batch, since batch is sorted.
     keep = rank_in_cloud(batch, counts.numel()) < counts[batch]
@@ -397,9 +403,8 @@ def skip_reason(method: str, num_points: int, batch_size: int, num_samples: int)
     if method == "dense_projection":
         size = 4 * batch_size * num_samples * num_points
         if size > MAX_DENSE_BYTES:
-            return f"dense [B, M, N] matrix {common.format_bytes(size)} > 4 GiB"
-    if method == "fps" and total * num_samples > MAX_FPS_WORK:
-        return f"fps work B*N*M = {total * num_samples:.3g} > {MAX_FPS_WORK:.3g}"
+            limit = common.format_bytes(MAX_DENSE_BYTES)
+            return f"dense [B, M, N] matrix {common.format_bytes(size)} > {limit}"
     if method == "voxel_grid" and not has_torch_cluster():
         return "voxel_grid needs torch_cluster"
     return ""
@@ -413,6 +418,22 @@ def small_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
         small["num_samples"] = max(K, round(1000 * fraction))
         small["ratio"] = None
     return small
+
+
+def predicted_time(history: list[tuple[int, float]], num_points: int, method: str) -> float | None:
+    r"""Time of a case extrapolated from the same method at smaller :math:`N` (same B and
+    ratio): the log-log slope of the last two sizes clipped to [1, 2], or, with one size, 2
+    for fps (:math:`O(N M)` with :math:`M \propto N`) and 1 otherwise."""
+    points = sorted(p for p in history if p[0] < num_points)
+    if not points:
+        return None
+    n0, t0 = points[-1]
+    if len(points) >= 2:
+        slope = common.loglog_slope([p[0] for p in points[-2:]], [p[1] for p in points[-2:]])
+        slope = min(max(slope, 1.0), 2.0)
+    else:
+        slope = 2.0 if method == "fps" else 1.0
+    return t0 * (num_points / n0) ** slope
 
 
 class Runner:
@@ -442,8 +463,14 @@ class Runner:
             del fn
             gc.collect()
             if self.memory and not self.device.startswith("cuda"):
-                warm = small_kwargs(kwargs) if timing.median > SMALL_WARMUP_ABOVE_S else None
-                row["peak_memory_bytes"] = common.cpu_peak_memory(build_case, kwargs, warm)
+                if timing.median > MAX_MEMORY_CALL_S:
+                    row["note"] = (
+                        f"{row['note']}; " if row["note"] else ""
+                    ) + f"memory not measured (one call > {MAX_MEMORY_CALL_S:g} s)"
+                else:
+                    slow = timing.median > SMALL_WARMUP_ABOVE_S
+                    warm = small_kwargs(kwargs) if slow else None
+                    row["peak_memory_bytes"] = common.cpu_peak_memory(build_case, kwargs, warm)
         except Exception as error:  # noqa: BLE001  (a failed case must not stop the run)
             row.update(status="error", note=f"{type(error).__name__}: {error}".splitlines()[0])
         return row
@@ -455,7 +482,6 @@ def grid_cases(
     r"""Every (method, N, B, r) of the main grid, in the order they run: all methods of one
     (N, B, r) one after the other."""
     cases = []
-    voxel_sizes: dict[tuple[int, float], tuple[float, int]] = {}
     for n in sizes:
         for b in batch_sizes:
             for r in ratios:
@@ -474,15 +500,17 @@ def grid_cases(
                         "skip": skip_reason(method, n, b, m),
                         "kwargs": kwargs,
                     }
-                    if method == "voxel_grid" and not case["skip"]:
-                        if (n, r) not in voxel_sizes:
-                            voxel_sizes[(n, r)] = calibrate_voxel_size(n, r)
-                        size, count = voxel_sizes[(n, r)]
-                        kwargs["voxel_size"] = size
-                        case["voxel_size"] = size
-                        case["samples_per_cloud"] = count
                     cases.append(case)
     return cases
+
+
+def is_scaling_case(case: dict[str, Any]) -> bool:
+    r"""Whether target 4 needs this grid case (SampleNet inference, B=1, ratio 1/32)."""
+    return (
+        case["method"] == "samplenet_eval"
+        and case["batch_size"] == 1
+        and abs(case["ratio"] - 1 / 32) < 1e-12
+    )
 
 
 def target_cases(device: str, smoke: bool) -> dict[str, dict[str, Any]]:
@@ -665,6 +693,15 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         common.metadata_markdown(meta),
     ]
+    machine = meta["machine"]
+    if machine.get("load_average") and machine["load_average"][0] > machine["usable_cores"]:
+        lines.append(
+            f"- **Busy machine**: the load average ({machine['load_average'][0]:.1f}) exceeded "
+            f"the {machine['usable_cores']} usable cores at the start. With more than one "
+            "thread, every parallel PyTorch op then waits for descheduled OpenMP threads, "
+            "which slows small ops by up to tens of times: rerun on a quiet machine (or "
+            "compare with --threads 1)."
+        )
     lines += [
         f"- Device: {settings['device']}; neighbour back-end of tg_samplenet: "
         f"{settings['backend']}; fps: {settings['fps_implementation']}",
@@ -756,7 +793,14 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"- SampleNet train step: {settings['train_step']}",
         f"- Voxel grid: {settings['voxel_grid']}",
     ]
-    notes = [r for r in results if r["status"] != "ok" or r.get("note")]
+    if settings.get("load_average_end"):
+        load = ", ".join(f"{x:.2f}" for x in settings["load_average_end"])
+        lines.append(f"- Load average (1, 5, 15 min) at the end: {load}")
+    notes = [
+        r
+        for r in results
+        if r["status"] != "ok" or "once" in r.get("note", "") or "memory" in r.get("note", "")
+    ]
     if notes:
         lines += ["", "## Skipped, failed or shortened measurements", ""]
         lines += [
@@ -769,7 +813,8 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 def plot(report: dict[str, Any], path: str):
     panels: dict[str, dict[str, tuple[list[float], list[float]]]] = {}
-    for r in report["results"]:
+    ordered = sorted(report["results"], key=lambda r: (r["batch_size"], -r["ratio"]))
+    for r in ordered:
         if r["status"] != "ok":
             continue
         title = f"B = {r['batch_size']}, ratio {format_ratio(r['ratio'])}"
@@ -782,7 +827,6 @@ def plot(report: dict[str, Any], path: str):
             series[label] = ([xs[i] for i in order], [ys[i] for i in order])
     dashed = {"linestyle": "--"}
     styles = {LABELS["soft_projection"]: dashed, LABELS["dense_projection"]: dashed}
-    panels = dict(sorted(panels.items()))
     common.plot_loglog(
         path,
         panels,
@@ -822,6 +866,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--no-memory", dest="memory", action="store_false", help="time only")
     parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's choice)"
+    )
+    parser.add_argument(
+        "--max-case-seconds",
+        type=float,
+        default=MAX_CASE_S,
+        help="skip cases predicted to take longer (default: %(default)s)",
+    )
+    parser.add_argument(
         "--no-targets", dest="targets", action="store_false", help="skip the target measurements"
     )
     args = parser.parse_args(argv)
@@ -829,6 +882,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--device cuda: CUDA is not available here")
     if args.device != "cpu" and not args.device.startswith("cuda"):
         parser.error(f"--device must be cpu or cuda (got {args.device!r})")
+    if args.threads is not None and args.threads < 1:
+        parser.error("--threads must be at least 1")
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
     if any(n < 1 for n in args.sizes or ()) or any(b < 1 for b in args.batch_sizes):
@@ -847,6 +902,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     from tqdm import tqdm
 
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     common.set_memory_preload(["torch", "torch_geometric", "tg_samplenet", "tg_samplenet.models"])
     torch.manual_seed(SEED)
     device = args.device
@@ -873,8 +930,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         + f" Calls longer than {SMALL_WARMUP_ABOVE_S:g} s warm up on one cloud of 1000 points.",
         "budgets": (
             f"skipped: B*N > {MAX_POINTS:.3g} points; SampleNet training with B*N > "
-            f"{MAX_TRAIN_POINTS:.3g}; dense reference matrices B*M*N*4 bytes > 4 GiB; fps with "
-            f"B*N*M > {MAX_FPS_WORK:.3g} (over a minute here)"
+            f"{MAX_TRAIN_POINTS:.3g}; dense reference matrices B*M*N*4 bytes > "
+            f"{common.format_bytes(MAX_DENSE_BYTES)} (its peak is about twice that); any "
+            f"case whose time, extrapolated from the same method at the smaller N, exceeds "
+            f"{MAX_CASE_S:g} s ({MAX_SCALING_CASE_S:g} s for SampleNet inference at B=1, "
+            "ratio 1/32, which target 4 needs)"
         ),
         "train_step": (
             "sampler.train(), zero_grad, forward (network + soft projection), "
@@ -894,16 +954,34 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     results: list[dict[str, Any]] = []
     measured: dict[str, dict[str, Any]] = {}
     progress = tqdm(total=len(cases) + len(targets), desc="speed", unit="case")
+    history: dict[tuple[str, int, float], list[tuple[int, float]]] = {}
+    voxel_sizes: dict[tuple[int, float], tuple[float, int]] = {}
     for case in cases:
         progress.set_postfix_str(
             f"{case['method']} N={case['num_points']} B={case['batch_size']} "
             f"r={format_ratio(case['ratio'])}"
         )
         result = {k: v for k, v in case.items() if k not in ("skip", "kwargs")}
+        key = (case["method"], case["batch_size"], case["ratio"])
+        predicted = predicted_time(history.get(key, []), case["num_points"], case["method"])
+        limit = MAX_SCALING_CASE_S if is_scaling_case(case) else args.max_case_seconds
         if case["skip"]:
             result.update(status="skipped", note=case["skip"])
+        elif predicted is not None and predicted > limit:
+            note = f"predicted {predicted:.0f} s > {limit:g} s from smaller N"
+            result.update(status="skipped", note=note)
         else:
+            if case["method"] == "voxel_grid":
+                # Calibrated once per (N, ratio), outside the timing.
+                grid = (case["num_points"], case["ratio"])
+                if grid not in voxel_sizes:
+                    voxel_sizes[grid] = calibrate_voxel_size(*grid)
+                sizes = voxel_sizes[grid]
+                case["kwargs"]["voxel_size"] = result["voxel_size"] = sizes[0]
+                result["samples_per_cloud"] = sizes[1]
             result.update(runner.measure(case["kwargs"]))
+            if result.get("time_s"):
+                history.setdefault(key, []).append((case["num_points"], result["time_s"]))
         results.append(result)
         progress.update()
     for name, kwargs in targets.items():
@@ -912,6 +990,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         progress.update()
     progress.close()
 
+    if hasattr(os, "getloadavg"):
+        settings["load_average_end"] = list(os.getloadavg())
     if targets:
         measured["hard_sample"]["duplicates"] = duplicate_count(targets["hard_sample"])
         measured["soft_projection"]["max_abs_difference"] = projection_agreement(

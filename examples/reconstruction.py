@@ -78,22 +78,22 @@ PROFILES = {
         ),
     ),
     "cpu": Profile(
-        num_points=1024,
-        sizes=(512, 256, 128, 64, 32, 16, 8),
-        train_sizes=(32,),
-        samples_per_class=60,
+        num_points=512,
+        sizes=(256, 128, 64, 32, 16, 8),
+        train_sizes=(16,),
+        samples_per_class=50,
         test_samples_per_class=25,
         task_epochs=40,
-        sampler_epochs=30,
+        sampler_epochs=20,
         batch_size=25,
         task_lr=1e-3,
         sampler_lr=1e-3,
         task_width=128,
-        control_sizes=(8, 16, 32, 64, 128, 256, 512, 1024),
+        control_sizes=(8, 16, 32, 64, 128, 256, 512),
         extra=dict(
             encoder_channels=(64, 128, 128),
             decoder_channels=(256, 256),
-            sampler_point_channels=(64, 64, 64, 128, 128),
+            sampler_point_channels=(64, 64, 128),
             sampler_head_channels=(256, 256),
         ),
     ),
@@ -287,7 +287,10 @@ def main(argv: list[str] | None = None) -> dict:
     train_autoencoder(ae, train_loader, profile, ckpt_dir / "autoencoder.pt", device, progress)
     freeze(ae)
     complete_cd, labels = evaluate(ae, test_loader, device)
-    print(f"complete clouds: mean Chamfer distance of the reconstruction {complete_cd.mean():.5f}")
+    print(
+        f"complete clouds: mean Chamfer distance of the reconstruction {complete_cd.mean():.5f} "
+        f"({time.time() - started:.0f} s)"
+    )
 
     # 2. Samplers against the frozen autoencoder.
     def new_sampler(m: int, **kwargs) -> SampleNet:
@@ -318,6 +321,7 @@ def main(argv: list[str] | None = None) -> dict:
         progress,
     )
     progressive.eval()
+    print(f"samplers trained ({time.time() - started:.0f} s)")
 
     # 3. NRE against the sample size, overall and per class.
     samplers: dict[str, Callable] = dict(baseline_samplers(args.seed))

@@ -16,7 +16,10 @@ def test_quality_benchmark_smoke(tmp_path):
     sys.modules[spec.name] = quality
     spec.loader.exec_module(quality)
 
-    summary = quality.main(["--smoke", "--out", str(tmp_path), "--no-progress"])
+    runs = tmp_path / "runs"
+    summary = quality.main(
+        ["--smoke", "--out", str(tmp_path), "--runs", str(runs), "--no-progress"]
+    )
     on_disk = json.loads((tmp_path / "quality.json").read_text())
     assert set(on_disk["tasks"]) == set(quality.TASKS) == set(summary["tasks"])
     assert on_disk["meta"]["command"].startswith("python benchmarks/quality.py --smoke")
@@ -27,7 +30,7 @@ def test_quality_benchmark_smoke(tmp_path):
             assert set(data["results"][name]) == sizes, (task, name)
         for name in ("snet", "samplenet"):
             assert set(data["results"][name]) <= sizes and data["results"][name], (task, name)
-        assert (tmp_path / "quality" / task / "results.json").exists()
+        assert (runs / f"{task}-smoke" / "results.json").exists()
     table = (tmp_path / "quality.md").read_text()
     assert table.count("### ") == 3 and "| voxel |" in table
     assert (tmp_path / "quality.png").read_bytes()[:4] == b"\x89PNG"

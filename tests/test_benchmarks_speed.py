@@ -28,6 +28,7 @@ def allocate_and_touch(num_bytes: int):
     return lambda: torch.ones(num_bytes // 4, dtype=torch.float32)
 
 
+@pytest.mark.slow  # about 20 s on a quiet 2-core machine, a minute on a busy one
 def test_smoke_run_writes_results(tmp_path):
     out = tmp_path / "results"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "speed.py"), "--smoke", "--out", str(out)]

@@ -145,28 +145,37 @@ def _edges_to_padded(row: Tensor, col: Tensor, num_queries: int, k: int) -> KNNR
 
 
 def _knn_torch(x: Tensor, y: Tensor, k: int, batch_x: Tensor, batch_y: Tensor, B: int) -> KNNResult:
-    # Brute force in blocks of queries against their own (padded) cloud: exact, and free of
-    # the cancellation that the |x|^2 - 2xy + |y|^2 trick suffers near ties.
+    # Brute force on clouds padded to [B, N_max] and [B, M_max], in blocks of queries so
+    # that a block of distances stays near 4M floats.
     from torch_geometric.utils import to_dense_batch
 
-    dense, valid = to_dense_batch(x, batch_x, batch_size=B)  # [B, Nmax, D]
-    n_max = dense.size(1)
+    xd, x_valid = to_dense_batch(x, batch_x, batch_size=B)  # [B, Nmax, D]
+    yd, y_valid = to_dense_batch(y, batch_y, batch_size=B)  # [B, Mmax, D]
+    n_max, m_max = xd.size(1), yd.size(1)
     k_eff = min(k, n_max)
-    ptr = cloud_ptr(batch_x, B)
-    block = max(1, _TORCH_BLOCK_ELEMENTS // max(1, n_max * x.size(1)))
-    index = torch.empty((y.size(0), k), dtype=torch.long, device=y.device)
-    mask = torch.zeros((y.size(0), k), dtype=torch.bool, device=y.device)
-    for start in range(0, y.size(0), block):
-        b = batch_y[start : start + block]
-        dist = (dense[b] - y[start : start + block, None]).pow(2).sum(-1)
-        dist = dist.masked_fill(~valid[b], float("inf"))
-        top_dist, top = dist.topk(k_eff, dim=1, largest=False)
-        ok = torch.isfinite(top_dist)
-        top = torch.where(ok, top, top[:, :1]) + ptr[b, None]
-        index[start : start + block, :k_eff] = top
-        mask[start : start + block, :k_eff] = ok
+    block = max(1, _TORCH_BLOCK_ELEMENTS // max(1, B * n_max))
+    dist_parts, index_parts = [], []
+    x_sq = xd.pow(2).sum(-1).unsqueeze(1)  # [B, 1, Nmax]
+    for start in range(0, m_max, block):
+        part = yd[:, start : start + block]
+        # |y|^2 + |x|^2 - 2 y.x as one batched matmul: near-exact ties may swap order.
+        dist = torch.baddbmm(x_sq, part, xd.transpose(1, 2), alpha=-2.0)
+        dist = dist + part.pow(2).sum(-1, keepdim=True)
+        dist = dist.masked_fill(~x_valid[:, None], float("inf"))
+        if k_eff == 1:
+            top_dist, top = dist.min(dim=2, keepdim=True)
+        else:
+            top_dist, top = dist.topk(k_eff, dim=2, largest=False)
+        dist_parts.append(top_dist)
+        index_parts.append(top)
+    top_dist = torch.cat(dist_parts, 1)[y_valid]  # [M, k_eff], queries in input order
+    top = torch.cat(index_parts, 1)[y_valid] + cloud_ptr(batch_x, B)[batch_y, None]
+    mask = torch.isfinite(top_dist)
+    index = torch.where(mask, top, top[:, :1])
     if k_eff < k:
-        index[:, k_eff:] = index[:, :1]
+        pad = k - k_eff
+        index = torch.cat([index, index[:, :1].expand(-1, pad)], 1)
+        mask = torch.cat([mask, mask.new_zeros(mask.size(0), pad)], 1)
     return KNNResult(index, mask)
 
 
@@ -219,7 +228,8 @@ def knn(
         if backend == "torch":
             return _knn_torch(x, y, k, batch_x, batch_y, B)
         if backend == "pyg_lib":
-            edges = torch.ops.pyg.knn(x, y, cloud_ptr(batch_x, B), cloud_ptr(batch_y, B), k, False, 1)
+            ptr_x, ptr_y = cloud_ptr(batch_x, B), cloud_ptr(batch_y, B)
+            edges = torch.ops.pyg.knn(x, y, ptr_x, ptr_y, k, False, 1)
         else:
             import torch_cluster
 

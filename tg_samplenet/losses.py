@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from tg_samplenet.backend import nearest, scatter
+from tg_samplenet.farthest_point import rank_in_cloud
 from tg_samplenet.sampler import SampleNetOutput
 
 __all__ = [
@@ -150,14 +151,32 @@ def simplification_loss(
             (default: :obj:`"mean"`)
     """
     simplified_batch, batch = _batch(simplified, simplified_batch), _batch(pos, batch)
+    to_input = nn_squared_distance(simplified, pos, simplified_batch, batch)
+    return _reduce(
+        _simplification(to_input, simplified, pos, simplified_batch, batch, beta, gamma, delta),
+        reduction,
+    )
+
+
+def _simplification(
+    to_input: Tensor,
+    simplified: Tensor,
+    pos: Tensor,
+    simplified_batch: Tensor,
+    batch: Tensor,
+    beta: float,
+    gamma: float,
+    delta: float,
+) -> Tensor:
+    # Per-cloud L_s given each q's squared distance to P, which La(Q, P) and Lm(Q, P) share
+    # and which a progressive loss computes once for all prefixes of Q.
     B = _num_clouds(simplified_batch, batch)
     size = torch.bincount(simplified_batch, minlength=B).to(pos.dtype)
-    value = (
-        average_nn_distance(simplified, pos, simplified_batch, batch, B)
-        + beta * max_nn_distance(simplified, pos, simplified_batch, batch, B)
+    return (
+        scatter(to_input, simplified_batch, B, "mean")
+        + beta * scatter(to_input, simplified_batch, B, "max")
         + (gamma + delta * size) * average_nn_distance(pos, simplified, batch, simplified_batch, B)
     )
-    return _reduce(value, reduction)
 
 
 def samplenet_loss(
@@ -242,12 +261,24 @@ def progressive_loss(
         control_sizes = [2**i for i in range(1, m.bit_length()) if 2**i <= m]
     if len(control_sizes) == 0:
         raise ValueError("progressive_loss needs at least one control size")
+    batch = _batch(pos, batch)
+    # A simplified point's nearest input point does not depend on the prefix it is in.
+    to_input = nn_squared_distance(out.simplified, pos, out.simplified_batch, batch)
+    rank = rank_in_cloud(out.simplified_batch, out.counts.numel())
     total = pos.new_zeros(())
     for size in control_sizes:
         part = out.prefix(size)
-        total = total + task_loss_fn(part) + alpha * simplification_loss(
-            part.simplified, pos, part.simplified_batch, batch, beta, gamma, delta
+        simplification = _simplification(
+            to_input[rank < size],
+            part.simplified,
+            pos,
+            part.simplified_batch,
+            batch,
+            beta,
+            gamma,
+            delta,
         )
+        total = total + task_loss_fn(part) + alpha * simplification.mean()
     if reduction == "mean":
         total = total / len(control_sizes)
     if out.sigma is not None and lmbda != 0:
