@@ -75,6 +75,7 @@ PROFILES = {
             decoder_channels=(64,),
             sampler_point_channels=(16, 32),
             sampler_head_channels=(64,),
+            initial_temperature=1.0,
         ),
     ),
     "cpu": Profile(
@@ -95,6 +96,7 @@ PROFILES = {
             decoder_channels=(256, 256),
             sampler_point_channels=(64, 64, 128),
             sampler_head_channels=(256, 256),
+            initial_temperature=0.1,
         ),
     ),
     # The authors' settings (reference §4, Reconstruction): 2048 points, AE 500 epochs,
@@ -118,6 +120,7 @@ PROFILES = {
             decoder_channels=(256, 256),
             sampler_point_channels=(64, 128, 128, 256, 128),
             sampler_head_channels=(256, 256),
+            initial_temperature=1.0,
         ),
     ),
 }
@@ -297,6 +300,7 @@ def main(argv: list[str] | None = None) -> dict:
         return SampleNet(
             m,
             k=K,
+            initial_temperature=extra["initial_temperature"],
             point_channels=extra["sampler_point_channels"],
             head_channels=extra["sampler_head_channels"],
             **kwargs,

@@ -82,6 +82,7 @@ PROFILES = {
             head_channels=(32, 16),
             sampler_point_channels=(16, 32),
             sampler_head_channels=(64,),
+            initial_temperature=1.0,
         ),
     ),
     "cpu": Profile(
@@ -105,6 +106,7 @@ PROFILES = {
             head_channels=(256, 128),
             sampler_point_channels=(64, 64, 128),
             sampler_head_channels=(256, 256),
+            initial_temperature=0.1,
         ),
     ),
     # The authors' settings (reference §4, Registration): 197 training shapes of ModelNet40
@@ -131,6 +133,7 @@ PROFILES = {
             head_channels=(1024, 1024, 512, 512, 256),
             sampler_point_channels=(64, 64, 64, 128, 128),
             sampler_head_channels=(256, 256, 256),
+            initial_temperature=1.0,
         ),
     ),
 }
@@ -374,6 +377,7 @@ def main(argv: list[str] | None = None) -> dict:
         sampler = SampleNet(
             m,
             k=K,
+            initial_temperature=extra["initial_temperature"],
             point_channels=extra["sampler_point_channels"],
             head_channels=extra["sampler_head_channels"],
         ).to(device)

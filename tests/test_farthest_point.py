@@ -133,3 +133,32 @@ def test_rank_in_cloud():
         expected.append(seen.get(b, 0))
         seen[b] = seen.get(b, 0) + 1
     assert rank_in_cloud(batch, 4).tolist() == expected
+
+
+@pytest.fixture
+def chunked(monkeypatch):
+    # Force the chunked (Z-order) update on small clouds, with chunks of four points.
+    import tg_samplenet.farthest_point as module
+
+    monkeypatch.setattr(module, "_CHUNKED_ABOVE", 0)
+    monkeypatch.setattr(module, "_CHUNK", 4)
+
+
+def test_chunked_steps_match_brute_force(chunked, make_clouds):
+    sizes = [20, 9, 15, 1, 6]
+    pos, batch = make_clouds(sizes, seed=3, dtype=torch.float64)
+    selected = [3, 17, 11, 29, 40, 33]
+    counts = [8, 4, 6, 1, 6]
+    assert run(pos, batch, counts, selected) == brute_reference(pos, sizes, selected, counts)
+    counts = [20, 9, 15, 1, 6]  # every point: the order of a full farthest point sampling
+    assert run(pos, batch, counts) == brute_reference(pos, sizes, [], counts)
+
+
+def test_chunked_steps_never_repeat_with_duplicate_points(chunked):
+    base = torch.rand(5, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    pos = base.repeat(3, 1)
+    batch = torch.zeros(15, dtype=torch.long)
+    selected = [0, 5, 10]
+    index = run(pos, batch, [12], selected)
+    # Exact ties may be broken in another order than the dense path, never by repeating.
+    assert sorted(index + selected) == list(range(15))

@@ -67,7 +67,11 @@ def farthest_point_sampling(
 
     All clouds advance together, one step per new point, on a dense :obj:`[B, N_max]`
     distance table: the Python loop runs over steps, never over clouds. A cloud with an
-    empty :math:`S_i` starts from its first point (or a random one).
+    empty :math:`S_i` starts from its first point (or a random one). Ties go to the lowest
+    index. For clouds of 32768 points or more, the points are ordered along a Z-order curve
+    in chunks, and a step only updates the chunks whose bounding box the new point can
+    affect, so that a step costs far less than :math:`O(N)`; exact ties may then be broken
+    in another order.
 
     Args:
         pos (torch.Tensor): Points :obj:`[N, 3]`.
@@ -108,7 +112,6 @@ def farthest_point_sampling(
         dist[batch[selected], rank[selected]] = -1.0
     dist = dist.masked_fill(~valid, float("-inf"))
 
-    arange = torch.arange(B, device=pos.device)
     first = dist.argmax(dim=1)
     if random_start:
         sizes = ptr[1:] - ptr[:-1]
@@ -116,13 +119,97 @@ def farthest_point_sampling(
         start = (rnd * sizes).long().clamp(max=(sizes - 1).clamp(min=0))
         first = torch.where(seeded, first, start)
 
-    picked = torch.empty((B, steps), dtype=torch.long, device=pos.device)
+    planes = dense.permute(2, 0, 1).contiguous()  # [3, B, Nmax], one plane per coordinate
+    if valid.size(1) >= _CHUNKED_ABOVE:
+        picked = _steps_chunked(planes, valid, dist, first, steps)
+    else:
+        picked = _steps_dense(planes, dist, first, steps)
+    keep = torch.arange(steps, device=pos.device).unsqueeze(0) < counts.unsqueeze(1)
+    return (picked + ptr[:-1].unsqueeze(1))[keep]
+
+
+# Clouds of at least this many points update only the chunks a new point can reach.
+_CHUNKED_ABOVE = 1 << 15
+_CHUNK = 1024
+
+
+def _steps_dense(planes: Tensor, dist: Tensor, first: Tensor, steps: int) -> Tensor:
+    # Every step updates the whole [B, Nmax] table with a few in-place passes.
+    B = dist.size(0)
+    arange = torch.arange(B, device=dist.device)
+    d, diff = torch.empty_like(dist), torch.empty_like(dist)
+    picked = torch.empty((B, steps), dtype=torch.long, device=dist.device)
     for step in range(steps):
         far = first if step == 0 else dist.argmax(dim=1)
         picked[:, step] = far
-        d = (dense - dense[arange, far].unsqueeze(1)).pow(2).sum(-1)
-        dist = torch.minimum(dist, d)
+        new = planes[:, arange, far].unsqueeze(-1)  # [3, B, 1]
+        torch.sub(planes[0], new[0], out=d).square_()
+        for axis in (1, 2):
+            torch.sub(planes[axis], new[axis], out=diff)
+            d.addcmul_(diff, diff)
+        torch.minimum(dist, d, out=dist)
         dist[arange, far] = -1.0
+    return picked
 
-    keep = torch.arange(steps, device=pos.device).unsqueeze(0) < counts.unsqueeze(1)
-    return (picked + ptr[:-1].unsqueeze(1))[keep]
+
+def _morton_order(planes: Tensor, valid: Tensor) -> Tensor:
+    # Z-order of the points of each cloud (10 bits per axis), padding last, so that
+    # consecutive chunks of the order are compact in space.
+    big = torch.finfo(planes.dtype).max
+    low = planes.masked_fill(~valid, big).amin(-1, keepdim=True)
+    high = planes.masked_fill(~valid, -big).amax(-1, keepdim=True)
+    cell = ((planes - low) / (high - low).clamp(min=1e-12) * 1023).clamp(0, 1023).long()
+    code = torch.zeros_like(cell[0])
+    for bit in range(10):
+        for axis in range(3):
+            code |= ((cell[axis] >> bit) & 1) << (3 * bit + axis)
+    return torch.sort(code.masked_fill(~valid, 1 << 31), dim=1).indices
+
+
+def _steps_chunked(
+    planes: Tensor, valid: Tensor, dist: Tensor, first: Tensor, steps: int
+) -> Tensor:
+    # The same steps as _steps_dense on points sorted along a Z-order curve and cut into
+    # chunks. A new point p can only lower distances in chunks whose bounding box lies
+    # closer to p than the chunk's largest distance, so each step touches a few chunks and
+    # finds the next point from the chunk maxima: the cost per step no longer grows with N.
+    B, n = dist.shape
+    size = -(-n // _CHUNK) * _CHUNK
+    order = _morton_order(planes, valid)
+    order = torch.cat([order, order.new_zeros(B, size - n)], 1)  # padding slots -> dummy
+    pad = torch.arange(size, device=dist.device) >= n
+    inside = valid.gather(1, order[:, :n])
+    inside = torch.cat([inside, inside.new_zeros(B, size - n)], 1) & ~pad
+    pts = planes.gather(2, order.unsqueeze(0).expand(3, -1, -1))  # [3, B, size]
+    table = dist.gather(1, order[:, :n])
+    table = torch.cat([table, table.new_full((B, size - n), float("-inf"))], 1)
+    table = table.masked_fill(~inside, float("-inf")).view(B, -1, _CHUNK)
+    pts = pts.view(3, B, -1, _CHUNK)
+    big = torch.finfo(pts.dtype).max
+    mask = inside.view(1, B, -1, _CHUNK)
+    low = pts.masked_fill(~mask, big).amin(-1)  # [3, B, chunks]
+    high = pts.masked_fill(~mask, -big).amax(-1)
+    chunk_max = table.amax(-1)  # [B, chunks]
+    slot_of = torch.empty_like(order)
+    slot_of.scatter_(1, order, torch.arange(size, device=dist.device).expand(B, -1))
+
+    arange = torch.arange(B, device=dist.device)
+    picked = torch.empty((B, steps), dtype=torch.long, device=dist.device)
+    for step in range(steps):
+        if step == 0:
+            slot = slot_of[arange, first]
+            chunk, within = slot // _CHUNK, slot % _CHUNK
+        else:
+            chunk = chunk_max.argmax(1)
+            within = table[arange, chunk].argmax(1)
+        picked[:, step] = order[arange, chunk * _CHUNK + within]
+        new = pts[:, arange, chunk, within]  # [3, B]
+        gap = (low - new.unsqueeze(-1)).clamp(min=0) + (new.unsqueeze(-1) - high).clamp(min=0)
+        touch = gap.pow(2).sum(0) < chunk_max
+        touch[arange, chunk] = True
+        b, c = touch.nonzero(as_tuple=True)
+        d = (pts[:, b, c] - new[:, b].unsqueeze(-1)).pow(2).sum(0)  # [T, CHUNK]
+        table[b, c] = torch.minimum(table[b, c], d)
+        table[arange, chunk, within] = -1.0
+        chunk_max[b, c] = table[b, c].amax(-1)
+    return picked
