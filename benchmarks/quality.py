@@ -113,7 +113,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
             "--seed",
             str(args.seed),
             "--out",
-            str(out / "quality" / task),
+            str(Path(args.runs) / f"{task}-{profile}"),
         ]
         if args.data_root:
             example_argv += ["--data-root", args.data_root]

@@ -20,7 +20,13 @@ interrupted command continues where it stopped.
 
 from __future__ import annotations
 
-import time
+import os
+
+# Idle OpenMP threads sleep instead of spinning: on a shared or busy CPU spinning threads
+# slowed small kernels down tenfold. Must be set before torch starts its thread pool.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import time  # noqa: E402
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -46,27 +52,64 @@ from tg_samplenet.training import fit, seed_everything
 
 PROFILES = {
     "smoke": Profile(
-        num_points=128, sizes=(32, 16, 8), train_sizes=(16,), samples_per_class=4,
-        test_samples_per_class=2, task_epochs=2, sampler_epochs=2, batch_size=8,
-        task_lr=1e-3, sampler_lr=1e-3, task_width=32, control_sizes=(8, 16, 32, 64, 128),
-        extra={"pointnet": dict(point_channels=(16, 16, 16, 32), head_channels=(32, 16),
-                                tnet_point_channels=(16, 16, 32), tnet_head_channels=(16, 16))},
+        num_points=128,
+        sizes=(32, 16, 8),
+        train_sizes=(16,),
+        samples_per_class=4,
+        test_samples_per_class=2,
+        task_epochs=2,
+        sampler_epochs=2,
+        batch_size=8,
+        task_lr=1e-3,
+        sampler_lr=1e-3,
+        task_width=32,
+        control_sizes=(8, 16, 32, 64, 128),
+        extra={
+            "pointnet": dict(
+                point_channels=(16, 16, 16, 32),
+                head_channels=(32, 16),
+                tnet_point_channels=(16, 16, 32),
+                tnet_head_channels=(16, 16),
+            )
+        },
     ),
     "cpu": Profile(
-        num_points=1024, sizes=(512, 256, 128, 64, 32, 16, 8), train_sizes=(32,),
-        samples_per_class=40, test_samples_per_class=20, task_epochs=20, sampler_epochs=30,
-        batch_size=16, task_lr=1e-3, sampler_lr=3e-3, task_width=128,
+        num_points=1024,
+        sizes=(512, 256, 128, 64, 32, 16, 8),
+        train_sizes=(32,),
+        samples_per_class=40,
+        test_samples_per_class=20,
+        task_epochs=20,
+        sampler_epochs=30,
+        batch_size=16,
+        task_lr=1e-3,
+        sampler_lr=3e-3,
+        task_width=128,
         control_sizes=(8, 16, 32, 64, 128, 256, 512),
         # A narrower PointNet than the paper's (1024 wide) so that the run takes minutes;
         # samplers train on batches of 16 (more steps in few epochs), PointNet on 32.
-        extra={"task_batch_size": 32, "pointnet": dict(point_channels=(32, 32, 32, 64), head_channels=(128, 64),
-                                tnet_point_channels=(32, 64, 128), tnet_head_channels=(128, 64))},
+        extra={
+            "task_batch_size": 32,
+            "pointnet": dict(
+                point_channels=(32, 32, 32, 64),
+                head_channels=(128, 64),
+                tnet_point_channels=(32, 64, 128),
+                tnet_head_channels=(128, 64),
+            ),
+        },
     ),
     "paper": Profile(
-        num_points=1024, sizes=(512, 256, 128, 64, 32, 16, 8),
-        train_sizes=(512, 256, 128, 64, 32, 16, 8), samples_per_class=100,
-        test_samples_per_class=30, task_epochs=250, sampler_epochs=500, batch_size=32,
-        task_lr=1e-3, sampler_lr=1e-2, task_width=1024,
+        num_points=1024,
+        sizes=(512, 256, 128, 64, 32, 16, 8),
+        train_sizes=(512, 256, 128, 64, 32, 16, 8),
+        samples_per_class=100,
+        test_samples_per_class=30,
+        task_epochs=250,
+        sampler_epochs=500,
+        batch_size=32,
+        task_lr=1e-3,
+        sampler_lr=1e-2,
+        task_width=1024,
         control_sizes=(2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
     ),
 }
@@ -79,8 +122,9 @@ K = 7
 def classifier(num_classes: int, profile: Profile, transforms: bool) -> PointNet:
     r"""PointNet with (or without) its transform nets, at the profile's widths."""
     widths = profile.extra.get("pointnet", {})
-    return PointNet(num_classes, transforms, transforms, global_channels=profile.task_width,
-                    **widths)
+    return PointNet(
+        num_classes, transforms, transforms, global_channels=profile.task_width, **widths
+    )
 
 
 def accuracy(model: PointNet, loader: DataLoader, device, sample=None) -> float:
@@ -118,9 +162,16 @@ def train_classifier(model, loader, profile, ckpt, device, progress) -> None:
         if epoch > 0:
             scheduler.step()
 
-    fit(train_step, loader, profile.task_epochs, ckpt,
+    fit(
+        train_step,
+        loader,
+        profile.task_epochs,
+        ckpt,
         {"model": model, "optimizer": optimizer, "scheduler": scheduler},
-        desc=f"train {Path(ckpt).stem}", on_epoch_start=epoch_start, progress=progress)
+        desc=f"train {Path(ckpt).stem}",
+        on_epoch_start=epoch_start,
+        progress=progress,
+    )
 
 
 def train_sampler(
@@ -148,8 +199,14 @@ def train_sampler(
         data = data.to(device)
         out = sampler(data.pos, data.batch)
         if progressive:
-            loss = progressive_loss(lambda part: task_loss(part, data.y), out, data.pos,
-                                    data.batch, profile.control_sizes, **weights)
+            loss = progressive_loss(
+                lambda part: task_loss(part, data.y),
+                out,
+                data.pos,
+                data.batch,
+                profile.control_sizes,
+                **weights,
+            )
         else:
             loss = samplenet_loss(task_loss(out, data.y), out, data.pos, data.batch, **weights)
         optimizer.zero_grad()
@@ -161,9 +218,16 @@ def train_sampler(
         if temperature is not None:
             temperature.apply(sampler.projection, epoch)
 
-    fit(train_step, loader, profile.sampler_epochs, ckpt,
+    fit(
+        train_step,
+        loader,
+        profile.sampler_epochs,
+        ckpt,
         {"sampler": sampler, "optimizer": optimizer},
-        desc=f"train {ckpt.stem}", on_epoch_start=epoch_start, progress=progress)
+        desc=f"train {ckpt.stem}",
+        on_epoch_start=epoch_start,
+        progress=progress,
+    )
     sampler.save(ckpt.with_suffix(".sampler.pt"))
 
 
@@ -186,9 +250,11 @@ def sampled(sampler: SampleNet, m: int, mode: str = "sampled") -> Callable:
 
 def main(argv: Optional[list[str]] = None) -> dict:
     parser = common_parser(__doc__.split("\n")[0], PROFILES)
-    parser.add_argument("--temperature-study", action="store_true",
-                        help="also train SampleNet-Progressive with each temperature profile "
-                             "(paper Table 1)")
+    parser.add_argument(
+        "--temperature-study",
+        action="store_true",
+        help="also train SampleNet-Progressive with each temperature profile (paper Table 1)",
+    )
     args = parser.parse_args(argv)
     profile = resolve_profile(args, PROFILES)
     device = resolve_device(args.device)
@@ -198,18 +264,29 @@ def main(argv: Optional[list[str]] = None) -> dict:
     started = time.time()
     seed_everything(args.seed)
 
-    data_kwargs = dict(num_points=profile.num_points, seed=args.seed,
-                       samples_per_class=profile.samples_per_class)
+    data_kwargs = dict(
+        num_points=profile.num_points, seed=args.seed, samples_per_class=profile.samples_per_class
+    )
     train_set = get_dataset(args.dataset, args.data_root, "train", **data_kwargs)
-    test_set = get_dataset(args.dataset, args.data_root, "test", **{
-        **data_kwargs, "samples_per_class": profile.test_samples_per_class})
+    test_set = get_dataset(
+        args.dataset,
+        args.data_root,
+        "test",
+        **{**data_kwargs, "samples_per_class": profile.test_samples_per_class},
+    )
     num_classes = len(train_set.classes)
     train_loader = DataLoader(train_set, profile.batch_size, shuffle=True, drop_last=True)
-    task_loader = DataLoader(train_set, profile.extra.get("task_batch_size", profile.batch_size),
-                             shuffle=True, drop_last=True)
+    task_loader = DataLoader(
+        train_set,
+        profile.extra.get("task_batch_size", profile.batch_size),
+        shuffle=True,
+        drop_last=True,
+    )
     test_loader = DataLoader(test_set, profile.batch_size)
-    print(f"{args.dataset}: {len(train_set)} training / {len(test_set)} test clouds, "
-          f"{num_classes} classes, {profile.num_points} points; profile {args.profile}")
+    print(
+        f"{args.dataset}: {len(train_set)} training / {len(test_set)} test clouds, "
+        f"{num_classes} classes, {profile.num_points} points; profile {args.profile}"
+    )
 
     # 1. Task networks on complete clouds.
     pointnet = classifier(num_classes, profile, transforms=True).to(device)
@@ -226,12 +303,26 @@ def main(argv: Optional[list[str]] = None) -> dict:
     for m in profile.train_sizes:
         for name, skip in (("samplenet", False), ("snet", True)):
             sampler = SampleNet(m, k=K, skip_projection=skip).to(device)
-            train_sampler(sampler, pointnet, train_loader, profile,
-                          ckpt_dir / f"{name}_{m}.pt", device, progress)
+            train_sampler(
+                sampler,
+                pointnet,
+                train_loader,
+                profile,
+                ckpt_dir / f"{name}_{m}.pt",
+                device,
+                progress,
+            )
             fixed[name, m] = sampler.eval()
     progressive = SampleNet(profile.num_points, k=K, progressive=True).to(device)
-    train_sampler(progressive, vanilla, train_loader, profile,
-                  ckpt_dir / "samplenet_progressive.pt", device, progress)
+    train_sampler(
+        progressive,
+        vanilla,
+        train_loader,
+        profile,
+        ckpt_dir / "samplenet_progressive.pt",
+        device,
+        progress,
+    )
     progressive.eval()
 
     # 3. Accuracy against the sample size.
@@ -239,32 +330,46 @@ def main(argv: Optional[list[str]] = None) -> dict:
     baselines = baseline_samplers(args.seed)
     for m in profile.sizes:
         for name, fn in baselines.items():
-            results.setdefault(name, {})[m] = accuracy(
-                pointnet, test_loader, device, subset(fn, m))
+            results.setdefault(name, {})[m] = accuracy(pointnet, test_loader, device, subset(fn, m))
         for name in ("snet", "samplenet"):
             if (name, m) in fixed:
                 results.setdefault(name, {})[m] = accuracy(
-                    pointnet, test_loader, device, sampled(fixed[name, m], m))
+                    pointnet, test_loader, device, sampled(fixed[name, m], m)
+                )
         results.setdefault("fps_vanilla", {})[m] = accuracy(
-            vanilla, test_loader, device, subset(baselines["fps"], m))
+            vanilla, test_loader, device, subset(baselines["fps"], m)
+        )
         for mode in ("sampled", "simplified", "projected"):
             key = "samplenet_progressive" + ("" if mode == "sampled" else f"_{mode}")
             results.setdefault(key, {})[m] = accuracy(
-                vanilla, test_loader, device, sampled(progressive, m, mode))
+                vanilla, test_loader, device, sampled(progressive, m, mode)
+            )
 
     extra = run_metadata(args, profile, started)
     extra["complete_vanilla"] = complete_vanilla
     if args.temperature_study:
         extra["temperature_study"] = temperature_study(
-            args, profile, vanilla, train_loader, test_loader, ckpt_dir, device, progress)
-    data = write_results(out_dir, "classification", "accuracy", True, complete, results,
-                         num_points=profile.num_points, **extra)
-    plot_metric_vs_ratio(data, profile.num_points, out_dir / "accuracy.png",
-                         title=f"Classification ({args.dataset})")
+            args, profile, vanilla, train_loader, test_loader, ckpt_dir, device, progress
+        )
+    data = write_results(
+        out_dir,
+        "classification",
+        "accuracy",
+        True,
+        complete,
+        results,
+        num_points=profile.num_points,
+        **extra,
+    )
+    plot_metric_vs_ratio(
+        data, profile.num_points, out_dir / "accuracy.png", title=f"Classification ({args.dataset})"
+    )
     render_samples(test_set, fixed, progressive, profile, out_dir / "samples.png", device)
     print(results_table(data, profile.num_points))
-    print(f"wrote {out_dir}/results.json, results.md, accuracy.png, samples.png "
-          f"({time.time() - started:.0f} s)")
+    print(
+        f"wrote {out_dir}/results.json, results.md, accuracy.png, samples.png "
+        f"({time.time() - started:.0f} s)"
+    )
     return data
 
 
@@ -279,21 +384,33 @@ def subset(sample: Callable[[Tensor, Tensor, int], Tensor], m: int) -> Callable:
     return select
 
 
-def temperature_study(args, profile, vanilla, train_loader, test_loader, ckpt_dir, device,
-                      progress) -> dict[str, dict[str, float]]:
+def temperature_study(
+    args, profile, vanilla, train_loader, test_loader, ckpt_dir, device, progress
+) -> dict[str, dict[str, float]]:
     r"""SampleNet-Progressive trained with each temperature profile (Table 1)."""
     table = {}
     for kind in TemperatureProfile.KINDS:
-        schedule = TemperatureProfile(kind, start=1.0, end=1e-3,
-                                      num_epochs=max(1, profile.sampler_epochs))
-        sampler = SampleNet(profile.num_points, k=K, progressive=True,
-                            learn_temperature=schedule.learned).to(device)
-        train_sampler(sampler, vanilla, train_loader, profile,
-                      ckpt_dir / f"progressive_temperature_{kind}.pt", device, progress,
-                      temperature=schedule)
+        schedule = TemperatureProfile(
+            kind, start=1.0, end=1e-3, num_epochs=max(1, profile.sampler_epochs)
+        )
+        sampler = SampleNet(
+            profile.num_points, k=K, progressive=True, learn_temperature=schedule.learned
+        ).to(device)
+        train_sampler(
+            sampler,
+            vanilla,
+            train_loader,
+            profile,
+            ckpt_dir / f"progressive_temperature_{kind}.pt",
+            device,
+            progress,
+            temperature=schedule,
+        )
         sampler.eval()
-        table[kind] = {str(m): accuracy(vanilla, test_loader, device, sampled(sampler, m))
-                       for m in profile.sizes}
+        table[kind] = {
+            str(m): accuracy(vanilla, test_loader, device, sampled(sampler, m))
+            for m in profile.sizes
+        }
     return table
 
 
@@ -303,13 +420,14 @@ def render_samples(test_set, fixed, progressive, profile, path, device) -> None:
     data = test_set[0].to(device)
     batch = torch.zeros(data.pos.size(0), dtype=torch.long, device=device)
     fps_index = baseline_samplers(0)["fps"](data.pos, batch, m)
-    panels = [("input", data.pos.cpu().numpy(), None),
-              (f"FPS, {m} points", data.pos.cpu().numpy(), data.pos[fps_index].cpu().numpy())]
+    panels = [
+        ("input", data.pos.cpu().numpy(), None),
+        (f"FPS, {m} points", data.pos.cpu().numpy(), data.pos[fps_index].cpu().numpy()),
+    ]
     with torch.no_grad():
         if ("samplenet", m) in fixed:
             out = fixed["samplenet", m](data.pos, batch)
-            panels.append((f"SampleNet, {m} points", data.pos.cpu().numpy(),
-                           out.pos.cpu().numpy()))
+            panels.append((f"SampleNet, {m} points", data.pos.cpu().numpy(), out.pos.cpu().numpy()))
         out = progressive(data.pos, batch, num_samples=m)
         panels.append((f"Progressive, {m} points", data.pos.cpu().numpy(), out.pos.cpu().numpy()))
     render_clouds(panels, path)

@@ -6,7 +6,8 @@ r"""SampleNet for reconstruction (paper §4.3, Figs. 11 and 12), on PyG batches.
    projection) to sample clouds the autoencoder reconstructs well, and one
    SampleNet-Progressive whose every prefix is such a sample.
 3. Evaluates the normalised reconstruction error (NRE) on the test split with FPS, random
-   sampling, S-NET, SampleNet and SampleNet-Progressive for every m: per cloud,
+   sampling (and the other baselines of tg_samplenet.experiment.baseline_samplers), S-NET,
+   SampleNet and SampleNet-Progressive for every m: per cloud,
    CD(AE(sample), complete) / CD(AE(complete), complete), then the mean, overall and per
    class. Writes results.json, results.md, nre.png, samples.png and the checkpoints into
    --out.
@@ -62,7 +63,12 @@ from tg_samplenet.reporting import (
 from tg_samplenet.training import fit, seed_everything
 
 # extra: the autoencoder's per-point widths before its bottleneck (task_width) and its
-# decoder widths; the samplers' per-point and head widths.
+# decoder widths; the samplers' per-point and head widths and initial temperature t
+# (sigma = t^2). The authors start at t = 1 and train for 400 epochs; Adam moves t by about
+# lr per step, so in the CPU profile's few hundred steps sigma would stay near 0.7 and the
+# projection would average its k = 16 neighbours almost uniformly, training on points unlike
+# the hard samples of inference (SampleNet then lost to S-NET and FPS). It starts at t = 0.1
+# (sigma = 0.01, the order of the squared point spacing), still learned.
 PROFILES = {
     "smoke": Profile(
         num_points=128,

@@ -7,11 +7,12 @@ r"""SampleNet for registration (paper §4.2, Figs. 9 and 10), on PyG batches.
    ||R_est R_gt^T - I||_F^2 + CD(source, R_est template).
 3. Freezes it and trains, per sample size m, one SampleNet that samples both the template
    and the source (the same weights), with the task loss on the sampled clouds.
-4. Evaluates, for FPS, random sampling and SampleNet at every m, the mean rotation error
-   (MRE, the geodesic angle between the estimated and true rotation, in degrees) and the
-   sampling consistency (the Chamfer distance between the sampled template and the sampled
-   source rotated back), and writes results.json, results.md, rotation_error.png,
-   samples.png and the checkpoints into --out.
+4. Evaluates, for FPS (from a random start point, as the authors' baseline), random
+   sampling, the other baselines of tg_samplenet.experiment.baseline_samplers and SampleNet
+   at every m, the mean rotation error (MRE, the geodesic angle between the estimated and
+   true rotation, in degrees) and the sampling consistency (the Chamfer distance between
+   the sampled template and the sampled source rotated back), and writes results.json,
+   results.md, rotation_error.png, samples.png and the checkpoints into --out.
 
 The MRE here is the geodesic angle itself. The authors' code reports twice that angle
 (2 acos(2 <q_est, q_gt>^2 - 1)), so its numbers, and perhaps the paper's, are doubled.
@@ -66,7 +67,11 @@ from tg_samplenet.training import fit, seed_everything
 
 # extra: rotations per training shape and per test shape, the angle bound, PCRNet's
 # per-point and head widths (its global feature is task_width), SampleNet's per-point and
-# head widths.
+# head widths and its initial temperature t (sigma = t^2). The authors start at t = 1 and
+# train for 400 epochs; Adam moves t by about lr per step, so the CPU profile's few hundred
+# steps would end with sigma ~ 0.5-0.7, a projection that averages its k neighbours almost
+# uniformly and trains on points unlike the hard samples of inference. It starts at t = 0.1
+# (sigma = 0.01, the order of the squared point spacing), still learned.
 PROFILES = {
     "smoke": Profile(
         num_points=128,
@@ -229,8 +234,12 @@ def random_start_fps(seed: int) -> Callable[[Tensor, Tensor, int], Tensor]:
 
 
 def evaluate(model: PCRNet, loader: DataLoader, device, sample=None) -> tuple[Tensor, Tensor]:
-    r"""The rotation error (degrees) and sampling consistency of every test pair, on the
-    points :obj:`sample(pos, batch)` takes from both clouds (all points when :obj:`None`)."""
+    r"""The rotation error and sampling consistency of every test pair, on the points
+    :obj:`sample(pos, batch)` takes from both clouds (all points when :obj:`None`).
+
+    The rotation error is the geodesic angle in degrees between the estimated and the true
+    rotation (:func:`~tg_samplenet.metrics.rotation_errors`), not the doubled angle that the
+    authors' code reports."""
     errors, consistency = [], []
     with torch.no_grad():
         for data in loader:
@@ -250,7 +259,9 @@ def evaluate(model: PCRNet, loader: DataLoader, device, sample=None) -> tuple[Te
     return torch.cat(errors).cpu(), torch.cat(consistency).cpu()
 
 
-def train_pcrnet(model, loader, profile, ckpt, device, progress) -> None:
+def train_pcrnet(
+    model: PCRNet, loader: DataLoader, profile: Profile, ckpt: Path, device, progress: bool
+) -> None:
     optimizer = torch.optim.Adam(model.parameters(), lr=profile.task_lr)
 
     def train_step(data) -> float:

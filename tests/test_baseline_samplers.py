@@ -72,8 +72,15 @@ def test_voxel_sample_covers_the_cloud_better_than_random():
 
 
 def test_results_files(tmp_path):
-    data = write_results(tmp_path, "classification", "accuracy", True, 0.9,
-                         {"fps": {32: 0.5, 8: 0.25}, "samplenet": {32: 0.75}}, num_points=1024)
+    data = write_results(
+        tmp_path,
+        "classification",
+        "accuracy",
+        True,
+        0.9,
+        {"fps": {32: 0.5, 8: 0.25}, "samplenet": {32: 0.75}},
+        num_points=1024,
+    )
     assert (tmp_path / "results.json").exists()
     table = (tmp_path / "results.md").read_text()
     assert "m=32 (SR 32)" in table and "m=8 (SR 128)" in table

@@ -92,7 +92,7 @@ class SampleNetOutput:
         w = self.weights.view(*self.weights.shape, *([1] * (src.dim() - 1)))
         return (w * src[self.neighbors]).sum(1)
 
-    def prefix(self, size: int) -> "SampleNetOutput":
+    def prefix(self, size: int) -> SampleNetOutput:
         r"""The first :obj:`size` output points of each cloud (a progressive sampler's
         ordered output makes every prefix a sample). Simplified points are cut alike."""
         B = self.counts.numel()
@@ -317,7 +317,7 @@ class SampleNet(torch.nn.Module):
         atomic_save({"config": self.config, "state_dict": self.state_dict()}, path)
 
     @classmethod
-    def load(cls, path: Union[str, os.PathLike], map_location: Any = "cpu") -> "SampleNet":
+    def load(cls, path: Union[str, os.PathLike], map_location: Any = "cpu") -> SampleNet:
         r"""Rebuilds a sampler saved with :meth:`save`."""
         state = torch.load(path, map_location=map_location, weights_only=True)
         if not isinstance(state, dict) or "config" not in state or "state_dict" not in state:

@@ -41,8 +41,7 @@ def check_batch(batch: Optional[Tensor], pos: Tensor, name: str = "batch") -> Te
             raise TypeError(f"{name} must be an integer tensor (got {batch.dtype})")
     if batch.dim() != 1 or batch.numel() != pos.size(0):
         raise ValueError(
-            f"{name} must have shape [{pos.size(0)}] to match the points "
-            f"(got {list(batch.shape)})"
+            f"{name} must have shape [{pos.size(0)}] to match the points (got {list(batch.shape)})"
         )
     check_same_device(pos, batch)
     if batch.numel() > 0 and batch.device.type != "meta":
