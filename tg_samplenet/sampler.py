@@ -281,18 +281,17 @@ class SampleNet(torch.nn.Module):
         # Empty clouds have nothing to project onto, match with or be compared to.
         present = (sizes > 0)[simplified_batch]
         simplified, simplified_batch = simplified[present], simplified_batch[present]
-        query, query_batch = simplified, simplified_batch
         out = dict(counts=counts, simplified=simplified, simplified_batch=simplified_batch)
 
         if not self.training:
-            index = hard_sample(pos, batch, query, query_batch, counts, self.complete_fps)
+            index = hard_sample(pos, batch, simplified, simplified_batch, counts, self.complete_fps)
             if not self.complete_fps:  # de-duplication may leave a cloud short
                 out["counts"] = cloud_sizes(batch[index], B)
             return SampleNetOutput(pos=pos[index], index=index, batch=batch[index], **out)
 
         counts = counts.clamp(max=self.num_out_points)
-        keep = rank_in_cloud(query_batch, B) < counts[query_batch]
-        query, query_batch = query[keep], query_batch[keep]
+        keep = rank_in_cloud(simplified_batch, B) < counts[simplified_batch]
+        query, query_batch = simplified[keep], simplified_batch[keep]
         out["counts"] = counts
         if self.skip_projection:
             index = nearest(pos, query, batch, query_batch)
