@@ -5,14 +5,16 @@ r"""SampleNet for registration (paper §4.2, Figs. 9 and 10), on PyG batches.
    every training shape, testing a fixed set of pairs of the test shapes.
 2. Trains PCRNet (single pass) on complete clouds with the loss
    ||R_est R_gt^T - I||_F^2 + CD(source, R_est template).
-3. Freezes it and trains, per sample size m, one SampleNet that samples both the template
-   and the source (the same weights), with the task loss on the sampled clouds.
+3. Freezes it and trains, per sample size m, one SampleNet and one S-NET that sample both
+   the template and the source (the same weights), with the task loss on the sampled
+   clouds, and one SampleNet-Progressive (an addition: the paper has none for this task).
 4. Evaluates, for FPS (from a random start point, as the authors' baseline), random
-   sampling, the other baselines of tg_samplenet.experiment.baseline_samplers and SampleNet
-   at every m, the mean rotation error (MRE, the geodesic angle between the estimated and
-   true rotation, in degrees) and the sampling consistency (the Chamfer distance between
-   the sampled template and the sampled source rotated back), and writes results.json,
-   results.md, rotation_error.png, samples.png and the checkpoints into --out.
+   sampling, the other baselines of tg_samplenet.experiment.baseline_samplers, S-NET,
+   SampleNet and SampleNet-Progressive at every m, the mean rotation error (MRE, the
+   geodesic angle between the estimated and true rotation, in degrees) and the sampling
+   consistency (the Chamfer distance between the sampled template and the sampled source
+   rotated back), and writes results.json, results.md, rotation_error.png, samples.png and
+   the checkpoints into --out.
 
 The MRE here is the geodesic angle itself. The authors' code reports twice that angle
 (2 acos(2 <q_est, q_gt>^2 - 1)), so its numbers, and perhaps the paper's, are doubled.
@@ -44,7 +46,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
-from tg_samplenet import SampleNet, chamfer_distance, samplenet_loss
+from tg_samplenet import SampleNet, chamfer_distance, progressive_loss, samplenet_loss
 from tg_samplenet.backend import cloud_sizes
 from tg_samplenet.experiment import (
     Profile,
@@ -85,7 +87,7 @@ PROFILES = {
         task_lr=1e-3,
         sampler_lr=1e-3,
         task_width=32,
-        control_sizes=(),
+        control_sizes=(8, 16, 32, 64, 128),
         extra=dict(
             rotations_per_shape=3,
             test_rotations_per_shape=2,
@@ -109,7 +111,7 @@ PROFILES = {
         task_lr=1e-3,
         sampler_lr=1e-3,
         task_width=256,
-        control_sizes=(),
+        control_sizes=(8, 16, 32, 64, 128, 256, 512),
         extra=dict(
             rotations_per_shape=12,
             test_rotations_per_shape=2,
@@ -136,7 +138,7 @@ PROFILES = {
         task_lr=1e-3,
         sampler_lr=1e-3,
         task_width=1024,
-        control_sizes=(),
+        control_sizes=(2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
         extra=dict(
             rotations_per_shape=25,
             test_rotations_per_shape=1,
@@ -292,7 +294,9 @@ def train_sampler(
     r"""Trains one SampleNet on both clouds of every pair: templates and sources go through
     it as one batch of :math:`2B` clouds, so the simplification loss is
     :math:`\frac{1}{2}(L_s^{template} + L_s^{source})` and :math:`\lambda\sigma` is counted
-    once, as in the authors' code; the task loss is PCRNet's on the sampled clouds."""
+    once, as in the authors' code; the task loss is PCRNet's on the sampled clouds.
+    SampleNet-Progressive (not in the paper for this task) averages it over the control
+    sizes, as the authors' reconstruction code does."""
     optimizer = torch.optim.Adam(sampler.parameters(), lr=profile.sampler_lr)
 
     def train_step(data) -> float:
@@ -302,16 +306,24 @@ def train_sampler(
         pos = torch.cat([data.pos, data.source])
         batch = torch.cat([data.batch, data.source_batch + B])
         out = sampler(pos, batch, num_clouds=2 * B)
-        is_source = out.batch >= B
-        task_loss = registration_loss(
-            task,
-            out.pos[~is_source],
-            out.pos[is_source],
-            out.batch[~is_source],
-            out.batch[is_source] - B,
-            data.rotation,
-        )
-        loss = samplenet_loss(task_loss, out, pos, batch, **LOSS)
+
+        def task_loss(part) -> Tensor:
+            is_source = part.batch >= B
+            return registration_loss(
+                task,
+                part.pos[~is_source],
+                part.pos[is_source],
+                part.batch[~is_source],
+                part.batch[is_source] - B,
+                data.rotation,
+            )
+
+        if sampler.progressive:
+            loss = progressive_loss(
+                task_loss, out, pos, batch, profile.control_sizes, reduction="mean", **LOSS
+            )
+        else:
+            loss = samplenet_loss(task_loss(out), out, pos, batch, **LOSS)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -389,20 +401,28 @@ def main(argv: list[str] | None = None) -> dict:
     complete_errors, _ = evaluate(pcrnet, test_loader, device)
     print(f"complete clouds: MRE {complete_errors.mean():.2f} degrees ({_since(started)})")
 
-    # 2. One SampleNet per size against the frozen PCRNet.
-    trained = {}
-    for m in profile.train_sizes:
-        sampler = SampleNet(
+    # 2. SampleNet and S-NET per size, and one SampleNet-Progressive, against the frozen PCRNet.
+    def new_sampler(m: int, **kwargs) -> SampleNet:
+        return SampleNet(
             m,
             k=K,
             initial_temperature=extra["initial_temperature"],
             point_channels=extra["sampler_point_channels"],
             head_channels=extra["sampler_head_channels"],
+            **kwargs,
         ).to(device)
-        train_sampler(
-            sampler, pcrnet, train_loader, profile, ckpt_dir / f"samplenet_{m}.pt", device, progress
-        )
-        trained[m] = sampler.eval()
+
+    fixed = {}
+    for m in profile.train_sizes:
+        for name, skip in (("samplenet", False), ("snet", True)):
+            sampler = new_sampler(m, skip_projection=skip)
+            ckpt = ckpt_dir / f"{name}_{m}.pt"
+            train_sampler(sampler, pcrnet, train_loader, profile, ckpt, device, progress)
+            fixed[name, m] = sampler.eval()
+    progressive = new_sampler(profile.num_points, progressive=True)
+    ckpt = ckpt_dir / "samplenet_progressive.pt"
+    train_sampler(progressive, pcrnet, train_loader, profile, ckpt, device, progress)
+    progressive.eval()
     print(f"samplers trained ({_since(started)})")
 
     # 3. Rotation error and consistency against the sample size.
@@ -411,8 +431,10 @@ def main(argv: list[str] | None = None) -> dict:
     consistency: dict[str, dict[int, float]] = {}
     for m in profile.sizes:
         candidates = dict(samplers)
-        if m in trained:
-            candidates["samplenet"] = samplenet_indices(trained[m])
+        for name in ("snet", "samplenet"):
+            if (name, m) in fixed:
+                candidates[name] = samplenet_indices(fixed[name, m])
+        candidates["samplenet_progressive"] = samplenet_indices(progressive)
         for name, fn in candidates.items():
             errors, cons = evaluate(pcrnet, test_loader, device, gather_sample(fn, m))
             mre.setdefault(name, {})[m] = float(errors.mean())
@@ -443,7 +465,7 @@ def main(argv: list[str] | None = None) -> dict:
         title=f"Registration ({args.dataset} {args.category})",
     )
     render_pairs(
-        test_pairs[0], pcrnet, trained, samplers["fps"], profile, out_dir / "samples.png", device
+        test_pairs[0], pcrnet, fixed, samplers["fps"], profile, out_dir / "samples.png", device
     )
     table = results_table(data, profile.num_points)
     table += "\n\n" + consistency_table(consistency, profile.num_points)
@@ -476,7 +498,7 @@ def _since(started: float) -> str:
 
 
 def render_pairs(
-    pair: Data, model: PCRNet, trained: dict, fps, profile: Profile, path: Path, device
+    pair: Data, model: PCRNet, fixed: dict, fps, profile: Profile, path: Path, device
 ) -> None:
     r"""One test pair before and after registration from FPS and SampleNet samples (paper
     Fig. 10): the template in grey, the source in light blue, the sampled template points in
@@ -487,6 +509,7 @@ def render_pairs(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    trained = {m: sampler for (name, m), sampler in fixed.items() if name == "samplenet"}
     m = min(trained) if trained else min(profile.sizes)
     pair = pair.to(device)
     batch = torch.zeros(pair.pos.size(0), dtype=torch.long, device=device)

@@ -28,9 +28,8 @@ def test_quality_benchmark_smoke(tmp_path):
         sizes = set(data["results"]["fps"])
         for name in ("random", "voxel"):
             assert set(data["results"][name]) == sizes, (task, name)
-        if task != "registration":  # registration trains SampleNet only, as the paper did
-            assert set(data["results"]["samplenet_progressive"]) == sizes, task
-            assert data["results"]["snet"], task
+        assert set(data["results"]["samplenet_progressive"]) == sizes, task
+        assert data["results"]["snet"], task
         for name in ("samplenet",):
             assert set(data["results"][name]) <= sizes and data["results"][name], (task, name)
         assert (runs / f"{task}-smoke" / "results.json").exists()

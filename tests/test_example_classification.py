@@ -60,3 +60,28 @@ def test_rerun_resumes_from_checkpoints(smoke_run):
     assert (out / "checkpoints" / "pointnet.pt").stat().st_mtime_ns == mtime
     assert again["results"] == data["results"]
     assert again["complete"] == data["complete"]
+
+
+@pytest.mark.parametrize("decay", ["cosine", "staircase"])
+def test_learning_rate_schedules_follow_their_closed_forms(decay):
+    import dataclasses
+    import math
+
+    import torch
+
+    example = load_example("classification")
+    profile = example.PROFILES["smoke"]
+    profile = dataclasses.replace(profile, extra={**profile.extra, "lr_decay": decay})
+    loader = torch.utils.data.DataLoader(range(40), batch_size=4)  # 10 steps per epoch
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.5)
+    scheduler = example.decaying_lr(optimizer, profile, loader, 3, decay_samples=12)
+    rates = []
+    for _ in range(30):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    if decay == "cosine":
+        expected = [0.25 * (1 + math.cos(math.pi * s / 30)) for s in range(30)]
+    else:  # x0.7 after every 12 samples = 3 steps of 4 clouds, never below 1e-5
+        expected = [max(0.5 * 0.7 ** (s * 4 // 12), 1e-5) for s in range(30)]
+    assert rates == pytest.approx(expected)

@@ -227,7 +227,9 @@ def reconstruction_run(tmp_path_factory):
     return out, *run_twice(reconstruction, out, ["--categories", "chair", "airplane"])
 
 
-def check_common(out: Path, data: dict, task: str, metric: str, plot: str) -> dict:
+def check_common(
+    out: Path, data: dict, checkpoints, task: str, metric: str, plot: str, task_network: str
+) -> dict:
     saved = json.loads((out / "results.json").read_text())
     assert saved == json.loads(json.dumps(data))
     assert saved["task"] == task and saved["metric"] == metric
@@ -238,7 +240,18 @@ def check_common(out: Path, data: dict, task: str, metric: str, plot: str) -> di
     sizes = {str(m) for m in profile.sizes}
     for name in ("fps", "random"):
         assert set(saved["results"][name]) == sizes
-    assert set(saved["results"]["samplenet"]) == {str(m) for m in profile.train_sizes}
+    trained = {str(m) for m in profile.train_sizes}
+    assert set(saved["results"]["samplenet"]) == set(saved["results"]["snet"]) == trained
+    assert set(saved["results"]["samplenet_progressive"]) == sizes
+    m = profile.train_sizes[0]
+    assert {
+        f"{task_network}.pt",
+        f"samplenet_{m}.pt",
+        f"snet_{m}.pt",
+        "samplenet_progressive.pt",
+        f"samplenet_{m}.sampler.pt",
+        "samplenet_progressive.sampler.pt",
+    } <= set(checkpoints)
     for row in saved["results"].values():
         assert all(isinstance(v, float) and math.isfinite(v) and v >= 0 for v in row.values())
     table = (out / "results.md").read_text()
@@ -252,7 +265,9 @@ def check_common(out: Path, data: dict, task: str, metric: str, plot: str) -> di
 @pytest.mark.slow
 def test_registration_example_outputs(registration_run):
     out, first, second, checkpoints = registration_run
-    saved = check_common(out, second, "registration", "mre_deg", "rotation_error.png")
+    saved = check_common(
+        out, second, checkpoints, "registration", "mre_deg", "rotation_error.png", "pcrnet"
+    )
     assert 0 <= saved["complete"] <= 180
     for row in saved["results"].values():
         assert all(v <= 180 for v in row.values())
@@ -262,8 +277,6 @@ def test_registration_example_outputs(registration_run):
         assert all(isinstance(v, float) and v >= 0 for v in row.values())
     assert saved["category"] == "car"
     assert saved["num_test_pairs"] == 4 * 2 and saved["num_train_pairs"] == 6 * 3
-    m = registration.PROFILES["smoke"].train_sizes[0]
-    assert {"pcrnet.pt", f"samplenet_{m}.pt", f"samplenet_{m}.sampler.pt"} <= set(checkpoints)
 
 
 @pytest.mark.slow
@@ -277,12 +290,11 @@ def test_registration_example_resumes_with_the_same_results(registration_run):
 @pytest.mark.slow
 def test_reconstruction_example_outputs(reconstruction_run):
     out, first, second, checkpoints = reconstruction_run
-    saved = check_common(out, second, "reconstruction", "nre", "nre.png")
+    saved = check_common(
+        out, second, checkpoints, "reconstruction", "nre", "nre.png", "autoencoder"
+    )
     assert saved["complete"] == 1.0 and saved["complete_cd"] > 0
     assert saved["categories"] == ["chair", "airplane"]
-    profile = reconstruction.PROFILES["smoke"]
-    assert set(saved["results"]["snet"]) == {str(m) for m in profile.train_sizes}
-    assert set(saved["results"]["samplenet_progressive"]) == {str(m) for m in profile.sizes}
     assert set(saved["per_class"]) == set(saved["results"])
     for name, row in saved["per_class"].items():
         assert set(row) == set(saved["results"][name])
@@ -290,15 +302,6 @@ def test_reconstruction_example_outputs(reconstruction_run):
             assert set(by_class) == {"chair", "airplane"}
             # Equal numbers of test clouds per class: the overall NRE is the class mean.
             assert np.mean(list(by_class.values())) == pytest.approx(saved["results"][name][m])
-    m = profile.train_sizes[0]
-    assert {
-        "autoencoder.pt",
-        f"samplenet_{m}.pt",
-        f"snet_{m}.pt",
-        "samplenet_progressive.pt",
-        f"samplenet_{m}.sampler.pt",
-        "samplenet_progressive.sampler.pt",
-    } <= set(checkpoints)
 
 
 @pytest.mark.slow
