@@ -18,7 +18,7 @@ large cloud, soft-projection memory, linear scaling). Writes :obj:`speed.json`,
 
 .. code-block:: bash
 
-    python benchmarks/speed.py                          # full run, about 15 min on 2 cores
+    python benchmarks/speed.py                          # full run, about 10 min on 2 cores
     python benchmarks/speed.py --sizes 1000 4000 16000  # fewer sizes
     python benchmarks/speed.py --smoke --out /tmp/speed # seconds
     python benchmarks/speed.py --device cuda
@@ -48,7 +48,7 @@ RATIOS = (1 / 8, 1 / 32)
 REPEATS = 7
 SEED = 0
 
-# Budgets: what a 24 GiB, 2-core machine runs in about 15 minutes.
+# Budgets: what a 24 GiB, 2-core machine runs in about 10 minutes.
 MAX_POINTS = 4_000_000  # B * N per measurement
 MAX_TRAIN_POINTS = 1_000_000  # B * N for a training step (~5 GiB of activations at 1M)
 MAX_DENSE_BYTES = 2 << 30  # the dense reference's [B, M, N] float32 matrix (peak ~2x)

@@ -51,3 +51,27 @@ def make_clouds() -> Callable[..., tuple[Tensor, Tensor]]:
         return pos.to(dtype).to(device), batch.to(device)
 
     return make
+
+
+@pytest.fixture
+def write_hdf5_dataset() -> Callable[..., None]:
+    r"""Returns :obj:`write(root, classes, clouds_per_split, num_points, seed=0)`, which
+    writes a small data set in the :obj:`modelnet40_ply_hdf5_2048` layout into
+    :obj:`root`: :obj:`shape_names.txt`, one :obj:`ply_data_<split>0.h5` per split with
+    random clouds whose labels cycle through the classes, and the split's file list."""
+
+    def write(root, classes: Sequence[str], clouds_per_split: dict, num_points: int, seed: int = 0):
+        import h5py
+        import numpy as np
+
+        generator = np.random.default_rng(seed)
+        (root / "shape_names.txt").write_text("".join(f"{name}\n" for name in classes))
+        for split, num_clouds in clouds_per_split.items():
+            name = f"ply_data_{split}0.h5"
+            (root / f"{split}_files.txt").write_text(f"data/modelnet40_ply_hdf5_2048/{name}\n")
+            with h5py.File(root / name, "w") as f:
+                shape = (num_clouds, num_points, 3)
+                f["data"] = generator.uniform(-1, 1, shape).astype(np.float32)
+                f["label"] = (np.arange(num_clouds) % len(classes))[:, None].astype(np.uint8)
+
+    return write

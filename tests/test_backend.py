@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+import tg_samplenet.backend as backend_module
 from tg_samplenet.backend import (
     available_backends,
     fps,
@@ -11,7 +12,9 @@ from tg_samplenet.backend import (
     knn,
     nearest,
     scatter,
+    spread_bits,
     use_backend,
+    zorder,
 )
 from tg_samplenet.farthest_point import sample_counts
 
@@ -75,6 +78,42 @@ def test_knn_docstring_example(backend):
 
 @pytest.mark.parametrize("k", [1, 4, 9])
 def test_knn_matches_brute_force(backend, device, make_clouds, k):
+    check_knn_against_brute_force(device, make_clouds, k)
+
+
+@pytest.mark.parametrize("k", [1, 4])
+def test_knn_in_zorder_matches_brute_force(make_clouds, k, monkeypatch):
+    # The Z-order path that large CPU clouds take before torch_cluster.knn, forced here.
+    if "torch_cluster" not in available_backends():
+        pytest.skip("torch_cluster is not installed")
+    monkeypatch.setattr(backend_module, "_ZORDER_ABOVE", 1)
+    with use_backend("torch_cluster"):
+        check_knn_against_brute_force(torch.device("cpu"), make_clouds, k)
+
+
+def test_spread_bits_moves_bit_i_to_bit_3i():
+    values = torch.arange(1024)
+    expected = [sum(((v >> b) & 1) << (3 * b) for b in range(10)) for v in range(1024)]
+    assert spread_bits(values).tolist() == expected
+
+
+def test_zorder_sorts_each_cloud_by_its_morton_code(make_clouds):
+    pos, batch = make_clouds([9, 0, 30, 1, 17], seed=4)
+    order = zorder(pos, batch, 5)
+    assert sorted(order.tolist()) == list(range(pos.size(0)))
+    # Reference: each cloud's bounding box cut into 1024 cells per axis, the cell's bits
+    # interleaved one at a time (x lowest), a stable sort by (cloud, code).
+    codes = []
+    for i, p in enumerate(pos):
+        members = pos[batch == batch[i]]
+        low, high = members.amin(0), members.amax(0)
+        cell = ((p - low) * (1023 / (high - low).clamp(min=1e-12))).clamp(0, 1023).long()
+        code = sum(((int(cell[a]) >> b) & 1) << (3 * b + a) for b in range(10) for a in range(3))
+        codes.append((int(batch[i]), code))
+    assert order.tolist() == sorted(range(pos.size(0)), key=lambda j: codes[j])
+
+
+def check_knn_against_brute_force(device, make_clouds, k):
     # Cloud sizes below and above k, including a single-point cloud.
     x, batch_x = make_clouds([7, 1, 12, 3], seed=1, device=device)
     y, batch_y = make_clouds([5, 2, 4, 3], seed=2, device=device)

@@ -85,3 +85,21 @@ def test_learning_rate_schedules_follow_their_closed_forms(decay):
     else:  # x0.7 after every 12 samples = 3 steps of 4 clouds, never below 1e-5
         expected = [max(0.5 * 0.7 ** (s * 4 // 12), 1e-5) for s in range(30)]
     assert rates == pytest.approx(expected)
+
+
+@pytest.mark.slow
+def test_hdf5_data_set_trains_and_evaluates_with_flags_only(tmp_path, write_hdf5_dataset):
+    classes = ["airplane", "bed", "car"]
+    write_hdf5_dataset(tmp_path, classes, {"train": 12, "test": 6}, 200)
+    example = load_example("classification")
+    out = tmp_path / "out"
+    argv = ["--smoke", "--no-progress", "--dataset", "h5", "--data-root", str(tmp_path)]
+    data = example.main([*argv, "--out", str(out)])
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["dataset"] == "h5" and on_disk == json.loads(json.dumps(data))
+    # Six test clouds: every accuracy is a multiple of 1/6.
+    for row in on_disk["results"].values():
+        assert all(abs(6 * v - round(6 * v)) < 1e-9 for v in row.values())
+    assert set(on_disk["results"]["samplenet"]) == {
+        str(m) for m in example.PROFILES["smoke"].train_sizes
+    }

@@ -316,17 +316,8 @@ def test_reconstruction_example_resumes_with_the_same_results(reconstruction_run
 
 
 @pytest.mark.slow
-def test_registration_example_on_hdf5_files(tmp_path):
-    import h5py
-
-    generator = np.random.default_rng(0)
-    (tmp_path / "shape_names.txt").write_text("airplane\ncar\n")
-    for split, num_clouds in (("train", 8), ("test", 6)):
-        name = f"ply_data_{split}0.h5"
-        (tmp_path / f"{split}_files.txt").write_text(f"data/modelnet40_ply_hdf5_2048/{name}\n")
-        with h5py.File(tmp_path / name, "w") as f:
-            f["data"] = generator.uniform(-1, 1, (num_clouds, 160, 3)).astype(np.float32)
-            f["label"] = (np.arange(num_clouds) % 2)[:, None].astype(np.uint8)
+def test_registration_example_on_hdf5_files(tmp_path, write_hdf5_dataset):
+    write_hdf5_dataset(tmp_path, ["airplane", "car"], {"train": 8, "test": 6}, 160)
     out = tmp_path / "out"
     argv = ["--smoke", "--out", str(out), "--no-progress", "--dataset", "h5"]
     data = registration.main([*argv, "--data-root", str(tmp_path), "--category", "car"])

@@ -356,3 +356,26 @@ def test_carry_in_training_mixes(make_clouds):
     assert out.carry(labels).tolist() == expected
     # Soft-projected positions are the same mixture of the input positions.
     assert torch.allclose(out.carry(pos), out.pos)
+
+
+def test_inference_network_equals_the_unfolded_unchunked_network(make_clouds, monkeypatch):
+    # Inference folds BatchNorm into the linear layers and pools the per-point features in
+    # chunks; both must give the training-time graph's output in eval mode. Clouds span
+    # chunk borders, one is empty and one trails with no points at all.
+    import tg_samplenet.sampler as sampler_module
+
+    torch.manual_seed(0)
+    sampler = SampleNet(6, k=3)
+    pos, batch = make_clouds([7, 0, 12, 3], seed=5)
+    sampler(pos, batch)  # moves the BatchNorm statistics away from their initial values
+    sampler.eval()
+    monkeypatch.setattr(sampler_module, "_POOL_CHUNK", 5)
+    with torch.no_grad():
+        fast = sampler.simplify(pos, batch, 5)
+        features = sampler.point_mlp(pos)  # the plain layers, BatchNorm in eval mode
+        pooled = torch.zeros(5, features.size(1))
+        for cloud in range(4):
+            if (batch == cloud).any():
+                pooled[cloud] = features[batch == cloud].amax(0)
+        expected = sampler.head(pooled).view(5, 6, 3)
+    assert torch.allclose(fast, expected, atol=1e-5)

@@ -8,7 +8,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from tg_samplenet.backend import cloud_ptr, nearest
+from tg_samplenet.backend import cloud_ptr, nearest, spread_bits
 
 __all__ = ["sample_counts", "farthest_point_sampling", "rank_in_cloud"]
 
@@ -159,10 +159,7 @@ def _morton_order(planes: Tensor, valid: Tensor) -> Tensor:
     low = planes.masked_fill(~valid, big).amin(-1, keepdim=True)
     high = planes.masked_fill(~valid, -big).amax(-1, keepdim=True)
     cell = ((planes - low) / (high - low).clamp(min=1e-12) * 1023).clamp(0, 1023).long()
-    code = torch.zeros_like(cell[0])
-    for bit in range(10):
-        for axis in range(3):
-            code |= ((cell[axis] >> bit) & 1) << (3 * bit + axis)
+    code = spread_bits(cell[0]) | spread_bits(cell[1]) << 1 | spread_bits(cell[2]) << 2
     return torch.sort(code.masked_fill(~valid, 1 << 31), dim=1).indices
 
 

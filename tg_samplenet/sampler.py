@@ -26,8 +26,8 @@ from tg_samplenet.validation import (
 __all__ = ["SampleNet", "SampleNetOutput"]
 
 
-def _mlp(mlp: MLP, x: Tensor) -> Tensor:
-    return mlp(x)
+# Points per chunk of the inference-time point MLP (a few MiB of features per layer).
+_POOL_CHUNK = 1 << 14
 
 
 def _mlp_folded(mlp: MLP, x: Tensor) -> Tensor:
@@ -233,10 +233,19 @@ class SampleNet(torch.nn.Module):
 
     def simplify(self, pos: Tensor, batch: Tensor, num_clouds: int) -> Tensor:
         r"""The simplification network: :math:`m` points per cloud, :obj:`[B, m, 3]`."""
-        mlp = _mlp if self.training else _mlp_folded
-        h = mlp(self.point_mlp, pos)
-        h = global_max_pool(h, batch, size=num_clouds)
-        return mlp(self.head, h).view(num_clouds, self.num_out_points, 3)
+        if self.training:
+            h = global_max_pool(self.point_mlp(pos), batch, size=num_clouds)
+            return self.head(h).view(num_clouds, self.num_out_points, 3)
+        # Inference pools chunk by chunk: the per-point features of a million points take
+        # 1.8 GB over the layers, memory the allocator would map and fault in afresh on
+        # every call. The features are ReLU outputs (>= 0), so the 0 that a chunk without
+        # points of a cloud pools for it never wins the maximum.
+        h = None
+        for start in range(0, max(pos.size(0), 1), _POOL_CHUNK):
+            part = _mlp_folded(self.point_mlp, pos[start : start + _POOL_CHUNK])
+            part = global_max_pool(part, batch[start : start + _POOL_CHUNK], size=num_clouds)
+            h = part if h is None else torch.maximum(h, part)
+        return _mlp_folded(self.head, h).view(num_clouds, self.num_out_points, 3)
 
     def forward(
         self,
