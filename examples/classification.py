@@ -46,6 +46,8 @@ from tg_samplenet.experiment import (
     resolve_device,
     resolve_profile,
     run_metadata,
+    sampler_factory,
+    train_samplers,
 )
 from tg_samplenet.models import PointNet
 from tg_samplenet.reporting import plot_metric_vs_ratio, render_clouds, results_table, write_results
@@ -322,31 +324,22 @@ def main(argv: Optional[list[str]] = None) -> dict:
     print(f"complete clouds: PointNet {complete:.3f}, vanilla PointNet {complete_vanilla:.3f}")
 
     # 2. Samplers against the frozen task networks.
-    fixed = {}
-    for m in profile.train_sizes:
-        for name, skip in (("samplenet", False), ("snet", True)):
-            sampler = SampleNet(m, k=K, skip_projection=skip).to(device)
-            train_sampler(
-                sampler,
-                pointnet,
-                train_loader,
-                profile,
-                ckpt_dir / f"{name}_{m}.pt",
-                device,
-                progress,
-            )
-            fixed[name, m] = sampler.eval()
-    progressive = SampleNet(profile.num_points, k=K, progressive=True).to(device)
-    train_sampler(
-        progressive,
-        vanilla,
-        train_loader,
-        profile,
-        ckpt_dir / "samplenet_progressive.pt",
-        device,
-        progress,
+    fixed, progressive = train_samplers(
+        sampler_factory(profile, K, device),
+        # The progressive sampler trains against vanilla PointNet, as the authors' did.
+        lambda sampler, ckpt: train_sampler(
+            sampler,
+            vanilla if sampler.progressive else pointnet,
+            train_loader,
+            profile,
+            ckpt,
+            device,
+            progress,
+        ),
+        profile.train_sizes,
+        profile.num_points,
+        ckpt_dir,
     )
-    progressive.eval()
 
     # 3. Accuracy against the sample size.
     results: dict[str, dict[int, float]] = {}

@@ -46,11 +46,14 @@ from tg_samplenet.experiment import (
     common_parser,
     freeze,
     gather_sample,
+    learned_samplers,
     load_split,
     resolve_device,
     resolve_profile,
     run_metadata,
     samplenet_indices,
+    sampler_factory,
+    train_samplers,
 )
 from tg_samplenet.metrics import normalized_reconstruction_error, per_class_mean
 from tg_samplenet.models import PointCloudAE
@@ -309,35 +312,15 @@ def main(argv: list[str] | None = None) -> dict:
     )
 
     # 2. Samplers against the frozen autoencoder.
-    def new_sampler(m: int, **kwargs) -> SampleNet:
-        return SampleNet(
-            m,
-            k=K,
-            initial_temperature=extra["initial_temperature"],
-            point_channels=extra["sampler_point_channels"],
-            head_channels=extra["sampler_head_channels"],
-            **kwargs,
-        ).to(device)
-
-    fixed = {}
-    for m in profile.train_sizes:
-        for name, skip in (("samplenet", False), ("snet", True)):
-            sampler = new_sampler(m, skip_projection=skip)
-            train_sampler(
-                sampler, ae, train_loader, profile, ckpt_dir / f"{name}_{m}.pt", device, progress
-            )
-            fixed[name, m] = sampler.eval()
-    progressive = new_sampler(profile.num_points, progressive=True)
-    train_sampler(
-        progressive,
-        ae,
-        train_loader,
-        profile,
-        ckpt_dir / "samplenet_progressive.pt",
-        device,
-        progress,
+    fixed, progressive = train_samplers(
+        sampler_factory(profile, K, device),
+        lambda sampler, ckpt: train_sampler(
+            sampler, ae, train_loader, profile, ckpt, device, progress
+        ),
+        profile.train_sizes,
+        profile.num_points,
+        ckpt_dir,
     )
-    progressive.eval()
     print(f"samplers trained ({time.time() - started:.0f} s)")
 
     # 3. NRE against the sample size, overall and per class.
@@ -345,11 +328,7 @@ def main(argv: list[str] | None = None) -> dict:
     nre: dict[str, dict[int, float]] = {}
     per_class: dict[str, dict[str, dict[str, float]]] = {}
     for m in profile.sizes:
-        candidates = dict(samplers)
-        for name in ("snet", "samplenet"):
-            if (name, m) in fixed:
-                candidates[name] = samplenet_indices(fixed[name, m])
-        candidates["samplenet_progressive"] = samplenet_indices(progressive)
+        candidates = {**samplers, **learned_samplers(fixed, progressive, m)}
         for name, fn in candidates.items():
             cd, _ = evaluate(ae, test_loader, device, gather_sample(fn, m))
             overall, by_class = nre_summary(cd, complete_cd, labels, classes)

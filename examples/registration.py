@@ -54,11 +54,14 @@ from tg_samplenet.experiment import (
     common_parser,
     freeze,
     gather_sample,
+    learned_samplers,
     load_split,
     resolve_device,
     resolve_profile,
     run_metadata,
     samplenet_indices,
+    sampler_factory,
+    train_samplers,
 )
 from tg_samplenet.farthest_point import farthest_point_sampling, sample_counts
 from tg_samplenet.metrics import rotation_errors, sampling_consistency
@@ -402,27 +405,15 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"complete clouds: MRE {complete_errors.mean():.2f} degrees ({_since(started)})")
 
     # 2. SampleNet and S-NET per size, and one SampleNet-Progressive, against the frozen PCRNet.
-    def new_sampler(m: int, **kwargs) -> SampleNet:
-        return SampleNet(
-            m,
-            k=K,
-            initial_temperature=extra["initial_temperature"],
-            point_channels=extra["sampler_point_channels"],
-            head_channels=extra["sampler_head_channels"],
-            **kwargs,
-        ).to(device)
-
-    fixed = {}
-    for m in profile.train_sizes:
-        for name, skip in (("samplenet", False), ("snet", True)):
-            sampler = new_sampler(m, skip_projection=skip)
-            ckpt = ckpt_dir / f"{name}_{m}.pt"
-            train_sampler(sampler, pcrnet, train_loader, profile, ckpt, device, progress)
-            fixed[name, m] = sampler.eval()
-    progressive = new_sampler(profile.num_points, progressive=True)
-    ckpt = ckpt_dir / "samplenet_progressive.pt"
-    train_sampler(progressive, pcrnet, train_loader, profile, ckpt, device, progress)
-    progressive.eval()
+    fixed, progressive = train_samplers(
+        sampler_factory(profile, K, device),
+        lambda sampler, ckpt: train_sampler(
+            sampler, pcrnet, train_loader, profile, ckpt, device, progress
+        ),
+        profile.train_sizes,
+        profile.num_points,
+        ckpt_dir,
+    )
     print(f"samplers trained ({_since(started)})")
 
     # 3. Rotation error and consistency against the sample size.
@@ -430,11 +421,7 @@ def main(argv: list[str] | None = None) -> dict:
     mre: dict[str, dict[int, float]] = {}
     consistency: dict[str, dict[int, float]] = {}
     for m in profile.sizes:
-        candidates = dict(samplers)
-        for name in ("snet", "samplenet"):
-            if (name, m) in fixed:
-                candidates[name] = samplenet_indices(fixed[name, m])
-        candidates["samplenet_progressive"] = samplenet_indices(progressive)
+        candidates = {**samplers, **learned_samplers(fixed, progressive, m)}
         for name, fn in candidates.items():
             errors, cons = evaluate(pcrnet, test_loader, device, gather_sample(fn, m))
             mre.setdefault(name, {})[m] = float(errors.mean())

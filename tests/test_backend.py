@@ -12,7 +12,6 @@ from tg_samplenet.backend import (
     knn,
     nearest,
     scatter,
-    spread_bits,
     use_backend,
     zorder,
 )
@@ -94,7 +93,7 @@ def test_knn_in_zorder_matches_brute_force(make_clouds, k, monkeypatch):
 def test_spread_bits_moves_bit_i_to_bit_3i():
     values = torch.arange(1024)
     expected = [sum(((v >> b) & 1) << (3 * b) for b in range(10)) for v in range(1024)]
-    assert spread_bits(values).tolist() == expected
+    assert backend_module._spread_bits(values).tolist() == expected
 
 
 def test_zorder_sorts_each_cloud_by_its_morton_code(make_clouds):

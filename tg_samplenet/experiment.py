@@ -26,6 +26,9 @@ __all__ = [
     "freeze",
     "baseline_samplers",
     "run_metadata",
+    "sampler_factory",
+    "train_samplers",
+    "learned_samplers",
 ]
 
 
@@ -214,3 +217,61 @@ def gather_sample(
         return pos[index], batch[index]
 
     return gather
+
+
+def sampler_factory(profile: Profile, k: int, device: Any) -> Callable[..., torch.nn.Module]:
+    r""":obj:`make(m, **kwargs)`: a :class:`~tg_samplenet.SampleNet` of :obj:`m` outputs on
+    :obj:`device` with :obj:`k` neighbours and whichever of :obj:`initial_temperature`,
+    :obj:`sampler_point_channels` and :obj:`sampler_head_channels` the profile's
+    :obj:`extra` sets (the defaults otherwise)."""
+    from tg_samplenet.sampler import SampleNet
+
+    names = {
+        "initial_temperature": "initial_temperature",
+        "sampler_point_channels": "point_channels",
+        "sampler_head_channels": "head_channels",
+    }
+    settings = {arg: profile.extra[key] for key, arg in names.items() if key in profile.extra}
+
+    def make(m: int, **kwargs) -> torch.nn.Module:
+        return SampleNet(m, k=k, **settings, **kwargs).to(device)
+
+    return make
+
+
+def train_samplers(
+    make: Callable[..., torch.nn.Module],
+    train: Callable[[torch.nn.Module, Path], None],
+    train_sizes: Sequence[int],
+    num_points: int,
+    checkpoints: Path,
+) -> tuple[dict[tuple[str, int], torch.nn.Module], torch.nn.Module]:
+    r"""The samplers every example trains against its frozen task network, in this order:
+    for each size :math:`m`, SampleNet and S-NET (:obj:`skip_projection=True`), then one
+    SampleNet-Progressive of :obj:`num_points` outputs. :obj:`make(m, **kwargs)` builds a
+    :class:`~tg_samplenet.SampleNet`, :obj:`train(sampler, checkpoint)` trains (or resumes)
+    it. Returns :obj:`({(name, m): sampler}, progressive)`, all in eval mode."""
+    fixed = {}
+    for m in train_sizes:
+        for name, skip in (("samplenet", False), ("snet", True)):
+            sampler = make(m, skip_projection=skip)
+            train(sampler, checkpoints / f"{name}_{m}.pt")
+            fixed[name, m] = sampler.eval()
+    progressive = make(num_points, progressive=True)
+    train(progressive, checkpoints / "samplenet_progressive.pt")
+    return fixed, progressive.eval()
+
+
+def learned_samplers(
+    fixed: dict[tuple[str, int], torch.nn.Module], progressive: torch.nn.Module, m: int
+) -> dict[str, Callable[[Tensor, Tensor, int], Tensor]]:
+    r"""What :func:`train_samplers` returned, as :obj:`sample(pos, batch, m) -> index` for
+    size :obj:`m`: S-NET and SampleNet where one was trained for :obj:`m`, and the
+    progressive sampler's first :obj:`m` points."""
+    samplers = {
+        name: samplenet_indices(fixed[name, m])
+        for name in ("snet", "samplenet")
+        if (name, m) in fixed
+    }
+    samplers["samplenet_progressive"] = samplenet_indices(progressive)
+    return samplers

@@ -8,7 +8,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from tg_samplenet.backend import cloud_ptr, nearest, spread_bits
+from tg_samplenet.backend import cloud_ptr, nearest, zorder
 
 __all__ = ["sample_counts", "farthest_point_sampling", "rank_in_cloud"]
 
@@ -121,7 +121,11 @@ def farthest_point_sampling(
 
     planes = dense.permute(2, 0, 1).contiguous()  # [3, B, Nmax], one plane per coordinate
     if valid.size(1) >= _CHUNKED_ABOVE:
-        picked = _steps_chunked(planes, valid, dist, first, steps)
+        # Each row's positions in Z-order, padding positions last (in place).
+        order = to_dense_batch(rank[zorder(pos.detach(), batch, B)], batch, batch_size=B)[0]
+        slots = torch.arange(valid.size(1), device=pos.device).expand_as(order)
+        order = torch.where(valid, order, slots)
+        picked = _steps_chunked(planes, valid, dist, first, steps, order)
     else:
         picked = _steps_dense(planes, dist, first, steps)
     keep = torch.arange(steps, device=pos.device).unsqueeze(0) < counts.unsqueeze(1)
@@ -152,19 +156,8 @@ def _steps_dense(planes: Tensor, dist: Tensor, first: Tensor, steps: int) -> Ten
     return picked
 
 
-def _morton_order(planes: Tensor, valid: Tensor) -> Tensor:
-    # Z-order of the points of each cloud (10 bits per axis), padding last, so that
-    # consecutive chunks of the order are compact in space.
-    big = torch.finfo(planes.dtype).max
-    low = planes.masked_fill(~valid, big).amin(-1, keepdim=True)
-    high = planes.masked_fill(~valid, -big).amax(-1, keepdim=True)
-    cell = ((planes - low) / (high - low).clamp(min=1e-12) * 1023).clamp(0, 1023).long()
-    code = spread_bits(cell[0]) | spread_bits(cell[1]) << 1 | spread_bits(cell[2]) << 2
-    return torch.sort(code.masked_fill(~valid, 1 << 31), dim=1).indices
-
-
 def _steps_chunked(
-    planes: Tensor, valid: Tensor, dist: Tensor, first: Tensor, steps: int
+    planes: Tensor, valid: Tensor, dist: Tensor, first: Tensor, steps: int, order: Tensor
 ) -> Tensor:
     # The same steps as _steps_dense on points sorted along a Z-order curve and cut into
     # chunks. A new point p can only lower distances in chunks whose bounding box lies
@@ -172,7 +165,6 @@ def _steps_chunked(
     # finds the next point from the chunk maxima: the cost per step no longer grows with N.
     B, n = dist.shape
     size = -(-n // _CHUNK) * _CHUNK
-    order = _morton_order(planes, valid)
     order = torch.cat([order, order.new_zeros(B, size - n)], 1)  # padding slots -> dummy
     pad = torch.arange(size, device=dist.device) >= n
     inside = valid.gather(1, order[:, :n])
