@@ -44,7 +44,7 @@ def load_example(task: str):
 
 def combined_table(runs: dict[str, dict[str, Any]]) -> str:
     r"""One Markdown table per task (rows: samplers, columns: sampling ratios)."""
-    from tg_samplenet.reporting import markdown_table
+    from tg_samplenet.experiments.reporting import markdown_table
 
     parts = []
     for task, data in runs.items():
@@ -71,7 +71,7 @@ def plot_panels(runs: dict[str, dict[str, Any]], path: Path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from tg_samplenet.reporting import plot_metric_vs_ratio
+    from tg_samplenet.experiments.reporting import plot_metric_vs_ratio
 
     fig, axes = plt.subplots(1, len(runs), figsize=(5.5 * len(runs), 4.2), squeeze=False)
     for ax, (task, data) in zip(axes[0], runs.items()):

@@ -42,9 +42,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 import speed  # noqa: E402
 
-from tg_samplenet import farthest_point_sampling  # noqa: E402
-from tg_samplenet.backend import get_backend, nearest  # noqa: E402
-from tg_samplenet.matching import first_occurrence  # noqa: E402
+from tg_samplenet.ops.farthest_point import farthest_point_sampling  # noqa: E402
+from tg_samplenet.ops.matching import first_occurrence  # noqa: E402
+from tg_samplenet.ops.neighbors import get_backend, nearest_index  # noqa: E402
 
 SIZES = (16_000, 100_000, 1_000_000)
 SMOKE_SIZES = (1000, 4000)
@@ -69,7 +69,7 @@ def stage_calls(num_points: int, device: str) -> tuple[dict[str, Any], dict[str,
     with torch.no_grad():
         simplified = sampler.simplify(pos, batch, 1).reshape(-1, 3)
     simplified_batch = torch.zeros(simplified.size(0), dtype=torch.long, device=device)
-    matched = nearest(pos, simplified, batch, simplified_batch)
+    matched = nearest_index(pos, simplified, batch, simplified_batch)
     unique = matched[first_occurrence(matched)]
     missing = counts - unique.numel()
     unique_batch = torch.zeros_like(unique)
@@ -83,9 +83,9 @@ def stage_calls(num_points: int, device: str) -> tuple[dict[str, Any], dict[str,
 
     calls = {
         "network": no_grad(lambda: sampler.simplify(pos, batch, 1)),
-        "matching": lambda: nearest(pos, simplified, batch, simplified_batch),
+        "matching": lambda: nearest_index(pos, simplified, batch, simplified_batch),
         "de-duplication": lambda: first_occurrence(matched),
-        "completion: distances": lambda: nearest(pos[unique], pos, unique_batch, batch),
+        "completion: distances": lambda: nearest_index(pos[unique], pos, unique_batch, batch),
         "completion: total": lambda: farthest_point_sampling(pos, batch, missing, unique),
         "SampleNet inference (all)": no_grad(lambda: sampler(pos, batch, ratio=RATIO)),
     }

@@ -162,7 +162,7 @@ def random_sample(
 
     :rtype: :class:`torch.LongTensor` of indices, grouped by cloud in batch order.
     """
-    from tg_samplenet.farthest_point import rank_in_cloud
+    from tg_samplenet.ops.batch import rank_in_cloud
 
     if generator is None:
         perm = torch.randperm(batch.numel(), device=batch.device)
@@ -370,7 +370,7 @@ def build_case(
         return match
 
     if method in ("pointnet_full", "samplenet_pointnet"):
-        from tg_samplenet.models import PointNet
+        from tg_samplenet.tasks import PointNet
 
         torch.manual_seed(seed)
         classifier = PointNet(40).to(device).eval()  # ModelNet40, with both T-Nets

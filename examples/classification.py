@@ -38,7 +38,7 @@ from torch_geometric.loader import DataLoader
 
 from tg_samplenet import SampleNet, TemperatureProfile, progressive_loss, samplenet_loss
 from tg_samplenet.datasets import get_dataset
-from tg_samplenet.experiment import (
+from tg_samplenet.experiments.common import (
     Profile,
     baseline_samplers,
     common_parser,
@@ -49,9 +49,14 @@ from tg_samplenet.experiment import (
     sampler_factory,
     train_samplers,
 )
-from tg_samplenet.models import PointNet
-from tg_samplenet.reporting import plot_metric_vs_ratio, render_clouds, results_table, write_results
-from tg_samplenet.training import fit, seed_everything
+from tg_samplenet.experiments.fit import fit, seed_everything
+from tg_samplenet.experiments.reporting import (
+    plot_metric_vs_ratio,
+    render_clouds,
+    results_table,
+    write_results,
+)
+from tg_samplenet.tasks import PointNet
 
 PROFILES = {
     "smoke": Profile(

@@ -40,7 +40,7 @@ from torch import Tensor
 from torch_geometric.loader import DataLoader
 
 from tg_samplenet import SampleNet, chamfer_distance, progressive_loss, samplenet_loss
-from tg_samplenet.experiment import (
+from tg_samplenet.experiments.common import (
     Profile,
     baseline_samplers,
     common_parser,
@@ -55,15 +55,15 @@ from tg_samplenet.experiment import (
     sampler_factory,
     train_samplers,
 )
-from tg_samplenet.metrics import normalized_reconstruction_error, per_class_mean
-from tg_samplenet.models import PointCloudAE
-from tg_samplenet.reporting import (
+from tg_samplenet.experiments.fit import fit, seed_everything
+from tg_samplenet.experiments.reporting import (
     plot_metric_vs_ratio,
     render_clouds,
     results_table,
     write_results,
 )
-from tg_samplenet.training import fit, seed_everything
+from tg_samplenet.tasks import PointCloudAE
+from tg_samplenet.tasks.metrics import normalized_reconstruction_error, per_class_mean
 
 # extra: the autoencoder's per-point widths before its bottleneck (task_width) and its
 # decoder widths; the samplers' per-point and head widths and initial temperature t
@@ -365,7 +365,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 def per_class_table(per_class: dict, classes: list[str], m: int) -> str:
     r"""The per-class NRE of every sampler at size :obj:`m` as a Markdown table."""
-    from tg_samplenet.reporting import markdown_table
+    from tg_samplenet.experiments.reporting import markdown_table
 
     rows = [
         [name] + [row[str(m)][c] for c in classes]

@@ -47,8 +47,7 @@ from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
 from tg_samplenet import SampleNet, chamfer_distance, progressive_loss, samplenet_loss
-from tg_samplenet.backend import cloud_sizes
-from tg_samplenet.experiment import (
+from tg_samplenet.experiments.common import (
     Profile,
     baseline_samplers,
     common_parser,
@@ -63,12 +62,13 @@ from tg_samplenet.experiment import (
     sampler_factory,
     train_samplers,
 )
-from tg_samplenet.farthest_point import farthest_point_sampling, sample_counts
-from tg_samplenet.metrics import rotation_errors, sampling_consistency
-from tg_samplenet.models import PCRNet
-from tg_samplenet.reporting import plot_metric_vs_ratio, results_table, write_results
-from tg_samplenet.rotations import euler_angles_to_matrix, random_euler_angles, rotate_points
-from tg_samplenet.training import fit, seed_everything
+from tg_samplenet.experiments.fit import fit, seed_everything
+from tg_samplenet.experiments.reporting import plot_metric_vs_ratio, results_table, write_results
+from tg_samplenet.ops.batch import cloud_sizes, sample_counts
+from tg_samplenet.ops.farthest_point import farthest_point_sampling
+from tg_samplenet.tasks import PCRNet
+from tg_samplenet.tasks.metrics import rotation_errors, sampling_consistency
+from tg_samplenet.tasks.rotations import euler_angles_to_matrix, random_euler_angles, rotate_points
 
 # extra: rotations per training shape and per test shape, the angle bound, PCRNet's
 # per-point and head widths (its global feature is task_width), SampleNet's per-point and

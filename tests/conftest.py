@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from tg_samplenet.backend import available_backends, use_backend
+from tg_samplenet.ops.neighbors import available_backends, use_backend
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 BACKENDS = ["pyg_lib", "torch_cluster", "torch"]

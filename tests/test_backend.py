@@ -3,19 +3,19 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch_geometric.utils import scatter
 
-import tg_samplenet.backend as backend_module
-from tg_samplenet.backend import (
+import tg_samplenet.ops.neighbors as backend_module
+from tg_samplenet.ops.batch import sample_counts
+from tg_samplenet.ops.farthest_point import fps
+from tg_samplenet.ops.neighbors import (
     available_backends,
-    fps,
     get_backend,
-    knn,
-    nearest,
-    scatter,
+    nearest_index,
+    padded_knn,
     use_backend,
     zorder,
 )
-from tg_samplenet.farthest_point import sample_counts
 
 
 def squared(a, b):
@@ -70,7 +70,7 @@ def test_knn_docstring_example(backend):
     batch_x = torch.tensor([0, 0, 1, 1])
     y = torch.tensor([[0.2, 0, 0], [5.9, 0, 0]])
     batch_y = torch.tensor([0, 1])
-    index, mask = knn(x, y, 3, batch_x, batch_y)
+    index, mask = padded_knn(x, y, 3, batch_x, batch_y)
     assert index.tolist() == [[0, 1, 0], [3, 2, 3]]
     assert mask.tolist() == [[True, True, False], [True, True, False]]
 
@@ -116,7 +116,7 @@ def check_knn_against_brute_force(device, make_clouds, k):
     # Cloud sizes below and above k, including a single-point cloud.
     x, batch_x = make_clouds([7, 1, 12, 3], seed=1, device=device)
     y, batch_y = make_clouds([5, 2, 4, 3], seed=2, device=device)
-    index, mask = knn(x, y, k, batch_x, batch_y)
+    index, mask = padded_knn(x, y, k, batch_x, batch_y)
     assert index.shape == mask.shape == (y.size(0), k)
     assert index.dtype == torch.long and mask.dtype == torch.bool
     assert index.device == mask.device == y.device
@@ -137,7 +137,7 @@ def check_knn_against_brute_force(device, make_clouds, k):
 def test_knn_with_an_empty_cloud_in_between(backend, make_clouds):
     x, batch_x = make_clouds([4, 0, 5], seed=3)
     y, batch_y = make_clouds([2, 0, 3], seed=4)
-    index, mask = knn(x, y, 3, batch_x, batch_y)
+    index, mask = padded_knn(x, y, 3, batch_x, batch_y)
     expected = brute_knn_distances(x.tolist(), y.tolist(), 3, batch_x.tolist(), batch_y.tolist())
     for i in range(y.size(0)):
         got = [squared(x[j].tolist(), y[i].tolist()) for j in index[i][mask[i]].tolist()]
@@ -146,7 +146,7 @@ def test_knn_with_an_empty_cloud_in_between(backend, make_clouds):
 
 def test_knn_without_queries(backend, device):
     x = torch.rand(5, 3, device=device)
-    index, mask = knn(x, x[:0], 4)
+    index, mask = padded_knn(x, x[:0], 4)
     assert index.shape == mask.shape == (0, 4)
     assert index.device == device
 
@@ -155,18 +155,18 @@ def test_knn_rejects_queries_of_a_cloud_without_points(backend):
     x, batch_x = torch.rand(3, 3), torch.tensor([0, 0, 0])
     y, batch_y = torch.rand(2, 3), torch.tensor([0, 1])
     with pytest.raises(ValueError, match="no reference points"):
-        knn(x, y, 2, batch_x, batch_y)
+        padded_knn(x, y, 2, batch_x, batch_y)
 
 
 def test_knn_rejects_k_below_one():
     with pytest.raises(ValueError, match="k must be at least 1"):
-        knn(torch.rand(4, 3), torch.rand(2, 3), 0)
+        padded_knn(torch.rand(4, 3), torch.rand(2, 3), 0)
 
 
 def test_nearest_matches_brute_force(backend, device, make_clouds):
     x, batch_x = make_clouds([6, 1, 9], seed=5, device=device)
     y, batch_y = make_clouds([4, 3, 5], seed=6, device=device)
-    index = nearest(x, y, batch_x, batch_y)
+    index = nearest_index(x, y, batch_x, batch_y)
     assert index.shape == (y.size(0),)
     xs, ys, bx, by = x.tolist(), y.tolist(), batch_x.tolist(), batch_y.tolist()
     expected = brute_knn_distances(xs, ys, 1, bx, by)

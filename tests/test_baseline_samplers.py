@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from tg_samplenet.baseline_samplers import fps_sample, random_sample, voxel_sample
-from tg_samplenet.reporting import markdown_table, results_table, write_results
+from tg_samplenet.experiments.baselines import fps_sample, random_sample, voxel_sample
+from tg_samplenet.experiments.reporting import markdown_table, results_table, write_results
 
 SIZES = [1024, 500, 20, 1, 300]
 

@@ -20,7 +20,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import common  # noqa: E402
 import speed  # noqa: E402
 
-from tg_samplenet import SoftProjection, sample_counts  # noqa: E402
+from tg_samplenet import SoftProjection  # noqa: E402
+from tg_samplenet.ops.batch import sample_counts  # noqa: E402
 
 
 def allocate_and_touch(num_bytes: int):

@@ -17,7 +17,7 @@ from scipy.spatial.transform import Rotation
 from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
-from tg_samplenet.models import PCRNetOutput, ReconstructionOutput
+from tg_samplenet.tasks import PCRNetOutput, ReconstructionOutput
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

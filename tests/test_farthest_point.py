@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from tg_samplenet.farthest_point import farthest_point_sampling, rank_in_cloud, sample_counts
+from tg_samplenet.ops.batch import rank_in_cloud, sample_counts
+from tg_samplenet.ops.farthest_point import farthest_point_sampling
 
 
 def squared(a, b):
@@ -138,7 +139,7 @@ def test_rank_in_cloud():
 @pytest.fixture
 def chunked(monkeypatch):
     # Force the chunked (Z-order) update on small clouds, with chunks of four points.
-    import tg_samplenet.farthest_point as module
+    import tg_samplenet.ops.farthest_point as module
 
     monkeypatch.setattr(module, "_CHUNKED_ABOVE", 0)
     monkeypatch.setattr(module, "_CHUNK", 4)

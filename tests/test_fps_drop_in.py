@@ -5,9 +5,9 @@ import pytest
 import torch
 import torch_geometric.nn
 
-from tg_samplenet.backend import fps
-from tg_samplenet.fps_drop_in import SampleNetFPS
-from tg_samplenet.sampler import SampleNet
+from tg_samplenet.nn.fps_drop_in import SampleNetFPS
+from tg_samplenet.nn.sampler import SampleNet
+from tg_samplenet.ops.farthest_point import fps
 
 
 def float32_ceil(n, ratio):

@@ -10,7 +10,7 @@ from tg_samplenet.losses import (
     samplenet_loss,
     simplification_loss,
 )
-from tg_samplenet.sampler import SampleNet
+from tg_samplenet.nn.sampler import SampleNet
 
 
 def squared(a, b):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from tg_samplenet.matching import first_occurrence, hard_sample
+from tg_samplenet.ops.matching import first_occurrence, hard_sample
 
 
 def squared(a, b):

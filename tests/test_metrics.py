@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from tg_samplenet.metrics import (
+from tg_samplenet.tasks.metrics import (
     accuracy,
     mean_rotation_error,
     normalized_reconstruction_error,
@@ -14,7 +14,7 @@ from tg_samplenet.metrics import (
     rotation_errors,
     sampling_consistency,
 )
-from tg_samplenet.rotations import euler_angles_to_matrix, random_rotations
+from tg_samplenet.tasks.rotations import euler_angles_to_matrix, random_rotations
 
 
 def brute_force_chamfer(x, y, batch_x=None, batch_y=None, reduction="mean"):

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from tg_samplenet.sampler import SampleNet, SampleNetOutput
+from tg_samplenet.nn.output import SampleNetOutput
+from tg_samplenet.nn.sampler import SampleNet
 
 
 def squared(a, b):
@@ -362,7 +363,7 @@ def test_inference_network_equals_the_unfolded_unchunked_network(make_clouds, mo
     # Inference folds BatchNorm into the linear layers and pools the per-point features in
     # chunks; both must give the training-time graph's output in eval mode. Clouds span
     # chunk borders, one is empty and one trails with no points at all.
-    import tg_samplenet.sampler as sampler_module
+    import tg_samplenet.nn.sampler as sampler_module
 
     torch.manual_seed(0)
     sampler = SampleNet(6, k=3)

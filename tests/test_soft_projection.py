@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.func import functional_call
 
-from tg_samplenet.soft_projection import SoftProjection
+from tg_samplenet.nn.soft_projection import SoftProjection
 
 
 def squared(a, b):

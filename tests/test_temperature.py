@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from tg_samplenet.soft_projection import SoftProjection
+from tg_samplenet.nn.soft_projection import SoftProjection
 from tg_samplenet.temperature import TemperatureProfile, temperature_profile
 
 

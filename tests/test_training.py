@@ -1,7 +1,7 @@
 import torch
 
-from tg_samplenet.checkpoint import atomic_save, load_checkpoint
-from tg_samplenet.training import fit, seed_everything
+from tg_samplenet.experiments.fit import fit, seed_everything
+from tg_samplenet.io import atomic_save, load_checkpoint
 
 
 def _run(tmp_path, num_epochs: int, checkpoint):

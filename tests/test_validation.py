@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from tg_samplenet.backend import knn
-from tg_samplenet.sampler import SampleNet
-from tg_samplenet.soft_projection import SoftProjection
-from tg_samplenet.validation import check_ratio
+from tg_samplenet.nn.sampler import SampleNet
+from tg_samplenet.nn.soft_projection import SoftProjection
+from tg_samplenet.ops.checks import check_ratio
+from tg_samplenet.ops.neighbors import padded_knn
 
 
 @pytest.fixture
@@ -92,7 +92,7 @@ def test_k_below_one():
     with pytest.raises(ValueError, match="k must be an integer >= 1"):
         SoftProjection(k=0)
     with pytest.raises(ValueError, match="k must be at least 1"):
-        knn(torch.rand(4, 3), torch.rand(2, 3), 0)
+        padded_knn(torch.rand(4, 3), torch.rand(2, 3), 0)
     with pytest.raises(ValueError, match="min_sigma must be >= 0"):
         SoftProjection(min_sigma=-1.0)
 

@@ -1,9 +1,18 @@
 r"""SampleNet (Lang, Manor, Avidan, CVPR 2020): learned, differentiable point-cloud sampling for
-PyTorch Geometric."""
+PyTorch Geometric.
 
-from tg_samplenet.backend import fps, knn, nearest
-from tg_samplenet.farthest_point import farthest_point_sampling, sample_counts
-from tg_samplenet.fps_drop_in import SampleNetFPS
+The top level holds the sampler's API. The layers below it, each importing only from those
+under it:
+
+- :mod:`tg_samplenet.ops`: parameter-free functions on PyG's :obj:`(pos, batch)` layout,
+- :mod:`tg_samplenet.nn`: :class:`SoftProjection`, :class:`SampleNet`, the fps drop-in,
+- :mod:`tg_samplenet.losses`, :mod:`tg_samplenet.temperature`, :mod:`tg_samplenet.io`,
+- :mod:`tg_samplenet.tasks`: the paper's task networks and metrics,
+- :mod:`tg_samplenet.datasets`: the built-in shapes and the real data sets' loaders,
+- :mod:`tg_samplenet.experiments`: configurations, training loops and reports of the
+  examples and benchmarks.
+"""
+
 from tg_samplenet.losses import (
     average_nn_distance,
     chamfer_distance,
@@ -12,12 +21,16 @@ from tg_samplenet.losses import (
     samplenet_loss,
     simplification_loss,
 )
-from tg_samplenet.matching import hard_sample
-from tg_samplenet.sampler import SampleNet, SampleNetOutput
-from tg_samplenet.soft_projection import SoftProjection, SoftProjectionOutput
+from tg_samplenet.nn import (
+    SampleNet,
+    SampleNetFPS,
+    SampleNetOutput,
+    SoftProjection,
+    SoftProjectionOutput,
+)
 from tg_samplenet.temperature import TemperatureProfile
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "SampleNet",
@@ -28,14 +41,8 @@ __all__ = [
     "TemperatureProfile",
     "average_nn_distance",
     "chamfer_distance",
-    "farthest_point_sampling",
-    "fps",
-    "hard_sample",
-    "knn",
     "max_nn_distance",
-    "nearest",
     "progressive_loss",
-    "sample_counts",
     "samplenet_loss",
     "simplification_loss",
 ]

@@ -7,10 +7,11 @@ from typing import Callable, Optional, Sequence
 
 import torch
 from torch import Tensor
+from torch_geometric.utils import scatter
 
-from tg_samplenet.backend import nearest, scatter
-from tg_samplenet.farthest_point import rank_in_cloud
-from tg_samplenet.sampler import SampleNetOutput
+from tg_samplenet.nn.output import SampleNetOutput
+from tg_samplenet.ops.batch import rank_in_cloud
+from tg_samplenet.ops.neighbors import nearest_index
 
 __all__ = [
     "nn_squared_distance",
@@ -44,7 +45,7 @@ def nn_squared_distance(
     :rtype: :class:`torch.Tensor` of shape :obj:`[N_src]`
     """
     batch_src, batch_dst = _batch(src, batch_src), _batch(dst, batch_dst)
-    index = nearest(dst, src, batch_dst, batch_src)
+    index = nearest_index(dst, src, batch_dst, batch_src)
     return (src - dst[index]).pow(2).sum(-1)
 
 
@@ -63,7 +64,7 @@ def average_nn_distance(
     """
     batch_src, batch_dst = _batch(src, batch_src), _batch(dst, batch_dst)
     B = num_clouds or _num_clouds(batch_src, batch_dst)
-    return scatter(nn_squared_distance(src, dst, batch_src, batch_dst), batch_src, B, "mean")
+    return scatter(nn_squared_distance(src, dst, batch_src, batch_dst), batch_src, 0, B, "mean")
 
 
 def max_nn_distance(
@@ -81,7 +82,7 @@ def max_nn_distance(
     """
     batch_src, batch_dst = _batch(src, batch_src), _batch(dst, batch_dst)
     B = num_clouds or _num_clouds(batch_src, batch_dst)
-    return scatter(nn_squared_distance(src, dst, batch_src, batch_dst), batch_src, B, "max")
+    return scatter(nn_squared_distance(src, dst, batch_src, batch_dst), batch_src, 0, B, "max")
 
 
 def _reduce(value: Tensor, reduction: str) -> Tensor:
@@ -173,8 +174,8 @@ def _simplification(
     B = _num_clouds(simplified_batch, batch)
     size = torch.bincount(simplified_batch, minlength=B).to(pos.dtype)
     return (
-        scatter(to_input, simplified_batch, B, "mean")
-        + beta * scatter(to_input, simplified_batch, B, "max")
+        scatter(to_input, simplified_batch, 0, B, "mean")
+        + beta * scatter(to_input, simplified_batch, 0, B, "max")
         + (gamma + delta * size) * average_nn_distance(pos, simplified, batch, simplified_batch, B)
     )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Optional
 
-from tg_samplenet.soft_projection import SoftProjection
+from tg_samplenet.nn.soft_projection import SoftProjection
 
 __all__ = ["TemperatureProfile", "temperature_profile"]
 

@@ -21,7 +21,7 @@ from tg_samplenet.datasets.primitives import (
     sample_surface,
 )
 from tg_samplenet.datasets.utils import check_names, check_split, selection_tag
-from tg_samplenet.validation import check_positive_int
+from tg_samplenet.ops.checks import check_positive_int
 
 __all__ = ["SyntheticShapes"]
 

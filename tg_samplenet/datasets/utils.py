@@ -6,7 +6,7 @@ import hashlib
 import os.path as osp
 from collections.abc import Sequence
 
-from tg_samplenet.validation import check_positive_int
+from tg_samplenet.ops.checks import check_positive_int
 
 __all__ = ["check_root", "check_split", "check_num_points", "check_names", "selection_tag"]
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from tg_samplenet.backend import nearest
-from tg_samplenet.farthest_point import farthest_point_sampling, rank_in_cloud
+from tg_samplenet.ops.batch import rank_in_cloud
+from tg_samplenet.ops.farthest_point import farthest_point_sampling
+from tg_samplenet.ops.neighbors import nearest_index
 
 __all__ = ["first_occurrence", "hard_sample"]
 
@@ -60,7 +61,7 @@ def hard_sample(
         order, matched points first.
     """
     B = counts.numel()
-    matched = nearest(pos, simplified, batch, simplified_batch)
+    matched = nearest_index(pos, simplified, batch, simplified_batch)
     keep = first_occurrence(matched)
     matched, matched_batch = matched[keep], simplified_batch[keep]
     keep = rank_in_cloud(matched_batch, B) < counts[matched_batch]

@@ -18,7 +18,7 @@ from torch import Tensor
 from torch_geometric.nn import global_max_pool
 from torch_geometric.utils import to_dense_batch
 
-from ..validation import check_batch, check_points
+from tg_samplenet.ops.checks import check_batch, check_points
 
 
 def check_widths(channels: Sequence[int], name: str, min_len: int = 1) -> tuple[int, ...]:

@@ -4,111 +4,27 @@ hard matching at inference, on PyG batches of clouds of any sizes."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 import torch
 from torch import Tensor
 from torch_geometric.nn import MLP, global_max_pool
 
-from tg_samplenet.backend import cloud_sizes, nearest
-from tg_samplenet.farthest_point import rank_in_cloud, sample_counts
-from tg_samplenet.matching import hard_sample
-from tg_samplenet.soft_projection import SoftProjection
-from tg_samplenet.validation import (
+from tg_samplenet.nn.inference_fast_path import chunked_max_pool, folded_mlp
+from tg_samplenet.nn.output import SampleNetOutput
+from tg_samplenet.nn.soft_projection import SoftProjection
+from tg_samplenet.ops.batch import cloud_sizes, rank_in_cloud, sample_counts
+from tg_samplenet.ops.checks import (
     check_batch,
     check_points,
     check_positive_int,
     check_ratio,
     check_same_device,
 )
+from tg_samplenet.ops.matching import hard_sample
+from tg_samplenet.ops.neighbors import nearest_index
 
-__all__ = ["SampleNet", "SampleNetOutput"]
-
-
-# Points per chunk of the inference-time point MLP (a few MiB of features per layer).
-_POOL_CHUNK = 1 << 14
-
-
-def _mlp_folded(mlp: MLP, x: Tensor) -> Tensor:
-    # Inference with each eval-mode BatchNorm folded into its Linear layer: one fused
-    # addmm + in-place ReLU per layer instead of three passes over [N, C] activations.
-    num_hidden = len(mlp.lins) - (1 if mlp.plain_last else 0)
-    for i, lin in enumerate(mlp.lins):
-        if i == num_hidden:
-            return lin(x)
-        bn = mlp.norms[i].module
-        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-        bias = (lin.bias - bn.running_mean) * scale + bn.bias
-        x = torch.addmm(bias, x, (lin.weight * scale.unsqueeze(1)).t()).relu_()
-    return x
-
-
-@dataclass
-class SampleNetOutput:
-    r"""What :class:`SampleNet` returns for a batch of :math:`B` clouds.
-
-    Attributes:
-        pos (torch.Tensor): :obj:`[M, 3]`, what the task should consume: soft-projected points
-            in training mode (differentiable; the simplified points themselves with
-            :obj:`skip_projection=True`), :obj:`pos[index]` in eval mode.
-        index (torch.LongTensor): :obj:`[M]` indices into the input :obj:`pos`, grouped by
-            cloud in batch order. In eval mode they are unique within each cloud. In training
-            mode they are each output point's nearest input point (repeats possible).
-        batch (torch.LongTensor): :obj:`[M]` batch vector of the output points.
-        counts (torch.LongTensor): :obj:`[B]` output points per cloud.
-        simplified (torch.Tensor): :obj:`[B' * m, 3]` the simplified points
-            :math:`\mathbf{Q}`, :obj:`m = num_out_points` per non-empty cloud, in the
-            network's order (the losses need them).
-        simplified_batch (torch.LongTensor): :obj:`[B' * m]` batch vector of
-            :obj:`simplified`.
-        weights (torch.Tensor, optional): :obj:`[M, k]` soft-projection weights (training
-            mode with projection only).
-        neighbors (torch.LongTensor, optional): :obj:`[M, k]` their neighbour indices.
-        sigma (torch.Tensor, optional): The projection's :math:`\sigma = t^2 + \sigma_{\min}`
-            (:obj:`None` without projection); its projection loss.
-    """
-
-    pos: Tensor
-    index: Tensor
-    batch: Tensor
-    counts: Tensor
-    simplified: Tensor
-    simplified_batch: Tensor
-    weights: Optional[Tensor] = None
-    neighbors: Optional[Tensor] = None
-    sigma: Optional[Tensor] = field(default=None)
-
-    def carry(self, src: Tensor) -> Tensor:
-        r"""Takes any per-point tensor :obj:`src` :obj:`[N, *]` of the input (features,
-        normals, colours) through the same selection: gathered at :obj:`index` in eval mode,
-        mixed with the soft-projection weights in training. Integer tensors are gathered at
-        the highest-weight neighbour (:obj:`index`) in both modes.
-
-        :rtype: :class:`torch.Tensor` of shape :obj:`[M, *]`
-        """
-        if self.weights is None or not torch.is_floating_point(src):
-            return src[self.index]
-        w = self.weights.view(*self.weights.shape, *([1] * (src.dim() - 1)))
-        return (w * src[self.neighbors]).sum(1)
-
-    def prefix(self, size: int) -> SampleNetOutput:
-        r"""The first :obj:`size` output points of each cloud (a progressive sampler's
-        ordered output makes every prefix a sample). Simplified points are cut alike."""
-        B = self.counts.numel()
-        keep = rank_in_cloud(self.batch, B) < size
-        keep_q = rank_in_cloud(self.simplified_batch, B) < size
-        return SampleNetOutput(
-            pos=self.pos[keep],
-            index=self.index[keep],
-            batch=self.batch[keep],
-            counts=self.counts.clamp(max=size),
-            simplified=self.simplified[keep_q],
-            simplified_batch=self.simplified_batch[keep_q],
-            weights=None if self.weights is None else self.weights[keep],
-            neighbors=None if self.neighbors is None else self.neighbors[keep],
-            sigma=self.sigma,
-        )
+__all__ = ["SampleNet"]
 
 
 class SampleNet(torch.nn.Module):
@@ -236,16 +152,8 @@ class SampleNet(torch.nn.Module):
         if self.training:
             h = global_max_pool(self.point_mlp(pos), batch, size=num_clouds)
             return self.head(h).view(num_clouds, self.num_out_points, 3)
-        # Inference pools chunk by chunk: the per-point features of a million points take
-        # 1.8 GB over the layers, memory the allocator would map and fault in afresh on
-        # every call. The features are ReLU outputs (>= 0), so the 0 that a chunk without
-        # points of a cloud pools for it never wins the maximum.
-        h = None
-        for start in range(0, max(pos.size(0), 1), _POOL_CHUNK):
-            part = _mlp_folded(self.point_mlp, pos[start : start + _POOL_CHUNK])
-            part = global_max_pool(part, batch[start : start + _POOL_CHUNK], size=num_clouds)
-            h = part if h is None else torch.maximum(h, part)
-        return _mlp_folded(self.head, h).view(num_clouds, self.num_out_points, 3)
+        h = chunked_max_pool(self.point_mlp, pos, batch, num_clouds)
+        return folded_mlp(self.head, h).view(num_clouds, self.num_out_points, 3)
 
     def forward(
         self,
@@ -303,7 +211,7 @@ class SampleNet(torch.nn.Module):
         query, query_batch = simplified[keep], simplified_batch[keep]
         out["counts"] = counts
         if self.skip_projection:
-            index = nearest(pos, query, batch, query_batch)
+            index = nearest_index(pos, query, batch, query_batch)
             return SampleNetOutput(pos=query, index=index, batch=query_batch, **out)
         proj = self.projection(pos, query, batch, query_batch)
         index = proj.neighbors.gather(1, proj.weights.argmax(1, keepdim=True)).view(-1)
@@ -320,7 +228,7 @@ class SampleNet(torch.nn.Module):
     def save(self, path: Union[str, os.PathLike]):
         r"""Saves the configuration and weights to :obj:`path` atomically (a partial file never
         replaces a good one)."""
-        from tg_samplenet.checkpoint import atomic_save
+        from tg_samplenet.io import atomic_save
 
         atomic_save({"config": self.config, "state_dict": self.state_dict()}, path)
 

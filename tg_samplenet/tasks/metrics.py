@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from .rotations import rotate_points, rotation_angle
+from tg_samplenet.tasks.rotations import rotate_points, rotation_angle
 
 __all__ = [
     "accuracy",
@@ -212,7 +212,7 @@ def sampling_consistency(
     :rtype: :class:`torch.Tensor`
     """
     if chamfer is None:
-        from .losses import chamfer_distance as chamfer
+        from tg_samplenet.losses import chamfer_distance as chamfer
     if rotation_gt.dim() == 2:
         rotation_gt = rotation_gt.unsqueeze(0)
     num_pairs = 1

@@ -9,8 +9,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from tg_samplenet.backend import cloud_sizes, fps
-from tg_samplenet.farthest_point import rank_in_cloud
+from tg_samplenet.ops.batch import cloud_sizes, rank_in_cloud
+from tg_samplenet.ops.farthest_point import fps
 
 __all__ = ["fps_sample", "random_sample", "voxel_sample"]
 
@@ -65,13 +65,13 @@ def voxel_sample(pos: Tensor, batch: Tensor, num_samples: int, iterations: int =
     """
     if pos.size(0) == 0:
         return torch.empty(0, dtype=torch.long, device=pos.device)
-    from tg_samplenet.backend import scatter
+    from torch_geometric.utils import scatter
 
     B = _num_clouds(batch)
     sizes = cloud_sizes(batch, B)
     target = sizes.clamp(max=num_samples)
-    low = scatter(pos, batch, B, "min")
-    extent = (scatter(pos, batch, B, "max") - low).amax(1).clamp(min=1e-12)
+    low = scatter(pos, batch, 0, B, "min")
+    extent = (scatter(pos, batch, 0, B, "max") - low).amax(1).clamp(min=1e-12)
     cells = 1 << 16  # 16 bits per axis leave 15 bits (32768 clouds) of an int64 key
 
     def voxels(size: Tensor) -> tuple[Tensor, Tensor]:
@@ -91,9 +91,9 @@ def voxel_sample(pos: Tensor, batch: Tensor, num_samples: int, iterations: int =
         lo, hi = torch.where(enough, mid, lo), torch.where(enough, hi, mid)
     keys, inverse = voxels(torch.exp(lo))
 
-    centroid = scatter(pos, inverse, keys.numel(), "mean")
+    centroid = scatter(pos, inverse, 0, keys.numel(), "mean")
     dist = (pos - centroid[inverse]).pow(2).sum(-1)
-    best = scatter(dist, inverse, keys.numel(), "min")
+    best = scatter(dist, inverse, 0, keys.numel(), "min")
     is_best = dist <= best[inverse]
     point = torch.arange(pos.size(0), device=pos.device)
     # One representative per voxel: the first point at the minimal distance.

@@ -14,7 +14,7 @@ import math
 import torch
 from torch import Tensor
 
-from .validation import check_batch, check_points
+from tg_samplenet.ops.checks import check_batch, check_points
 
 __all__ = [
     "quaternion_to_matrix",

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 from torch_geometric.nn import MLP
 
-from ._layout import check_widths, cloud_layout, max_pool
+from tg_samplenet.tasks.layout import check_widths, cloud_layout, max_pool
 
 __all__ = ["PointCloudAE", "ReconstructionOutput"]
 

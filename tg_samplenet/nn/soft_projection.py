@@ -10,8 +10,8 @@ import torch
 from torch import Tensor
 from torch.nn import Parameter
 
-from tg_samplenet.backend import knn
-from tg_samplenet.validation import check_batch, check_points, check_same_device
+from tg_samplenet.ops.checks import check_batch, check_points, check_same_device
+from tg_samplenet.ops.neighbors import padded_knn
 
 __all__ = ["SoftProjection", "SoftProjectionOutput"]
 
@@ -142,7 +142,7 @@ class SoftProjection(torch.nn.Module):
         batch = check_batch(batch, pos, "batch")
         query_batch = check_batch(query_batch, query, "query_batch")
 
-        neighbors, mask = knn(pos, query, self.k, batch, query_batch)
+        neighbors, mask = padded_knn(pos, query, self.k, batch, query_batch)
         grouped = pos[neighbors]  # [M, k, 3]
         dist = (grouped - query.unsqueeze(1)).pow(2).sum(-1)
         if hard:

@@ -9,7 +9,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from tg_samplenet.sampler import SampleNet
+from tg_samplenet.nn.sampler import SampleNet
 
 __all__ = ["SampleNetFPS"]
 

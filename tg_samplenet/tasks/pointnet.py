@@ -8,7 +8,13 @@ import torch
 from torch import Tensor
 from torch_geometric.nn import MLP
 
-from ._layout import CloudLayout, check_widths, cloud_layout, max_pool, transform_per_cloud
+from tg_samplenet.tasks.layout import (
+    CloudLayout,
+    check_widths,
+    cloud_layout,
+    max_pool,
+    transform_per_cloud,
+)
 
 __all__ = ["TNet", "PointNet", "orthogonality_regularizer"]
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from tg_samplenet.checkpoint import atomic_save, load_checkpoint
+from tg_samplenet.io import atomic_save, load_checkpoint
 
 __all__ = ["seed_everything", "fit", "rng_state", "set_rng_state"]
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from tg_samplenet.baseline_samplers import fps_sample, random_sample, voxel_sample
+from tg_samplenet.experiments.baselines import fps_sample, random_sample, voxel_sample
 
 __all__ = [
     "Profile",
@@ -224,7 +224,7 @@ def sampler_factory(profile: Profile, k: int, device: Any) -> Callable[..., torc
     :obj:`device` with :obj:`k` neighbours and whichever of :obj:`initial_temperature`,
     :obj:`sampler_point_channels` and :obj:`sampler_head_channels` the profile's
     :obj:`extra` sets (the defaults otherwise)."""
-    from tg_samplenet.sampler import SampleNet
+    from tg_samplenet.nn.sampler import SampleNet
 
     names = {
         "initial_temperature": "initial_temperature",

@@ -9,8 +9,8 @@ import torch
 from torch import Tensor
 from torch_geometric.nn import MLP
 
-from ..rotations import quaternion_to_matrix
-from ._layout import check_widths, cloud_layout, max_pool
+from tg_samplenet.tasks.layout import check_widths, cloud_layout, max_pool
+from tg_samplenet.tasks.rotations import quaternion_to_matrix
 
 __all__ = ["PCRNet", "PCRNetOutput"]
 

@@ -1,5 +1,6 @@
 r"""Farthest point sampling that can continue from an already chosen set, batched over clouds
-of any sizes, and the per-cloud sample counts shared by every sampler."""
+of any sizes, and :func:`fps` with :func:`torch_geometric.nn.fps`'s contract on every
+back-end."""
 
 from __future__ import annotations
 
@@ -8,45 +9,11 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from tg_samplenet.backend import cloud_ptr, nearest, zorder
+from tg_samplenet.ops.batch import cloud_ptr, cloud_sizes, default_batch, num_clouds, sample_counts
+from tg_samplenet.ops.checks import check_ratio
+from tg_samplenet.ops.neighbors import get_backend, nearest_index, zorder
 
-__all__ = ["sample_counts", "farthest_point_sampling", "rank_in_cloud"]
-
-
-def sample_counts(
-    sizes: Tensor,
-    num_samples: Optional[int] = None,
-    ratio: Optional[float] = None,
-) -> Tensor:
-    r"""Number of points to sample from each cloud.
-
-    With :obj:`ratio`, this is :math:`\lceil n_i \cdot r \rceil` computed in float32, exactly
-    as :func:`torch_geometric.nn.fps` (and :obj:`torch_cluster`) compute it: for example
-    :math:`n = 25, r = 0.6` gives 16, not 15. Otherwise it is :math:`\min(m, n_i)`.
-
-    Args:
-        sizes (torch.LongTensor): Points per cloud :obj:`[B]`.
-        num_samples (int, optional): The requested count :math:`m`. (default: :obj:`None`)
-        ratio (float, optional): The sampling ratio, which wins over :obj:`num_samples`.
-            (default: :obj:`None`)
-
-    :rtype: :class:`torch.LongTensor` of shape :obj:`[B]`
-    """
-    if ratio is not None:
-        return torch.ceil(sizes.to(torch.float32) * ratio).long().clamp(max=sizes)
-    if num_samples is None:
-        raise ValueError("sample_counts needs num_samples or ratio")
-    return sizes.clamp(max=num_samples)
-
-
-def rank_in_cloud(batch: Tensor, num_clouds: int) -> Tensor:
-    r"""Position of each element within its cloud (0 for the first), for a sorted batch
-    vector.
-
-    :rtype: :class:`torch.LongTensor` of shape :obj:`[N]`
-    """
-    ptr = cloud_ptr(batch, num_clouds)
-    return torch.arange(batch.numel(), device=batch.device) - ptr[batch]
+__all__ = ["farthest_point_sampling", "fps"]
 
 
 def farthest_point_sampling(
@@ -106,7 +73,7 @@ def farthest_point_sampling(
     if selected is not None and selected.numel() > 0:
         seeded[batch[selected]] = True
         query = seeded[batch].nonzero().view(-1)
-        near = nearest(pos[selected], pos[query], batch[selected], batch[query])
+        near = nearest_index(pos[selected], pos[query], batch[selected], batch[query])
         d = (pos[query].detach() - pos[selected][near].detach()).pow(2).sum(-1)
         dist[batch[query], rank[query]] = d
         dist[batch[selected], rank[selected]] = -1.0
@@ -202,3 +169,45 @@ def _steps_chunked(
         table[arange, chunk, within] = -1.0
         chunk_max[b, c] = table[b, c].amax(-1)
     return picked
+
+
+def fps(
+    x: Tensor,
+    batch: Optional[Tensor] = None,
+    ratio: float = 0.5,
+    random_start: bool = True,
+    batch_size: Optional[int] = None,
+) -> Tensor:
+    r"""Farthest point sampling (`"PointNet++" <https://arxiv.org/abs/1706.02413>`_) with
+    :func:`torch_geometric.nn.fps`'s contract on every back-end, pyg-lib and torch_cluster
+    included and none needed: :math:`\lceil n_i \cdot r \rceil` points per cloud (computed
+    in float32), grouped by cloud in batch order, each cloud's start point first. Empty clouds
+    get no points (where torch_cluster would end the process).
+
+    Args:
+        x (torch.Tensor): Points :obj:`[N, D]`.
+        batch (torch.Tensor, optional): Sorted batch vector. (default: :obj:`None`)
+        ratio (float, optional): Sampling ratio in :math:`(0, 1]`. (default: :obj:`0.5`)
+        random_start (bool, optional): Start each cloud at a random point instead of its
+            first one. (default: :obj:`True`)
+        batch_size (int, optional): The number of clouds, for trailing empty ones.
+            (default: :obj:`None`)
+
+    :rtype: :class:`torch.LongTensor`
+    """
+    ratio = check_ratio(ratio)
+    batch = default_batch(x, batch)
+    if x.size(0) == 0:
+        return torch.empty(0, dtype=torch.long, device=x.device)
+    B = num_clouds(batch) if batch_size is None else max(int(batch_size), num_clouds(batch))
+    sizes = cloud_sizes(batch, B)
+    backend = get_backend()
+    if backend == "torch" or bool((sizes == 0).any()):
+        # torch_cluster's fps kills the process on an empty cloud (rand() % 0).
+        counts = sample_counts(sizes, ratio=ratio)
+        return farthest_point_sampling(x, batch, counts, random_start=random_start)
+    if backend == "pyg_lib":
+        return torch.ops.pyg.fps(x, cloud_ptr(batch, B), float(ratio), random_start)
+    import torch_cluster
+
+    return torch_cluster.fps(x, batch, float(ratio), random_start)

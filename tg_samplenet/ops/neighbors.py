@@ -1,10 +1,9 @@
-r"""Neighbour search, farthest point sampling and scatter, with one place that picks the
-back-end.
+r"""Neighbour search within clouds, and the one place that picks the back-end.
 
 PyG 2.8 moved :func:`~torch_geometric.nn.fps` and :func:`~torch_geometric.nn.knn` from
 :obj:`torch_cluster` to :obj:`pyg-lib`, and :obj:`torch_cluster` 1.6.3 is its final release.
-This module therefore uses :obj:`pyg-lib` when it is installed, else :obj:`torch_cluster` /
-:obj:`torch_scatter`, else plain PyTorch, and every path returns the same result on the same
+This module therefore uses :obj:`pyg-lib` when it is installed, else :obj:`torch_cluster`, else
+plain PyTorch, and every path returns the same result on the same
 input (up to the order of exact ties).
 
 :func:`use_backend` forces one path, which the tests use to compare them.
@@ -19,19 +18,15 @@ from typing import Iterator, NamedTuple, Optional
 import torch
 from torch import Tensor
 
-from tg_samplenet.validation import check_ratio
+from tg_samplenet.ops.batch import cloud_ptr, cloud_sizes, default_batch, num_clouds
 
 __all__ = [
     "KNNResult",
     "available_backends",
     "get_backend",
     "use_backend",
-    "knn",
-    "nearest",
-    "fps",
-    "scatter",
-    "cloud_sizes",
-    "cloud_ptr",
+    "padded_knn",
+    "nearest_index",
     "zorder",
 ]
 
@@ -67,7 +62,6 @@ _AVAILABLE = {
     "torch_cluster": _has_module("torch_cluster"),
     "torch": True,
 }
-_HAS_TORCH_SCATTER = _has_module("torch_scatter")
 _forced: Optional[str] = None
 
 
@@ -99,25 +93,6 @@ def use_backend(name: str) -> Iterator[None]:
         yield
     finally:
         _forced = previous
-
-
-def cloud_sizes(batch: Tensor, num_clouds: int) -> Tensor:
-    r"""Number of points of each cloud, :obj:`[num_clouds]`, for a sorted batch vector."""
-    return torch.bincount(batch, minlength=num_clouds)
-
-
-def cloud_ptr(batch: Tensor, num_clouds: int) -> Tensor:
-    r"""CSR offsets :obj:`[num_clouds + 1]` of a sorted batch vector (empty clouds allowed)."""
-    sizes = cloud_sizes(batch, num_clouds)
-    return torch.cat([sizes.new_zeros(1), sizes.cumsum(0)])
-
-
-def _default_batch(x: Tensor, batch: Optional[Tensor]) -> Tensor:
-    return x.new_zeros(x.size(0), dtype=torch.long) if batch is None else batch
-
-
-def _num_clouds(*batches: Tensor) -> int:
-    return max((int(b.max()) + 1 if b.numel() > 0 else 0) for b in batches)
 
 
 class KNNResult(NamedTuple):
@@ -205,7 +180,7 @@ def _knn_torch(x: Tensor, y: Tensor, k: int, batch_x: Tensor, batch_y: Tensor, B
     return KNNResult(index, mask)
 
 
-def knn(
+def padded_knn(
     x: Tensor,
     y: Tensor,
     k: int,
@@ -222,7 +197,7 @@ def knn(
         batch_x = torch.tensor([0, 0, 1, 1])
         y = torch.tensor([[0.2, 0, 0], [5.9, 0, 0]])
         batch_y = torch.tensor([0, 1])
-        index, mask = knn(x, y, 3, batch_x, batch_y)
+        index, mask = padded_knn(x, y, 3, batch_x, batch_y)
         # index = [[0, 1, 0], [3, 2, 3]], mask = [[True, True, False], [True, True, False]]
 
     Args:
@@ -239,12 +214,12 @@ def knn(
     """
     if k < 1:
         raise ValueError(f"k must be at least 1 (got {k})")
-    batch_x = _default_batch(x, batch_x)
-    batch_y = _default_batch(y, batch_y)
+    batch_x = default_batch(x, batch_x)
+    batch_y = default_batch(y, batch_y)
     if y.size(0) == 0:
         empty = torch.empty((0, k), dtype=torch.long, device=y.device)
         return KNNResult(empty, empty.bool())
-    B = _num_clouds(batch_x, batch_y)
+    B = num_clouds(batch_x, batch_y)
     if bool((cloud_sizes(batch_x, B)[batch_y] == 0).any()):
         raise ValueError("knn: some queries belong to a cloud that has no reference points")
 
@@ -272,7 +247,7 @@ def knn(
         return _edges_to_padded(edges[0], edges[1], y.size(0), k)
 
 
-def nearest(
+def nearest_index(
     x: Tensor,
     y: Tensor,
     batch_x: Optional[Tensor] = None,
@@ -290,69 +265,4 @@ def nearest(
 
     :rtype: :class:`torch.LongTensor` of shape :obj:`[M]`
     """
-    return knn(x, y, 1, batch_x, batch_y).index[:, 0]
-
-
-def fps(
-    pos: Tensor,
-    batch: Optional[Tensor] = None,
-    ratio: float = 0.5,
-    random_start: bool = False,
-) -> Tensor:
-    r"""Farthest point sampling (`"PointNet++" <https://arxiv.org/abs/1706.02413>`_) on the
-    chosen back-end, with :func:`torch_geometric.nn.fps`'s counts
-    (:math:`\lceil n_i \cdot r \rceil` computed in float32) and output order (grouped by
-    cloud, start point first). Empty clouds get no points.
-
-    Args:
-        pos (torch.Tensor): Points :obj:`[N, D]`.
-        batch (torch.Tensor, optional): Sorted batch vector. (default: :obj:`None`)
-        ratio (float, optional): Sampling ratio in :math:`(0, 1]`. (default: :obj:`0.5`)
-        random_start (bool, optional): Start each cloud at a random point instead of its
-            first one. (default: :obj:`False`)
-
-    :rtype: :class:`torch.LongTensor`
-    """
-    from tg_samplenet.farthest_point import farthest_point_sampling, sample_counts
-
-    ratio = check_ratio(ratio)
-    batch = _default_batch(pos, batch)
-    if pos.size(0) == 0:
-        return torch.empty(0, dtype=torch.long, device=pos.device)
-    B = _num_clouds(batch)
-    backend = get_backend()
-    if backend == "torch" or bool((cloud_sizes(batch, B) == 0).any()):
-        # torch_cluster's fps kills the process on an empty cloud (rand() % 0).
-        counts = sample_counts(cloud_sizes(batch, B), ratio=ratio)
-        return farthest_point_sampling(pos, batch, counts, random_start=random_start)
-    if backend == "pyg_lib":
-        return torch.ops.pyg.fps(pos, cloud_ptr(batch, B), float(ratio), random_start)
-    import torch_cluster
-
-    return torch_cluster.fps(pos, batch, float(ratio), random_start)
-
-
-def scatter(src: Tensor, index: Tensor, dim_size: int, reduce: str = "sum") -> Tensor:
-    r"""Reduces rows of :obj:`src` that share an :obj:`index` (:obj:`"sum"`, :obj:`"mean"`,
-    :obj:`"max"` or :obj:`"min"`), with :obj:`torch_scatter` when installed and PyTorch's
-    :meth:`~torch.Tensor.scatter_reduce_` otherwise. Groups without members give 0.
-
-    Args:
-        src (torch.Tensor): Values :obj:`[N, *]`.
-        index (torch.LongTensor): Group of each row, :obj:`[N]`.
-        dim_size (int): Number of groups.
-        reduce (str, optional): The reduction. (default: :obj:`"sum"`)
-
-    :rtype: :class:`torch.Tensor` of shape :obj:`[dim_size, *]`
-    """
-    if reduce not in ("sum", "mean", "max", "min"):
-        raise ValueError(f"reduce must be 'sum', 'mean', 'max' or 'min' (got {reduce!r})")
-    if _HAS_TORCH_SCATTER and get_backend() != "torch":
-        import torch_scatter
-
-        return torch_scatter.scatter(src, index, dim=0, dim_size=dim_size, reduce=reduce)
-    shape = (dim_size,) + tuple(src.shape[1:])
-    expanded = index.view(-1, *([1] * (src.dim() - 1))).expand_as(src)
-    out = src.new_zeros(shape)
-    op = {"sum": "sum", "mean": "mean", "max": "amax", "min": "amin"}[reduce]
-    return out.scatter_reduce(0, expanded, src, op, include_self=False)
+    return padded_knn(x, y, 1, batch_x, batch_y).index[:, 0]
