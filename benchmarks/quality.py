@@ -1,9 +1,9 @@
 r"""Task quality against the sampling ratio for every sampler on the paper's three tasks.
 
-It runs the three example scripts themselves (their training and evaluation code, not a
-copy): each trains its task network and samplers and evaluates PyG's fps, random sampling,
-voxel-grid sampling at matched counts, S-NET, SampleNet and SampleNet-Progressive. Then it
-combines their results into one figure with three panels and one table.
+It runs the three example scripts (as subprocesses, with the same flags): each trains its
+task network and samplers and evaluates PyG's fps, random sampling, voxel-grid sampling at
+matched counts, S-NET, SampleNet and SampleNet-Progressive. Then it combines their
+results.json into one figure with three panels and one table.
 
     python benchmarks/quality.py                       # built-in data, CPU profiles
     python benchmarks/quality.py --profile paper --device cuda
@@ -17,38 +17,40 @@ default: after `python examples/classification.py`, this benchmark only re-evalu
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import json
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Optional
 
+from tg_samplenet.experiments.environment import metadata_markdown, run_metadata
+from tg_samplenet.experiments.plots import plot_metric_vs_ratio
+from tg_samplenet.experiments.reporting import markdown_table
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import metadata_markdown, run_metadata, write_json, write_text  # noqa: E402
-
 TASKS = ("classification", "registration", "reconstruction")
 # Rows of the combined table: the samplers the issue names, as each example calls them.
 SAMPLERS = ("fps", "random", "voxel", "snet", "samplenet", "samplenet_progressive")
 
 
-def load_example(task: str):
-    r"""Imports :obj:`examples/<task>.py` as a module."""
-    path = ROOT / "examples" / f"{task}.py"
-    spec = importlib.util.spec_from_file_location(f"example_{task}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+def run_example(task: str, args: argparse.Namespace, profile: str) -> dict[str, Any]:
+    r"""Runs :obj:`examples/<task>.py` with the benchmark's flags and returns its
+    :obj:`results.json`."""
+    out = Path(args.runs) / f"{task}-{profile}"
+    argv = ["--profile", profile, "--dataset", args.dataset, "--device", args.device]
+    argv += ["--seed", str(args.seed), "--out", str(out)]
+    argv += ["--data-root", args.data_root] if args.data_root else []
+    argv += ["--no-progress"] if args.no_progress else []
+    print(f"== {task}: {' '.join(argv)}", flush=True)
+    subprocess.run([sys.executable, str(ROOT / "examples" / f"{task}.py"), *argv], check=True)
+    return json.loads((out / "results.json").read_text())
 
 
 def combined_table(runs: dict[str, dict[str, Any]]) -> str:
     r"""One Markdown table per task (rows: samplers, columns: sampling ratios)."""
-    from tg_samplenet.experiments.reporting import markdown_table
-
     parts = []
     for task, data in runs.items():
-        n = data["num_points"]
+        n = data["settings"]["num_points"]
         sizes = sorted({int(m) for row in data["results"].values() for m in row}, reverse=True)
         header = ["sampler"] + [f"SR {n / m:g} (m={m})" for m in sizes]
         rows = [
@@ -71,12 +73,10 @@ def plot_panels(runs: dict[str, dict[str, Any]], path: Path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from tg_samplenet.experiments.reporting import plot_metric_vs_ratio
-
     fig, axes = plt.subplots(1, len(runs), figsize=(5.5 * len(runs), 4.2), squeeze=False)
     for ax, (task, data) in zip(axes[0], runs.items()):
         shown = {**data, "results": {k: v for k, v in data["results"].items() if k in SAMPLERS}}
-        plot_metric_vs_ratio(shown, data["num_points"], path, ax=ax, title=task)
+        plot_metric_vs_ratio(shown, data["settings"]["num_points"], path, ax=ax, title=task)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -100,39 +100,16 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     profile = "smoke" if args.smoke else args.profile
     out = Path(args.out)
 
-    runs = {}
-    for task in args.tasks:
-        example = load_example(task)
-        example_argv = [
-            "--profile",
-            profile,
-            "--dataset",
-            args.dataset,
-            "--device",
-            args.device,
-            "--seed",
-            str(args.seed),
-            "--out",
-            str(Path(args.runs) / f"{task}-{profile}"),
-        ]
-        if args.data_root:
-            example_argv += ["--data-root", args.data_root]
-        if args.no_progress:
-            example_argv.append("--no-progress")
-        print(f"== {task}: {' '.join(example_argv)}")
-        data = example.main(example_argv)
-        data["num_points"] = example.PROFILES[profile].num_points
-        runs[task] = data
-
+    runs = {task: run_example(task, args, profile) for task in args.tasks}
     meta = run_metadata(
-        "benchmarks/quality.py", argv if argv is not None else sys.argv[1:], args.device
+        "benchmarks/quality.py", sys.argv[1:] if argv is None else argv, args.device
     )
     summary = {"meta": meta, "profile": profile, "tasks": runs}
-    write_json(str(out / "quality.json"), summary)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "quality.json").write_text(json.dumps(summary, indent=2) + "\n")
     table = combined_table(runs)
-    write_text(
-        str(out / "quality.md"),
-        "# Task quality against sampling ratio\n\n" + metadata_markdown(meta) + "\n\n" + table,
+    (out / "quality.md").write_text(
+        "# Task quality against sampling ratio\n\n" + metadata_markdown(meta) + "\n\n" + table
     )
     plot_panels(runs, out / "quality.png")
     print(table)

@@ -7,20 +7,23 @@ bounds that slope. The stages, in the order the sampler runs them:
 
 - ``network``: the point MLP, max-pool and head (:meth:`SampleNet.simplify`);
 - ``matching``: the nearest input point of every simplified point
-  (:func:`tg_samplenet.backend.nearest`, :math:`M` queries into the :math:`N` points);
-- ``de-duplication``: :func:`tg_samplenet.matching.first_occurrence` on the matched indices;
+  (:func:`tg_samplenet.ops.nearest_index`, :math:`M` queries into the :math:`N` points);
+- ``de-duplication``: :func:`tg_samplenet.ops.first_occurrence` on the matched indices;
 - ``completion: distances``: the distance of every input point to the matched set, where
   continued farthest point sampling starts (:math:`N` queries into the matched points);
-- ``completion: total``: :func:`tg_samplenet.farthest_point_sampling` continued from the
-  matched set, those distances included.
+- ``completion: total``: :func:`tg_samplenet.ops.farthest_point_sampling` continued from
+  the matched set, those distances included.
 
-Inputs are those of ``benchmarks/speed.py`` (one cloud uniform on the unit sphere, an
-emulated trained SampleNet whose simplified points lie near the surface).
+Inputs are those of ``benchmarks/speed.py``: one cloud uniform on the unit sphere
+(:func:`tg_samplenet.testing.sphere_clouds`) and a SampleNet whose simplified points lie
+near it, as a trained sampler's do
+(:func:`tg_samplenet.experiments.benchmarking.surface_sampler`).
 
 .. code-block:: bash
 
-    python benchmarks/scaling_profile.py                       # 16k, 100k, 1M points
-    python benchmarks/scaling_profile.py --smoke --out /tmp/p  # seconds
+    python benchmarks/scaling_profile.py                          # 16k, 100k, 1M points
+    python benchmarks/scaling_profile.py --backend torch          # the plain-torch back-end
+    python benchmarks/scaling_profile.py --smoke --out /tmp/p     # seconds
 
 Writes :obj:`scaling_profile.json`, :obj:`scaling_profile.md` and
 :obj:`scaling_profile.png` into :obj:`--out` and prints the Markdown.
@@ -31,20 +34,24 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any
+from typing import Any, Optional, Sequence
 
 import torch
 from tqdm import tqdm
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import common  # noqa: E402
-import speed  # noqa: E402
-
-from tg_samplenet.ops.farthest_point import farthest_point_sampling  # noqa: E402
-from tg_samplenet.ops.matching import first_occurrence  # noqa: E402
-from tg_samplenet.ops.neighbors import get_backend, nearest_index  # noqa: E402
+import tg_samplenet.experiments.benchmarking as bench
+from tg_samplenet.experiments.environment import metadata_markdown, run_metadata
+from tg_samplenet.experiments.reporting import markdown_table
+from tg_samplenet.ops import (
+    available_backends,
+    farthest_point_sampling,
+    first_occurrence,
+    get_backend,
+    nearest_index,
+    sample_counts,
+    use_backend,
+)
+from tg_samplenet.testing import sphere_clouds
 
 SIZES = (16_000, 100_000, 1_000_000)
 SMOKE_SIZES = (1000, 4000)
@@ -62,9 +69,9 @@ STAGES = (
 def stage_calls(num_points: int, device: str) -> tuple[dict[str, Any], dict[str, int]]:
     r"""The call of every stage on one cloud of :obj:`num_points` points, each fed with what
     the previous stages produced (computed once, outside the timing), and the counts."""
-    num_samples = speed.samples_per_cloud(num_points, RATIO)
-    pos, batch = speed.sphere_clouds(num_points, 1, device=device)
-    sampler = speed.emulated_samplenet(num_samples, device=device).eval()
+    num_samples = int(sample_counts(torch.tensor([num_points]), ratio=RATIO))
+    pos, batch = sphere_clouds(num_points, 1, device=device)
+    sampler = bench.surface_sampler(num_samples).to(device).eval()
     counts = torch.tensor([num_samples], device=device)
     with torch.no_grad():
         simplified = sampler.simplify(pos, batch, 1).reshape(-1, 3)
@@ -73,24 +80,15 @@ def stage_calls(num_points: int, device: str) -> tuple[dict[str, Any], dict[str,
     unique = matched[first_occurrence(matched)]
     missing = counts - unique.numel()
     unique_batch = torch.zeros_like(unique)
-
-    def no_grad(fn):
-        def call():
-            with torch.no_grad():
-                return fn()
-
-        return call
-
     calls = {
-        "network": no_grad(lambda: sampler.simplify(pos, batch, 1)),
+        "network": torch.no_grad()(lambda: sampler.simplify(pos, batch, 1)),
         "matching": lambda: nearest_index(pos, simplified, batch, simplified_batch),
         "de-duplication": lambda: first_occurrence(matched),
         "completion: distances": lambda: nearest_index(pos[unique], pos, unique_batch, batch),
         "completion: total": lambda: farthest_point_sampling(pos, batch, missing, unique),
-        "SampleNet inference (all)": no_grad(lambda: sampler(pos, batch, ratio=RATIO)),
+        "SampleNet inference (all)": torch.no_grad()(lambda: sampler(pos, batch, ratio=RATIO)),
     }
-    sizes = {"samples": num_samples, "unique_matches": unique.numel()}
-    return calls, sizes
+    return calls, {"samples": num_samples, "unique_matches": unique.numel()}
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -99,11 +97,10 @@ def render_markdown(report: dict[str, Any]) -> str:
     for stage in STAGES:
         times = [report["times_s"][stage][str(n)] for n in sizes]
         share = times[-1] / report["times_s"]["SampleNet inference (all)"][str(sizes[-1])]
-        slope = report["slopes"][stage]
         rows.append(
             [stage]
-            + [common.format_seconds(t) for t in times]
-            + [f"{100 * share:.0f}%", "–" if slope is None else f"{slope:.2f}"]
+            + [bench.format_seconds(t) for t in times]
+            + [f"{100 * share:.0f}%", bench.format_value(report["slopes"][stage])]
         )
     header = (
         ["stage"]
@@ -112,62 +109,66 @@ def render_markdown(report: dict[str, Any]) -> str:
     )
     counts = ", ".join(
         f"N={n:,}: {c['samples']} samples, {c['unique_matches']} distinct matches"
-        for n, c in zip(sizes, report["counts"], strict=True)
+        for n, c in zip(sizes, report["counts"])
     )
     return "\n\n".join(
         [
             "# SampleNet inference: time per stage against N (B=1, ratio 1/32)",
-            common.metadata_markdown(report["metadata"]),
-            f"Neighbour back-end: {report['settings']['backend']}. {counts}. Medians after "
-            "one warm-up. The stages overlap: `completion: total` includes `completion: "
-            "distances`; `SampleNet inference (all)` is the whole forward pass.",
-            common.markdown_table(header, rows),
+            metadata_markdown(report["metadata"]),
+            f"Neighbour back-end: {report['settings']['backend']}. {counts}. Medians of "
+            "torch.utils.benchmark's blocked_autorange after one untimed call. The stages "
+            "overlap: `completion: total` includes `completion: distances`; `SampleNet "
+            "inference (all)` is the whole forward pass.",
+            markdown_table(header, rows),
         ]
     )
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--smoke", action="store_true", help=f"sizes {SMOKE_SIZES}, 2 repeats")
+    parser.add_argument("--backend", choices=available_backends(), default=get_backend())
+    parser.add_argument("--min-run-time", type=float, default=1.0, help="timed s per stage")
+    parser.add_argument("--smoke", action="store_true", help=f"sizes {SMOKE_SIZES}, short runs")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     args = parser.parse_args(argv)
     if args.smoke:
-        args.sizes, args.repeats = list(SMOKE_SIZES), 2
+        args.sizes, args.min_run_time = list(SMOKE_SIZES), 0.05
     if len(set(args.sizes)) < 2 or min(args.sizes) < 32:
         parser.error("--sizes needs at least two distinct sizes of 32 points or more")
     sizes = sorted(set(args.sizes))
 
     times: dict[str, dict[str, float]] = {stage: {} for stage in STAGES}
     counts = []
-    for n in tqdm(sizes, desc="scaling profile", unit="size"):
-        calls, info = stage_calls(n, args.device)
-        counts.append(info)
-        for stage in STAGES:
-            timing = common.time_call(calls[stage], args.device, repeats=args.repeats)
-            times[stage][str(n)] = timing.median
+    with use_backend(args.backend):
+        for n in tqdm(sizes, desc="scaling profile", unit="size"):
+            calls, info = stage_calls(n, args.device)
+            counts.append(info)
+            for stage in STAGES:
+                timing = bench.time_call(calls[stage], min_run_time=args.min_run_time)
+                times[stage][str(n)] = timing.median
     slopes = {
-        stage: common.loglog_slope(sizes, [times[stage][str(n)] for n in sizes]) for stage in STAGES
+        stage: bench.loglog_slope(sizes, [times[stage][str(n)] for n in sizes]) for stage in STAGES
     }
     report = {
-        "metadata": common.run_metadata("benchmarks/scaling_profile.py", argv, args.device),
-        "settings": {"sizes": sizes, "ratio": RATIO, "backend": get_backend()},
+        "metadata": run_metadata("benchmarks/scaling_profile.py", argv, args.device),
+        "settings": {"sizes": sizes, "ratio": RATIO, "backend": args.backend},
         "counts": counts,
         "times_s": times,
         "slopes": slopes,
     }
     markdown = render_markdown(report)
-    common.write_json(os.path.join(args.out, "scaling_profile.json"), report)
-    common.write_text(os.path.join(args.out, "scaling_profile.md"), markdown)
-    common.plot_loglog(
+    bench.write_json(os.path.join(args.out, "scaling_profile.json"), report)
+    with open(os.path.join(args.out, "scaling_profile.md"), "w") as f:
+        f.write(markdown + "\n")
+    bench.plot_loglog(
         os.path.join(args.out, "scaling_profile.png"),
         {"B = 1, ratio 1/32": {s: (sizes, [times[s][str(n)] for n in sizes]) for s in STAGES}},
         "points per cloud N",
         "median time (s)",
-        title=f"SampleNet inference stages ({args.device})",
+        title=f"SampleNet inference stages ({args.device}, {args.backend} back-end)",
         ncols=1,
     )
     print(markdown)

@@ -1,1016 +1,434 @@
-r"""Speed and peak memory of SampleNet against PyG's point samplers.
+r"""Speed and peak memory of SampleNet against PyG's samplers and the fastest samplers a user
+can install, side by side in one process, on clouds uniform on the unit sphere:
 
-Measures, side by side in one process, on clouds of :math:`N` points uniform on the unit
-sphere (the scale of :class:`~torch_geometric.transforms.NormalizeScale`'d shapes):
+- **grid** (one cloud of :math:`N` points, ratio 1/32): the baselines of
+  :mod:`tg_samplenet.experiments.baselines`, SampleNet inference and a training step, the
+  soft projection and the dense reference of :mod:`tg_samplenet.testing`;
+- **peers** (issue 14's cases): :data:`~tg_samplenet.experiments.benchmarking.PEERS`
+  (skipped with a note where they do not import; none is a dependency of the library)
+  beside SampleNet's hard sampling and inference on each back-end of :mod:`tg_samplenet.ops`;
+- **back-ends**: SampleNet inference and training at the three largest :math:`N`;
 
-- sampling :math:`\lceil N r \rceil` points per cloud with :func:`torch_geometric.nn.fps`,
-  batched random sampling, PyG's voxel grid
-  (:class:`~torch_geometric.transforms.GridSampling`, size calibrated to the same count),
-  SampleNet inference (network, matching, de-duplication, completion) and a SampleNet
-  training step (forward and backward);
-- the soft projection alone (:class:`~tg_samplenet.SoftProjection`, forward and backward)
-  against a dense plain-PyTorch reference that builds the full :math:`[M, N]` distance
-  matrix;
-
-and checks four targets (end-to-end classification cost, hard sampling against fps on a
-large cloud, soft-projection memory, linear scaling). Writes :obj:`speed.json`,
+and checks the targets of both performance rounds. Writes :obj:`speed.json`,
 :obj:`speed.md` and :obj:`speed.png` into :obj:`--out` and prints the Markdown.
 
 .. code-block:: bash
 
-    python benchmarks/speed.py                          # full run, about 10 min on 2 cores
-    python benchmarks/speed.py --sizes 1000 4000 16000  # fewer sizes
-    python benchmarks/speed.py --smoke --out /tmp/speed # seconds
-    python benchmarks/speed.py --device cuda
+    python benchmarks/speed.py                           # about 15 min on 2 busy cores
+    python benchmarks/speed.py --smoke --out /tmp/speed  # seconds
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
-import math
 import os
 import sys
-from collections.abc import Callable, Sequence
 from fractions import Fraction
-from typing import Any
+from typing import Any, Optional, Sequence
 
 import torch
-from torch import Tensor
+import torch_geometric
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402  (benchmarks/ is a folder of scripts, not a package)
+import tg_samplenet.experiments.benchmarking as bench
+import tg_samplenet.ops as ops
+from tg_samplenet import SoftProjection, samplenet_loss
+from tg_samplenet.experiments.baselines import fps_sample, random_sample, voxel_sample
+from tg_samplenet.experiments.environment import format_bytes, metadata_markdown, run_metadata
+from tg_samplenet.experiments.reporting import markdown_table
+from tg_samplenet.tasks import PointNet
+from tg_samplenet.testing import dense_soft_projection, sphere_clouds
 
-SIZES = (1000, 4000, 16000, 100_000, 1_000_000)
-QUICK_SIZES = (1000, 16000, 100_000)
-BATCH_SIZES = (1, 32)
-RATIOS = (1 / 8, 1 / 32)
-REPEATS = 7
-SEED = 0
-
-# Budgets: what a 24 GiB, 2-core machine runs in about 10 minutes.
-MAX_POINTS = 4_000_000  # B * N per measurement
-MAX_TRAIN_POINTS = 1_000_000  # B * N for a training step (~5 GiB of activations at 1M)
+SEED, K, NOISE, RATIO, MEM = 0, 7, 0.01, 1 / 32, "peak_memory_bytes"
+SIZES, SMOKE_SIZES = (1000, 4000, 16_000, 100_000, 1_000_000), (500, 2000)
+BASELINES = dict(fps=fps_sample, random=random_sample, voxel=voxel_sample)
+GRID = (*BASELINES, "samplenet_eval", "samplenet_train", "soft_projection", "dense_projection")
+MEMORY = GRID[3:]  # measured on the default back-end only
+OURS = dict(hard=("hard_sample",), half=("progressive_eval",))  # on every back-end
+OURS["few"] = ("samplenet_eval", "progressive_eval")
+EXTRA = dict(hard=GRID[5:], half=(), few=("network", "pointnet_full", "samplenet_pointnet"))
+FIELDS = ("method", "backend", "num_points", "batch_size", "ratio", "num_samples")
+LABELS = dict(
+    bench.PEERS,
+    fps="fps (tg_samplenet.ops.fps)",
+    random="random",
+    voxel="voxel grid (matched count)",
+    samplenet_eval="SampleNet inference",
+    samplenet_train="SampleNet train step",
+    soft_projection="SoftProjection fwd+bwd",
+    dense_projection="dense reference fwd+bwd",
+    progressive_eval="progressive SampleNet inference",
+    network="SampleNet network alone",
+    hard_sample="hard_sample",
+    pointnet_full="PointNet, all points",
+    samplenet_pointnet="SampleNet + PointNet",
+)
 MAX_DENSE_BYTES = 2 << 30  # the dense reference's [B, M, N] float32 matrix (peak ~2x)
-MAX_CASE_S = 60.0  # skip a case predicted (from smaller N) to take longer than this
-MAX_SCALING_CASE_S = 300.0  # ... except SampleNet inference at B=1, r=1/32 (target 4)
-MAX_MEMORY_CALL_S = 60.0  # calls longer than this are not run again to measure memory
-TIME_BUDGET_S = 2.0  # no further repeat once the timed calls add up to this
-SINGLE_RUN_ABOVE_S = 10.0  # a warm-up longer than this is the measurement
-SMALL_WARMUP_ABOVE_S = 2.0  # memory children warm up on a small input above this
-
-NOISE = 0.01  # of the cloud scale (radius 1): how far "trained" simplified points lie
-K = 7
-
-SAMPLERS = ("fps", "random", "voxel_grid", "samplenet_eval", "samplenet_train")
-PROJECTIONS = ("soft_projection", "dense_projection")
-LABELS = {
-    "fps": "fps",
-    "random": "random",
-    "voxel_grid": "voxel grid",
-    "samplenet_eval": "SampleNet inference",
-    "samplenet_train": "SampleNet train step",
-    "soft_projection": "SoftProjection fwd+bwd",
-    "dense_projection": "dense reference fwd+bwd",
-    "hard_sample": "hard_sample",
-    "pointnet_full": "PointNet on all points",
-    "samplenet_pointnet": "SampleNet + PointNet",
-}
-
+TARGET_CASE_S = 150.0  # limit of inference and training at the largest N (targets need them)
 INPUTS = (
-    "B clouds of N points each, uniform on the unit sphere (radius 1), seed 0. SampleNet is "
-    "untrained except for its last layer, whose weight is zero and whose bias holds m points "
-    f"uniform on the unit sphere jittered by N(0, {NOISE}^2) per coordinate: the simplified "
-    "set then lies near every cloud's surface, as a trained sampler's does (a random "
-    "network's collapsed output would make the FPS completion do nearly all the work). The "
-    "network costs the same whatever its weights. Soft-projection and hard_sample queries "
-    f"are M input points per cloud drawn at random and jittered by N(0, {NOISE}^2)."
+    "B clouds of N points uniform on the unit sphere, seed 0. SampleNet is untrained except "
+    "for its last layer, which outputs m points near the sphere, as a trained sampler's lie "
+    "near the surface (benchmarking.surface_sampler); hard_sample and soft-projection "
+    f"queries are input points moved by N(0, {NOISE}^2)."
+)
+# id, what is measured, comparison, threshold, conditions (filled in by targets()).
+TARGETS = (
+    ("1", "SampleNet + PointNet / PointNet on all points (time)", "<=", 0.10, "{few}, eval"),
+    ("2", "torch_geometric.nn.fps / hard_sample (time)", ">=", 10.0, "{hard}"),
+    ("3a", "dense reference / SoftProjection (peak memory)", ">=", 10.0, "{hard}, fwd+bwd"),
+    ("3b", "dense reference / SoftProjection (time)", ">=", 1.0, "{hard}, fwd+bwd"),
+    ("4", "log-log slope of SampleNet inference time", "<=", 1.15, "{slope}"),
+    ("R2.1", "fpsample bucket FPS / hard_sample (time)", ">=", 1.0, "{hard}"),
+    ("R2.2", "plain-torch / torch_cluster back-end (time)", "<=", 1.5, "{worst}"),
+    ("R2.3a", "torch_geometric.nn.fps / progressive inference", ">=", 1.0, "{half}"),
+    ("R2.3b", "progressive inference / fpsample loop", "<=", 3.0, "{half}"),
+    ("R2.3c", "SampleNet(m) inference / torch_geometric.nn.fps", "<=", 1.5, "{few}"),
+    ("R2.3d", "progressive inference / torch_geometric.nn.fps", "<=", 1.5, "{few}"),
+    ("R2.4a", "SampleNet train step, peak memory (GiB)", "<=", 1.0, "{big}"),
+    ("R2.4b", "SampleNet train step / inference (time)", "<=", 3.0, "{big}"),
+    ("R2.4c", "log-log slope of the train step time", "<=", 1.1, "{slope}"),
+    ("R2.5", "SampleNet inference time (s)", "<=", 1.0, "{big}"),
 )
 
 
-def _tg():
-    import tg_samplenet
-
-    return tg_samplenet
+def case(method, backend, num_points, batch_size, ratio=None, num_samples=None) -> dict:
+    return dict(zip(FIELDS, (method, backend, num_points, batch_size, ratio, num_samples)))
 
 
-def has_torch_cluster() -> bool:
-    r"""Whether PyG's :func:`~torch_geometric.nn.fps` and
-    :func:`~torch_geometric.nn.voxel_grid` can run (PyG 2.7 calls :obj:`torch_cluster`)."""
-    import torch_geometric.typing
-
-    return bool(getattr(torch_geometric.typing, "WITH_TORCH_CLUSTER", False))
+def key(c: dict[str, Any]) -> tuple:
+    return tuple(c[k] for k in FIELDS)
 
 
-def fps_implementation() -> str:
-    if has_torch_cluster():
-        return "torch_geometric.nn.fps (torch_cluster)"
-    return "tg_samplenet.fps (plain PyTorch; torch_cluster is not installed)"
-
-
-def format_ratio(ratio: float | None) -> str:
-    if ratio is None:
-        return "–"
-    fraction = Fraction(ratio).limit_denominator(1000)
-    return f"{fraction.numerator}/{fraction.denominator}" if fraction.numerator else str(ratio)
-
-
-def samples_per_cloud(num_points: int, ratio: float) -> int:
-    r""":math:`\lceil N r \rceil` in float32, as :func:`torch_geometric.nn.fps` counts."""
-    return int(_tg().sample_counts(torch.tensor([num_points]), ratio=ratio))
-
-
-def ratio_for_count(num_points: int, count: int) -> float:
-    r"""A ratio for which :func:`torch_geometric.nn.fps` returns exactly :obj:`count` of
-    :obj:`num_points` points (float32 rounding may need a nudge)."""
-    # The product is taken in float32, so step the ratio in float32 units.
-    ratio = torch.tensor(count / num_points, dtype=torch.float32)
-    for _ in range(64):
-        got = samples_per_cloud(num_points, float(ratio))
-        if got == count:
-            return float(ratio)
-        toward = torch.tensor(0.0 if got > count else 1.0)
-        ratio = torch.nextafter(ratio, toward)
-    raise ValueError(f"no float ratio gives {count} of {num_points} points")
-
-
-def sphere_clouds(
-    num_points: int, batch_size: int, seed: int = SEED, device: str = "cpu"
-) -> tuple[Tensor, Tensor]:
-    r""":obj:`batch_size` clouds of :obj:`num_points` points uniform on the unit sphere, in
-    PyG's layout :obj:`(pos [B * N, 3], batch [B * N])`."""
-    generator = torch.Generator().manual_seed(seed)
-    pos = torch.randn(batch_size * num_points, 3, generator=generator)
-    pos = pos / pos.norm(dim=1, keepdim=True)
-    batch = torch.arange(batch_size).repeat_interleave(num_points)
-    return pos.to(device), batch.to(device)
-
-
-def random_sample(
-    batch: Tensor, counts: Tensor, generator: torch.Generator | None = None
-) -> Tensor:
-    r"""Uniform random sampling without replacement of :obj:`counts[i]` points from each
-    cloud, batched: one random permutation of all points, stably sorted by cloud, keeps a
-    uniformly random order inside each cloud, of which the first :obj:`counts[i]` are
-    taken.
-
-    Args:
-        batch (torch.Tensor): Sorted batch vector :obj:`[N]`.
-        counts (torch.Tensor): Points to take per cloud :obj:`[B]`, at most its size.
-        generator (torch.Generator, optional): A CPU random source; without one the
-            permutation is drawn on :obj:`batch`'s device. (default: :obj:`None`)
-
-    :rtype: :class:`torch.LongTensor` of indices, grouped by cloud in batch order.
-    """
-    from tg_samplenet.ops.batch import rank_in_cloud
-
-    if generator is None:
-        perm = torch.randperm(batch.numel(), device=batch.device)
-    else:
-        perm = torch.randperm(batch.numel(), generator=generator).to(batch.device)
-    order = perm[torch.sort(batch[perm], stable=True).indices]
-    # batch[order] == batch, since batch is sorted.
-    keep = rank_in_cloud(batch, counts.numel()) < counts[batch]
-    return order[keep]
-
-
-def jittered_subset(
-    pos: Tensor, batch: Tensor, num_samples: int, seed: int = SEED
-) -> tuple[Tensor, Tensor]:
-    r""":obj:`num_samples` points per cloud drawn at random from :obj:`pos` and moved by
-    :math:`\mathcal{N}(0, \text{NOISE}^2)`: simplified points near the surface, as a trained
-    sampler gives. Returns :obj:`(points, batch)`."""
-    generator = torch.Generator().manual_seed(seed + 1)
-    num_clouds = int(batch[-1]) + 1
-    counts = torch.full((num_clouds,), num_samples, dtype=torch.long, device=pos.device)
-    index = random_sample(batch, counts, generator)
-    noise = NOISE * torch.randn(index.numel(), 3, generator=generator).to(pos.device)
-    return pos[index] + noise, batch[index]
-
-
-def emulated_samplenet(num_out_points: int, seed: int = SEED, device: str = "cpu"):
-    r"""A :class:`~tg_samplenet.SampleNet` whose simplified points lie near the unit sphere
-    (see :data:`INPUTS`): its last layer outputs a fixed jittered set whatever the cloud."""
-    torch.manual_seed(seed)
-    sampler = _tg().SampleNet(num_out_points, k=K)
-    generator = torch.Generator().manual_seed(seed + 2)
-    target = torch.randn(num_out_points, 3, generator=generator)
-    target = target / target.norm(dim=1, keepdim=True)
-    target = target + NOISE * torch.randn(num_out_points, 3, generator=generator)
-    last = sampler.head.lins[-1]
-    with torch.no_grad():
-        last.weight.zero_()
-        last.bias.copy_(target.flatten())
-    return sampler.to(device)
-
-
-def voxel_count(pos: Tensor, batch: Tensor, size: float) -> int:
-    from torch_geometric.nn import voxel_grid
-
-    return int(torch.unique(voxel_grid(pos, size, batch)).numel())
-
-
-def calibrate_voxel_size(num_points: int, ratio: float, seed: int = SEED) -> tuple[float, int]:
-    r"""The voxel size for which :class:`~torch_geometric.transforms.GridSampling` keeps about
-    :math:`\lceil N r \rceil` points of one sphere cloud (within 2%), and the count it
-    keeps. On a surface the count goes as :math:`1 / s^2`, which the updates use."""
-    pos, batch = sphere_clouds(num_points, 1, seed)
-    target = samples_per_cloud(num_points, ratio)
-    size = math.sqrt(4 * math.pi / target)
-    best = (size, voxel_count(pos, batch, size))
-    for _ in range(12):
-        count = voxel_count(pos, batch, size)
-        if abs(count - target) < abs(best[1] - target):
-            best = (size, count)
-        if abs(count - target) <= 0.02 * target:
-            break
-        size *= math.sqrt(count / target)
-    return best
-
-
-def dense_soft_projection(
-    pos: Tensor,
-    query: Tensor,
-    batch: Tensor,
-    query_batch: Tensor,
-    k: int,
-    sigma: Tensor,
-) -> Tensor:
-    r"""The soft projection written densely in plain PyTorch, the reference the sparse
-    :class:`~tg_samplenet.SoftProjection` is measured against: the full :math:`[B, M, N]`
-    squared-distance matrix
-    (:math:`\|\mathbf{q}\|^2 - 2 \mathbf{q}^\top \mathbf{p} + \|\mathbf{p}\|^2`, one batched
-    matrix product), :math:`k` smallest by :func:`torch.topk` (whose values carry the
-    gradient, so the backward pass runs through the dense matrix), gather, softmax over
-    :math:`-d / \sigma` and the weighted sum. Padding of unequal clouds is masked.
-
-    :rtype: :class:`torch.Tensor` of shape :obj:`[M, 3]`
-    """
-    from torch_geometric.utils import to_dense_batch
-
-    num_clouds = int(max(batch.max(), query_batch.max())) + 1
-    dense_pos, valid = to_dense_batch(pos, batch, batch_size=num_clouds)  # [B, n, 3]
-    dense_query, query_valid = to_dense_batch(query, query_batch, batch_size=num_clouds)
-    dist = torch.baddbmm(
-        dense_pos.pow(2).sum(-1).unsqueeze(1), dense_query, dense_pos.transpose(1, 2), alpha=-2
+def scenarios(smoke: bool) -> dict[str, dict[str, Any]]:
+    r"""The fixed cases of issue 14 (reduced with :obj:`smoke`): 4096 of 100k points, and
+    32 clouds of 1024 points at ratio 1/2 and at 32 points per cloud."""
+    n, b, m, (big, many) = (256, 4, 8, (4000, 256)) if smoke else (1024, 32, 32, (100_000, 4096))
+    return dict(
+        hard=case(None, None, big, 1, num_samples=many),
+        half=case(None, None, n, b, ratio=0.5),
+        few=case(None, None, n, b, num_samples=m),
     )
-    dist = dist + dense_query.pow(2).sum(-1, keepdim=True)  # [B, m, n]
-    if not bool(valid.all()):
-        dist = dist.masked_fill(~valid.unsqueeze(1), float("inf"))
-    nearest_dist, index = dist.topk(k, dim=-1, largest=False)  # [B, m, k]
-    weights = torch.softmax(-nearest_dist / sigma, dim=-1)
-    offset = torch.arange(num_clouds, device=pos.device).view(-1, 1, 1) * dense_pos.size(1)
-    grouped = dense_pos.reshape(-1, 3)[index + offset]  # [B, m, k, 3]
-    return (weights.unsqueeze(-1) * grouped).sum(2)[query_valid]
 
 
-def build_case(
-    method: str,
-    num_points: int,
-    batch_size: int,
-    ratio: float | None = None,
-    num_samples: int | None = None,
-    device: str = "cpu",
-    seed: int = SEED,
-    voxel_size: float | None = None,
-) -> Callable[[], Any]:
-    r"""Creates the inputs of one measurement and returns the call to time. Top-level and
-    with plain arguments, so that a fresh child process can rebuild it to measure memory.
+def count(num_points: int, ratio: Optional[float], num_samples: Optional[int]) -> int:
+    return int(ops.sample_counts(torch.tensor([num_points]), num_samples, ratio))
 
-    Args:
-        method (str): One of :data:`SAMPLERS`, :data:`PROJECTIONS`, :obj:`"hard_sample"`,
-            :obj:`"pointnet_full"` or :obj:`"samplenet_pointnet"`.
-        num_points (int): Points per cloud :math:`N`.
-        batch_size (int): Clouds :math:`B`.
-        ratio (float, optional): Sampling ratio :math:`r`. (default: :obj:`None`)
-        num_samples (int, optional): Points per cloud :math:`M`, instead of
-            :math:`\lceil N r \rceil`. (default: :obj:`None`)
-        device (str, optional): The device. (default: :obj:`"cpu"`)
-        seed (int, optional): Seed of the inputs. (default: :obj:`0`)
-        voxel_size (float, optional): Voxel size of :obj:`"voxel_grid"`. (default: :obj:`None`)
-    """
-    tg = _tg()
-    if num_samples is None:
-        if ratio is None:
-            raise ValueError("build_case needs ratio or num_samples")
-        num_samples = samples_per_cloud(num_points, ratio)
-    if ratio is None:
-        ratio = ratio_for_count(num_points, num_samples)
-    pos, batch = sphere_clouds(num_points, batch_size, seed, device)
-    counts = torch.full((batch_size,), num_samples, dtype=torch.long, device=device)
 
-    if method == "fps":
-        if has_torch_cluster():
-            from torch_geometric.nn import fps
+def build_ours(method: str, pos, batch, B: int, m: int, ratio: Optional[float]):
+    r"""The call of one of tg_samplenet's samplers or stages on :obj:`B` clouds."""
+    device, n = pos.device, pos.size(0) // B
+    if method in BASELINES:
+        return lambda: BASELINES[method](pos, batch, m)
+    torch.manual_seed(SEED)
+    classifier = PointNet(40).to(device).eval()  # ModelNet40, with both T-Nets
+    if method == "pointnet_full":
+        return torch.no_grad()(lambda: classifier(pos, batch))
+    if method in ("samplenet_eval", "progressive_eval", "network", "samplenet_pointnet"):
+        progressive = method == "progressive_eval"  # a progressive sampler has m = n
+        sampler = bench.surface_sampler(n if progressive else m, K, NOISE, SEED, progressive)
+        sampler = sampler.to(device).eval()
 
-            return lambda: fps(pos, batch, ratio=ratio, random_start=False)
-        return lambda: tg.fps(pos, batch, ratio=ratio)
-
-    if method == "random":
-        return lambda: random_sample(batch, counts)
-
-    if method == "voxel_grid":
-        from torch_geometric.data import Data
-        from torch_geometric.transforms import GridSampling
-
-        if voxel_size is None:
-            voxel_size = calibrate_voxel_size(num_points, ratio, seed)[0]
-        transform = GridSampling(voxel_size)
-        # GridSampling rewrites the Data it gets: give it a fresh one each call.
-        return lambda: transform(Data(pos=pos, batch=batch)).pos
-
-    if method == "samplenet_eval":
-        sampler = emulated_samplenet(num_samples, seed, device).eval()
-
+        @torch.no_grad()
         def infer():
-            with torch.no_grad():
-                return sampler(pos, batch, ratio=ratio).index
+            if method == "network":
+                return sampler.simplify(pos, batch, B)
+            out = sampler(pos, batch, ratio=ratio, num_samples=m)
+            return classifier(out.pos, out.batch) if method == "samplenet_pointnet" else out.index
 
         return infer
-
     if method == "samplenet_train":
-        sampler = emulated_samplenet(num_samples, seed, device).train()
+        sampler = bench.surface_sampler(m, K, NOISE, SEED).to(device).train()
 
         def train_step():
             sampler.zero_grad(set_to_none=True)
             out = sampler(pos, batch, ratio=ratio)
             task_loss = out.pos.pow(2).sum(-1).mean()  # stands in for the task network
-            loss = tg.samplenet_loss(task_loss, out, pos, batch)
-            loss.backward()
-            return loss.detach()
+            samplenet_loss(task_loss, out, pos, batch).backward()
 
         return train_step
-
-    if method in PROJECTIONS:
-        query, query_batch = jittered_subset(pos, batch, num_samples, seed)
-        query.requires_grad_(True)
-        projection = tg.SoftProjection(k=K).to(device)
-        generator = torch.Generator().manual_seed(seed + 3)
-        grad_out = torch.randn(query.size(0), 3, generator=generator).to(device)
-
-        def project():
-            query.grad = None
-            projection.zero_grad(set_to_none=True)
-            if method == "soft_projection":
-                out = projection(pos, query, batch, query_batch).pos
-            else:
-                out = dense_soft_projection(pos, query, batch, query_batch, K, projection.sigma)
-            (out * grad_out).sum().backward()
-            return out.detach()
-
-        return project
-
+    query, query_batch = bench.near_surface_queries(pos, batch, m, NOISE, SEED)
     if method == "hard_sample":
-        simplified, simplified_batch = jittered_subset(pos, batch, num_samples, seed)
+        counts = torch.full((B,), m, dtype=torch.long, device=device)
+        return torch.no_grad()(lambda: ops.hard_sample(pos, batch, query, query_batch, counts))
+    query.requires_grad_(True)
+    projection = SoftProjection(k=K).to(device)
+    grad = torch.randn(query.shape, generator=torch.Generator().manual_seed(SEED + 3)).to(device)
 
-        def match():
-            with torch.no_grad():
-                return tg.hard_sample(pos, batch, simplified, simplified_batch, counts)
+    def project():
+        query.grad = None
+        projection.zero_grad(set_to_none=True)
+        if method == "soft_projection":
+            out = projection(pos, query, batch, query_batch).pos
+        else:
+            out = dense_soft_projection(pos, query, batch, query_batch, K, projection.sigma)
+        (out * grad).sum().backward()
 
-        return match
-
-    if method in ("pointnet_full", "samplenet_pointnet"):
-        from tg_samplenet.tasks import PointNet
-
-        torch.manual_seed(seed)
-        classifier = PointNet(40).to(device).eval()  # ModelNet40, with both T-Nets
-        if method == "pointnet_full":
-
-            def classify_all():
-                with torch.no_grad():
-                    return classifier(pos, batch)
-
-            return classify_all
-        sampler = emulated_samplenet(num_samples, seed, device).eval()
-
-        def sample_then_classify():
-            with torch.no_grad():
-                out = sampler(pos, batch)
-                return classifier(out.pos, out.batch)
-
-        return sample_then_classify
-
-    raise ValueError(f"unknown method {method!r}")
+    return project
 
 
-def skip_reason(method: str, num_points: int, batch_size: int, num_samples: int) -> str:
-    r"""Why a measurement is over the budgets, or :obj:`""`."""
-    total = batch_size * num_points
-    if total > MAX_POINTS:
-        return f"B*N = {total:.3g} > {MAX_POINTS:.3g} points"
-    if method == "samplenet_train" and total > MAX_TRAIN_POINTS:
-        return f"training B*N = {total:.3g} > {MAX_TRAIN_POINTS:.3g} points"
-    if method == "dense_projection":
-        size = 4 * batch_size * num_samples * num_points
-        if size > MAX_DENSE_BYTES:
-            limit = common.format_bytes(MAX_DENSE_BYTES)
-            return f"dense [B, M, N] matrix {common.format_bytes(size)} > {limit}"
-    if method == "voxel_grid" and not has_torch_cluster():
-        return "voxel_grid needs torch_cluster"
+def build_case(method, backend, num_points, batch_size, ratio, num_samples, device="cpu"):
+    r"""Creates the inputs of one measurement and returns the call to time, run on
+    :obj:`backend` when one is given: top-level with plain arguments, so that a fresh child
+    process can rebuild it to measure memory."""
+    pos, batch = sphere_clouds(num_points, batch_size, SEED, device)
+    m = count(num_points, ratio, num_samples)
+    if method in bench.PEERS:
+        return bench.peer_fps(method, pos, batch, batch_size, m)
+    fn = build_ours(method, pos, batch, batch_size, m, ratio)
+
+    def on_backend():
+        with ops.use_backend(backend):
+            return fn()
+
+    return on_backend
+
+
+def plan(sizes: Sequence[int], smoke: bool, backends: Sequence[str]) -> list[dict[str, Any]]:
+    r"""Every measurement in the order they run; a case planned twice runs once."""
+    default, cases = ops.get_backend(), []
+    cases += [case(m, default, n, 1, RATIO) for n in sizes for m in GRID]
+    for name, spec in scenarios(smoke).items():
+        cases += [dict(spec, method=m) for m in bench.PEERS]
+        cases += [dict(spec, method=m, backend=b) for m in OURS[name] for b in backends]
+        cases += [dict(spec, method=m, backend=default) for m in EXTRA[name]]
+    cases += [case(m, b, n, 1, RATIO) for b in backends for n in sizes[-3:] for m in MEMORY[:2]]
+    return list({key(c): c for c in cases}.values())
+
+
+def skip_reason(c: dict[str, Any], history: dict, limit: float) -> str:
+    n, m = c["num_points"], count(c["num_points"], c["ratio"], c["num_samples"])
+    size = 4 * c["batch_size"] * m * n
+    if c["method"] == "dense_projection" and size > MAX_DENSE_BYTES:
+        return f"dense [B, M, N] matrix {format_bytes(size)} > {format_bytes(MAX_DENSE_BYTES)}"
+    quadratic = c["method"] == "fps" or c["backend"] == "torch"  # plain-torch brute force
+    series = history.get(key(dict(c, num_points=0)), [])
+    predicted = bench.predicted_time(series, n, 2.0 if quadratic else 1.0)
+    if predicted is not None and predicted > limit:
+        return f"predicted {predicted:.0f} s > {limit:g} s from smaller N"
     return ""
 
 
-def small_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
-    r"""The same measurement on one cloud of 1000 points, as a warm-up in memory children."""
-    small = dict(kwargs, num_points=1000, batch_size=1)
-    if kwargs.get("num_samples") is not None:
-        fraction = kwargs["num_samples"] / kwargs["num_points"]
-        small["num_samples"] = max(K, round(1000 * fraction))
-        small["ratio"] = None
-    return small
+def lookup(index: dict, what: str = "time_s", **c) -> Optional[float]:
+    r"""A measured value of the case :obj:`c`, or :obj:`None` if it did not run."""
+    r = index.get(key(c))
+    return r.get(what) if r is not None and r["status"] == "ok" else None
 
 
-def predicted_time(history: list[tuple[int, float]], num_points: int, method: str) -> float | None:
-    r"""Time of a case extrapolated from the same method at smaller :math:`N` (same B and
-    ratio): the log-log slope of the last two sizes clipped to [1, 2], or, with one size, 2
-    for fps (:math:`O(N M)` with :math:`M \propto N`) and 1 otherwise."""
-    points = sorted(p for p in history if p[0] < num_points)
-    if not points:
-        return None
-    n0, t0 = points[-1]
-    if len(points) >= 2:
-        slope = common.loglog_slope([p[0] for p in points[-2:]], [p[1] for p in points[-2:]])
-        slope = min(max(slope, 1.0), 2.0)
-    else:
-        slope = 2.0 if method == "fps" else 1.0
-    return t0 * (num_points / n0) ** slope
-
-
-class Runner:
-    r"""Times one measurement and, unless disabled, measures its peak memory."""
-
-    def __init__(self, device: str, repeats: int, memory: bool):
-        self.device = device
-        self.repeats = repeats
-        self.memory = memory
-
-    def measure(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        row: dict[str, Any] = {"status": "ok", "note": ""}
-        try:
-            fn = build_case(**kwargs)
-            timing = common.time_call(
-                fn,
-                self.device,
-                warmup=1,
-                repeats=self.repeats,
-                budget_s=TIME_BUDGET_S,
-                single_run_above_s=SINGLE_RUN_ABOVE_S,
-            )
-            row.update(time_s=timing.median, times_s=timing.times, warmup=timing.warmup)
-            row["note"] = timing.note
-            if self.memory and self.device.startswith("cuda"):
-                row["peak_memory_bytes"] = common.cuda_peak_memory(fn, self.device)
-            del fn
-            gc.collect()
-            if self.memory and not self.device.startswith("cuda"):
-                if timing.median > MAX_MEMORY_CALL_S:
-                    row["note"] = (
-                        f"{row['note']}; " if row["note"] else ""
-                    ) + f"memory not measured (one call > {MAX_MEMORY_CALL_S:g} s)"
-                else:
-                    slow = timing.median > SMALL_WARMUP_ABOVE_S
-                    warm = small_kwargs(kwargs) if slow else None
-                    row["peak_memory_bytes"] = common.cpu_peak_memory(build_case, kwargs, warm)
-        except Exception as error:  # noqa: BLE001  (a failed case must not stop the run)
-            row.update(status="error", note=f"{type(error).__name__}: {error}".splitlines()[0])
-        return row
-
-
-def grid_cases(
-    sizes: Sequence[int], batch_sizes: Sequence[int], ratios: Sequence[float], device: str
-) -> list[dict[str, Any]]:
-    r"""Every (method, N, B, r) of the main grid, in the order they run: all methods of one
-    (N, B, r) one after the other."""
-    cases = []
-    for n in sizes:
-        for b in batch_sizes:
-            for r in ratios:
-                m = samples_per_cloud(n, r)
-                for method in SAMPLERS + PROJECTIONS:
-                    kwargs: dict[str, Any] = dict(
-                        method=method, num_points=n, batch_size=b, ratio=r, device=device
-                    )
-                    case = {
-                        "benchmark": "projection" if method in PROJECTIONS else "sampling",
-                        "method": method,
-                        "num_points": n,
-                        "batch_size": b,
-                        "ratio": r,
-                        "samples_per_cloud": m,
-                        "skip": skip_reason(method, n, b, m),
-                        "kwargs": kwargs,
-                    }
-                    cases.append(case)
-    return cases
-
-
-def is_scaling_case(case: dict[str, Any]) -> bool:
-    r"""Whether target 4 needs this grid case (SampleNet inference, B=1, ratio 1/32)."""
-    return (
-        case["method"] == "samplenet_eval"
-        and case["batch_size"] == 1
-        and abs(case["ratio"] - 1 / 32) < 1e-12
-    )
-
-
-def target_cases(device: str, smoke: bool) -> dict[str, dict[str, Any]]:
-    r"""The measurements behind the targets, at their sizes (reduced with :obj:`smoke`)."""
-    e2e = dict(num_points=1024, batch_size=32, num_samples=32)
-    large = dict(num_points=100_000, batch_size=1, num_samples=4096)
-    if smoke:
-        e2e = dict(num_points=256, batch_size=4, num_samples=8)
-        large = dict(num_points=4000, batch_size=1, num_samples=256)
-    return {
-        "pointnet_full": dict(method="pointnet_full", device=device, **e2e),
-        "samplenet_pointnet": dict(method="samplenet_pointnet", device=device, **e2e),
-        "hard_sample": dict(method="hard_sample", device=device, **large),
-        "fps": dict(method="fps", device=device, **large),
-        "soft_projection": dict(method="soft_projection", device=device, **large),
-        "dense_projection": dict(method="dense_projection", device=device, **large),
-    }
-
-
-def duplicate_count(kwargs: dict[str, Any]) -> int:
-    r"""How many of :obj:`hard_sample`'s jittered queries match an already matched point
-    (what the FPS completion has to refill)."""
-    pos, batch = sphere_clouds(kwargs["num_points"], kwargs["batch_size"], SEED, "cpu")
-    query, query_batch = jittered_subset(pos, batch, kwargs["num_samples"], SEED)
-    matched = _tg().nearest(pos, query, batch, query_batch)
-    return int(matched.numel() - torch.unique(matched).numel())
-
-
-def projection_agreement(kwargs: dict[str, Any]) -> float:
-    r"""Largest coordinate difference between :class:`~tg_samplenet.SoftProjection` and
-    :func:`dense_soft_projection` on the target's inputs (both forward only)."""
-    pos, batch = sphere_clouds(kwargs["num_points"], kwargs["batch_size"], SEED, "cpu")
-    query, query_batch = jittered_subset(pos, batch, kwargs["num_samples"], SEED)
-    projection = _tg().SoftProjection(k=K)
-    with torch.no_grad():
-        sparse = projection(pos, query, batch, query_batch).pos
-        dense = dense_soft_projection(pos, query, batch, query_batch, K, projection.sigma)
-    return float((sparse - dense).abs().max())
-
-
-def _ratio(a: float | None, b: float | None) -> float | None:
+def ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
     return None if a is None or b is None or b <= 0 else a / b
 
 
-def evaluate_targets(
-    measured: dict[str, dict[str, Any]],
-    results: list[dict[str, Any]],
-    target_kwargs: dict[str, dict[str, Any]],
-    smoke: bool,
-    memory: bool,
-) -> list[dict[str, Any]]:
-    r"""The four targets as rows: measured value, threshold, whether met."""
+def slope(index: dict, method: str, backend: str, sizes) -> tuple[Optional[float], list[int]]:
+    r"""Log-log slope of time against N of a grid series (B=1, ratio 1/32) over N >= 16k
+    (over all sizes if fewer than two reach 16k, as in a smoke run)."""
+    sizes = [n for n in sizes if n >= 16_000] if sum(n >= 16_000 for n in sizes) > 1 else sizes
+    times = {n: lookup(index, **case(method, backend, n, 1, RATIO)) for n in sizes}
+    points = [(n, t) for n, t in times.items() if t]
+    value = bench.loglog_slope(*zip(*points)) if len(points) >= 2 else None
+    return value, [n for n, _ in points]
 
-    def t(name: str) -> float | None:
-        return measured[name].get("time_s")
 
-    def mem(name: str) -> int | None:
-        return measured[name].get("peak_memory_bytes")
+def describe(c: dict[str, Any]) -> str:
+    fraction = Fraction(c["ratio"] or 0).limit_denominator(1000)
+    per_cloud = f"ratio {fraction}" if c["ratio"] else f"{c['num_samples']} per cloud"
+    return f"{c['batch_size']} x {c['num_points']:,} points, {per_cloud}"
 
-    def row(tid, name, value, op, threshold, conditions, **details):
-        met = None
-        if value is not None:
-            met = value <= threshold if op == "<=" else value >= threshold
-        return dict(
-            id=tid,
-            name=name,
-            measured=value,
-            op=op,
-            threshold=threshold,
-            met=met,
-            conditions=conditions + (" [smoke: reduced sizes, not a verdict]" if smoke else ""),
-            details=details,
-        )
 
-    e2e, large = target_kwargs["samplenet_pointnet"], target_kwargs["hard_sample"]
-    rows = [
-        row(
-            "1",
-            "SampleNet + PointNet time / PointNet on complete clouds",
-            _ratio(t("samplenet_pointnet"), t("pointnet_full")),
-            "<=",
-            0.10,
-            f"B={e2e['batch_size']}, {e2e['num_samples']} of {e2e['num_points']} points, "
-            "eval, PointNet with both T-Nets (40 classes)",
-            samplenet_pointnet_s=t("samplenet_pointnet"),
-            pointnet_full_s=t("pointnet_full"),
+def worst_backend_ratio(index: dict) -> tuple[Optional[float], str]:
+    r"""The largest ratio of a case's time on the plain-torch back-end to its time on the
+    torch_cluster one, and where it occurs."""
+    worst, where = None, "not run: needs the torch_cluster and torch back-ends"
+    for r in index.values():
+        if r["backend"] == "torch" and r["status"] == "ok":
+            c = {k: r[k] for k in FIELDS}
+            value = ratio(r["time_s"], lookup(index, **dict(c, backend="torch_cluster")))
+            if value is not None and (worst is None or value > worst):
+                worst, where = value, f"worst: {LABELS[r['method']]}, {describe(r)}"
+    return worst, where
+
+
+def targets(index: dict, settings: dict[str, Any]) -> list[dict[str, Any]]:
+    r"""The targets of both rounds: measured value, threshold, met, or not run."""
+    default, sizes = settings["backend"], settings["sizes"]
+    sc = dict(settings["scenarios"], big=case(None, None, sizes[-1], 1, RATIO))
+
+    def t(method, name, backend=default, what="time_s"):
+        return lookup(index, what, **dict(sc[name], method=method, backend=backend))
+
+    slopes = {m: slope(index, m, default, sizes) for m in MEMORY[:2]}
+    worst, where = worst_backend_ratio(index)
+    values = {
+        "1": ratio(t("samplenet_pointnet", "few"), t("pointnet_full", "few")),
+        "2": ratio(t("pyg_fps", "hard", None), t("hard_sample", "hard")),
+        "3a": ratio(
+            t("dense_projection", "hard", what=MEM), t("soft_projection", "hard", what=MEM)
         ),
-        row(
-            "2",
-            "fps time / hard_sample time",
-            _ratio(t("fps"), t("hard_sample")),
-            ">=",
-            10.0,
-            f"{large['num_samples']} of {large['num_points']} points, B=1; queries: random "
-            f"input points + N(0, {NOISE}^2) noise; fps = {fps_implementation()}",
-            fps_s=t("fps"),
-            hard_sample_s=t("hard_sample"),
-            duplicates_completed_by_fps=measured["hard_sample"].get("duplicates"),
-        ),
-        row(
-            "3a",
-            "dense reference peak memory / SoftProjection peak memory (fwd+bwd)",
-            _ratio(mem("dense_projection"), mem("soft_projection")) if memory else None,
-            ">=",
-            10.0,
-            f"N={large['num_points']}, M={large['num_samples']}, k={K}, B=1",
-            soft_projection_bytes=mem("soft_projection"),
-            dense_projection_bytes=mem("dense_projection"),
-            max_abs_difference=measured["soft_projection"].get("max_abs_difference"),
-        ),
-        row(
-            "3b",
-            "dense reference time / SoftProjection time (fwd+bwd)",
-            _ratio(t("dense_projection"), t("soft_projection")),
-            ">=",
-            1.0,
-            f"N={large['num_points']}, M={large['num_samples']}, k={K}, B=1 (faster: > 1)",
-            soft_projection_s=t("soft_projection"),
-            dense_projection_s=t("dense_projection"),
-        ),
-    ]
-    slopes = scaling_slopes(results)
-    rows.append(
-        row(
-            "4",
-            "log-log slope of SampleNet inference time against N",
-            slopes["samplenet_eval"]["slope"],
-            "<=",
-            1.15,
-            f"B=1, ratio 1/32, N in {slopes['samplenet_eval']['sizes']} (>= 16k); fps slope "
-            f"beside it: {_fmt(slopes['fps']['slope'])} over {slopes['fps']['sizes']}",
-            fps_slope=slopes["fps"]["slope"],
-            sizes=slopes["samplenet_eval"]["sizes"],
-            fps_sizes=slopes["fps"]["sizes"],
-        )
-    )
-    return rows
-
-
-def scaling_slopes(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    r"""Least-squares log-log slope of time against N for each sampler at B=1, r=1/32 over
-    the measured N >= 16k (:obj:`None` with fewer than two sizes)."""
-    out = {}
-    for method in SAMPLERS + PROJECTIONS:
-        points = sorted(
-            (r["num_points"], r["time_s"])
-            for r in results
-            if r["method"] == method
-            and r["batch_size"] == 1
-            and abs(r["ratio"] - 1 / 32) < 1e-12
-            and r["num_points"] >= 16000
-            and r.get("time_s")
-        )
-        xs = [p[0] for p in points]
-        slope = common.loglog_slope(xs, [p[1] for p in points]) if len(set(xs)) >= 2 else None
-        out[method] = {"slope": slope, "sizes": xs}
-    return out
-
-
-def _fmt(value: float | None, digits: int = 3) -> str:
-    return "–" if value is None else f"{value:.{digits}g}"
-
-
-def _cell(result: dict[str, Any] | None, key: str) -> str:
-    if result is None:
-        return "–"
-    if result["status"] == "skipped":
-        return "skip"
-    if result["status"] != "ok":
-        return "error"
-    value = result.get(key)
-    return common.format_seconds(value) if key == "time_s" else common.format_bytes(value)
+        "3b": ratio(t("dense_projection", "hard"), t("soft_projection", "hard")),
+        "4": slopes["samplenet_eval"][0],
+        "R2.1": ratio(t("fpsample", "hard", None), t("hard_sample", "hard")),
+        "R2.2": worst,
+        "R2.3a": ratio(t("pyg_fps", "half", None), t("progressive_eval", "half")),
+        "R2.3b": ratio(t("progressive_eval", "half"), t("fpsample", "half", None)),
+        "R2.3c": ratio(t("samplenet_eval", "few"), t("pyg_fps", "few", None)),
+        "R2.3d": ratio(t("progressive_eval", "few"), t("pyg_fps", "few", None)),
+        "R2.4a": ratio(t("samplenet_train", "big", what=MEM), 1 << 30),
+        "R2.4b": ratio(t("samplenet_train", "big"), t("samplenet_eval", "big")),
+        "R2.4c": slopes["samplenet_train"][0],
+        "R2.5": t("samplenet_eval", "big"),
+    }
+    places = {name: describe(spec) for name, spec in sc.items()}
+    places.update(worst=where, slope=f"B=1, ratio 1/32, N in {slopes['samplenet_eval'][1]}")
+    specs = [(*spec[:4], spec[4].format(**places)) for spec in TARGETS]
+    return bench.evaluate_targets(specs, values, " [smoke: not a verdict]" * settings["smoke"])
 
 
 def render_markdown(report: dict[str, Any]) -> str:
-    r"""The whole report as Markdown: run description, targets, tables and notes."""
     meta, settings, results = report["metadata"], report["settings"], report["results"]
-    lines = [
-        "# Speed and memory: SampleNet against PyG's samplers",
-        "",
-        common.metadata_markdown(meta),
-    ]
-    machine = meta["machine"]
-    if machine.get("load_average") and machine["load_average"][0] > machine["usable_cores"]:
-        lines.append(
-            f"- **Busy machine**: the load average ({machine['load_average'][0]:.1f}) exceeded "
-            f"the {machine['usable_cores']} usable cores at the start. With more than one "
-            "thread, every parallel PyTorch op then waits for descheduled OpenMP threads, "
-            "which slows small ops by up to tens of times: rerun on a quiet machine (or "
-            "compare with --threads 1)."
-        )
-    lines += [
-        f"- Device: {settings['device']}; neighbour back-end of tg_samplenet: "
-        f"{settings['backend']}; fps: {settings['fps_implementation']}",
+    machine, backends = meta["machine"], ", ".join(settings["backends"])
+    out = ["# Speed and memory: SampleNet against PyG's and installable samplers", ""]
+    out += [metadata_markdown(meta)]
+    if (machine["load_average"] or [0])[0] > machine["usable_cores"]:
+        out += ["- **Busy machine**: the load average exceeded the usable cores at the start"]
+    out += [
+        f"- Device: {settings['device']}; default back-end {settings['backend']}; back-ends "
+        f"measured: {backends}; torch_geometric.nn.fps calls {settings['pyg_fps_kernel']}",
         "",
         "## Targets",
         "",
-        common.markdown_table(
-            ["#", "Target", "Measured", "Threshold", "Met", "Conditions"],
-            [
-                [
-                    r["id"],
-                    r["name"],
-                    _fmt(r["measured"]),
-                    f"{r['op']} {r['threshold']:g}",
-                    "–" if r["met"] is None else ("met" if r["met"] else "NOT MET"),
-                    r["conditions"],
-                ]
-                for r in report["targets"]
-            ],
-        ),
+        bench.targets_table(report["targets"]),
+        "",
+        "## Every measurement (median time; peak memory where measured)",
         "",
     ]
-    index = {(r["method"], r["num_points"], r["batch_size"], r["ratio"]): r for r in results}
-    groups = sorted(
-        {(r["num_points"], r["batch_size"], r["ratio"]) for r in results},
-        key=lambda g: (g[1], -g[2], g[0]),
-    )
-    for key, title in (("time_s", "median time"), ("peak_memory_bytes", "peak memory")):
-        if key == "peak_memory_bytes" and not settings["memory"]:
-            continue
-        header = ["N", "B", "ratio", "samples/cloud"] + [LABELS[m] for m in SAMPLERS]
-        body = []
-        for n, b, r in groups:
-            first = index.get(("random", n, b, r)) or index.get(("fps", n, b, r))
-            body.append(
-                [f"{n:,}", b, format_ratio(r), first["samples_per_cloud"] if first else "–"]
-                + [_cell(index.get((m, n, b, r)), key) for m in SAMPLERS]
-            )
-        lines += [f"## Sampling: {title}", "", common.markdown_table(header, body), ""]
-
-    header = ["N", "B", "ratio", "M/cloud", "SoftProjection", "dense", "speed-up"]
-    if settings["memory"]:
-        header += ["SoftProjection mem", "dense mem", "memory ratio"]
-    body = []
-    for n, b, r in groups:
-        soft, dense = (
-            index.get(("soft_projection", n, b, r)),
-            index.get(("dense_projection", n, b, r)),
-        )
-        cells = [f"{n:,}", b, format_ratio(r), soft["samples_per_cloud"] if soft else "–"]
-        cells += [_cell(soft, "time_s"), _cell(dense, "time_s")]
-        cells.append(_fmt(_ratio(dense and dense.get("time_s"), soft and soft.get("time_s"))))
-        if settings["memory"]:
-            cells += [_cell(soft, "peak_memory_bytes"), _cell(dense, "peak_memory_bytes")]
-            cells.append(
-                _fmt(
-                    _ratio(
-                        dense and dense.get("peak_memory_bytes"),
-                        soft and soft.get("peak_memory_bytes"),
-                    )
-                )
-            )
-        body.append(cells)
-    lines += [
-        f"## Soft projection, forward and backward (k={K})",
-        "",
-        common.markdown_table(header, body),
-        "",
-    ]
-
-    slopes = report["slopes"]
-    lines += [
-        "## Scaling: log-log slope of time against N (B=1, ratio 1/32, N >= 16k)",
-        "",
-        common.markdown_table(
-            ["method", "slope", "sizes"],
-            [
-                [LABELS[m], _fmt(s["slope"]), ", ".join(f"{x:,}" for x in s["sizes"]) or "–"]
-                for m, s in slopes.items()
-            ],
-        ),
-        "",
-        "## How it was measured",
-        "",
-        f"- Inputs: {settings['inputs']}",
-        f"- Timing: {settings['timing']}",
-        f"- Memory: {settings['memory_method'] if settings['memory'] else 'not measured'}",
-        f"- Budgets: {settings['budgets']}",
-        f"- SampleNet train step: {settings['train_step']}",
-        f"- Voxel grid: {settings['voxel_grid']}",
-    ]
-    if settings.get("load_average_end"):
-        load = ", ".join(f"{x:.2f}" for x in settings["load_average_end"])
-        lines.append(f"- Load average (1, 5, 15 min) at the end: {load}")
-    notes = [
-        r
-        for r in results
-        if r["status"] != "ok" or "once" in r.get("note", "") or "memory" in r.get("note", "")
-    ]
-    if notes:
-        lines += ["", "## Skipped, failed or shortened measurements", ""]
-        lines += [
-            f"- {LABELS[r['method']]}, N={r['num_points']:,}, B={r['batch_size']}, "
-            f"ratio {format_ratio(r['ratio'])}: {r['status']}: {r['note']}"
-            for r in notes
+    index, rows = {key(r): r for r in results}, []
+    order = ("batch_size", "num_points", "ratio", "num_samples")
+    for r in sorted(results, key=lambda r: [r[k] or 0 for k in order]):
+        base = lookup(index, **dict(r, method="pyg_fps", backend=None))
+        time = bench.format_seconds(r.get("time_s")) if r["status"] == "ok" else r["status"]
+        cells = [
+            describe(r),
+            LABELS[r["method"]],
+            r["backend"] or "–",
+            time,
+            format_bytes(r.get(MEM)),
         ]
-    return "\n".join(lines) + "\n"
+        rows.append(cells + [bench.format_value(ratio(r.get("time_s"), base)), r["note"]])
+    header = ["case", "implementation", "back-end", "time", "memory", "x PyG fps", "note"]
+    out += [
+        markdown_table(header, rows),
+        "",
+        "## Log-log slopes of time against N (B=1, ratio 1/32)",
+        "",
+    ]
+    rows = [
+        [LABELS[m], bench.format_value(s), ", ".join(map(str, xs))]
+        for m, (s, xs) in report["slopes"].items()
+    ]
+    out += [markdown_table(["method", "slope", "sizes"], rows), "", "## How it was measured", ""]
+    out += [f"- Inputs: {INPUTS}"]
+    out += [f"- {k.capitalize()}: {settings[k]}" for k in ("timing", "memory", "skips")]
+    load = ", ".join(f"{x:.2f}" for x in settings["load_average_end"] or [])
+    out += [f"- Load average (1, 5, 15 min) at the end: {load or 'unknown'}"]
+    return "\n".join(out) + "\n"
 
 
 def plot(report: dict[str, Any], path: str):
-    panels: dict[str, dict[str, tuple[list[float], list[float]]]] = {}
-    ordered = sorted(report["results"], key=lambda r: (r["batch_size"], -r["ratio"]))
-    for r in ordered:
-        if r["status"] != "ok":
-            continue
-        title = f"B = {r['batch_size']}, ratio {format_ratio(r['ratio'])}"
-        xs, ys = panels.setdefault(title, {}).setdefault(LABELS[r["method"]], ([], []))
-        xs.append(r["num_points"])
-        ys.append(r["time_s"])
-    for series in panels.values():
-        for label, (xs, ys) in series.items():
-            order = sorted(range(len(xs)), key=xs.__getitem__)
-            series[label] = ([xs[i] for i in order], [ys[i] for i in order])
-    dashed = {"linestyle": "--"}
-    styles = {LABELS["soft_projection"]: dashed, LABELS["dense_projection"]: dashed}
-    common.plot_loglog(
-        path,
-        panels,
-        "points per cloud N",
-        "median time (s)",
-        title=f"Sampling time against cloud size ({report['settings']['device']})",
-        styles=styles,
-    )
+    settings, sizes = report["settings"], report["settings"]["sizes"]
+    index = {key(r): r for r in report["results"]}
+
+    def series(method, backend):
+        return sizes, [lookup(index, **case(method, backend, n, 1, RATIO)) for n in sizes]
+
+    backends = settings["backends"]
+    panels = {
+        "B = 1, ratio 1/32": {LABELS[m]: series(m, settings["backend"]) for m in GRID},
+        "SampleNet per back-end": {
+            f"{LABELS[m]} ({b})": series(m, b) for m in MEMORY[:2] for b in backends
+        },
+    }
+    title = f"Speed ({settings['device']})"
+    bench.plot_loglog(path, panels, "points per cloud N", "median time (s)", title)
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    parser.add_argument(
-        "--sizes",
-        type=int,
-        nargs="+",
-        default=None,
-        help=f"points per cloud (default: {' '.join(map(str, SIZES))})",
-    )
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=list(BATCH_SIZES))
-    parser.add_argument("--ratios", type=float, nargs="+", default=list(RATIOS))
-    parser.add_argument(
-        "--repeats",
-        type=int,
-        default=REPEATS,
-        help="most timed calls per measurement, after one warm-up",
-    )
+    parser.add_argument("--sizes", type=int, nargs="+", help=f"grid N (default: {SIZES})")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
-    parser.add_argument(
-        "--quick", action="store_true", help=f"sizes {' '.join(map(str, QUICK_SIZES))} only"
-    )
-    parser.add_argument(
-        "--smoke",
-        action="store_true",
-        help="smallest size, B=1, 2 repeats, reduced targets: seconds",
-    )
+    parser.add_argument("--smoke", action="store_true", help="small sizes: seconds")
     parser.add_argument("--no-memory", dest="memory", action="store_false", help="time only")
-    parser.add_argument(
-        "--threads", type=int, default=None, help="torch threads (default: torch's choice)"
-    )
-    parser.add_argument(
-        "--max-case-seconds",
-        type=float,
-        default=MAX_CASE_S,
-        help="skip cases predicted to take longer (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--no-targets", dest="targets", action="store_false", help="skip the target measurements"
-    )
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument("--min-run-time", type=float, default=1.0, help="timed s per case")
+    parser.add_argument("--max-case-seconds", type=float, default=60.0, help="skip slower")
     args = parser.parse_args(argv)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        parser.error("--device cuda: CUDA is not available here")
-    if args.device != "cpu" and not args.device.startswith("cuda"):
-        parser.error(f"--device must be cpu or cuda (got {args.device!r})")
+    if args.device != "cpu" and not (args.device.startswith("cuda") and torch.cuda.is_available()):
+        parser.error(f"--device must be cpu or an available cuda device (got {args.device!r})")
     if args.threads is not None and args.threads < 1:
         parser.error("--threads must be at least 1")
-    if args.repeats < 1:
-        parser.error("--repeats must be at least 1")
-    if any(n < 1 for n in args.sizes or ()) or any(b < 1 for b in args.batch_sizes):
-        parser.error("--sizes and --batch-sizes must be positive")
-    if any(not 0 < r <= 1 for r in args.ratios):
-        parser.error("--ratios must lie in (0, 1]")
+    args.sizes = sorted(set(args.sizes or (SMOKE_SIZES if args.smoke else SIZES)))
+    if len(args.sizes) < 2 or args.sizes[0] < 64:
+        parser.error("--sizes needs at least two distinct sizes of 64 points or more")
     if args.smoke:
-        args.sizes, args.batch_sizes, args.repeats = [1000], [1], min(args.repeats, 2)
-    elif args.sizes is None:
-        args.sizes = list(QUICK_SIZES if args.quick else SIZES)
+        args.min_run_time = min(args.min_run_time, 0.1)
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     from tqdm import tqdm
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    common.set_memory_preload(["torch", "torch_geometric", "tg_samplenet", "tg_samplenet.models"])
-    torch.manual_seed(SEED)
-    device = args.device
-    meta = common.run_metadata("benchmarks/speed.py", argv, device)
-    settings = {
-        "device": device,
-        "sizes": args.sizes,
-        "batch_sizes": args.batch_sizes,
-        "ratios": args.ratios,
-        "repeats": args.repeats,
-        "memory": args.memory,
-        "smoke": args.smoke,
-        "backend": _tg().backend.get_backend(),
-        "fps_implementation": fps_implementation(),
-        "inputs": INPUTS,
-        "timing": (
-            "one warm-up call, then the median of up to --repeats timed calls, stopping once "
-            f"they add up to {TIME_BUDGET_S:g} s; a warm-up longer than {SINGLE_RUN_ABOVE_S:g} "
-            "s is the single measurement; torch.cuda.synchronize() around each call on CUDA"
-        ),
-        "memory_method": (
-            common.CUDA_MEMORY_METHOD if device.startswith("cuda") else common.CPU_MEMORY_METHOD
+    bench.set_memory_preload(["torch", "torch_geometric", "tg_samplenet", "tg_samplenet.tasks"])
+    device, default, sc = args.device, ops.get_backend(), scenarios(args.smoke)
+    backends = [b for b in ("torch_cluster", "torch", "pyg_lib") if b in ops.available_backends()]
+    meta = run_metadata("benchmarks/speed.py", argv, device)
+    new_pyg = tuple(int(x) for x in torch_geometric.__version__.split(".")[:2]) >= (2, 8)
+    memory = bench.CUDA_MEMORY_METHOD if device.startswith("cuda") else bench.CPU_MEMORY_METHOD
+    settings = dict(
+        device=device,
+        sizes=args.sizes,
+        smoke=args.smoke,
+        backend=default,
+        backends=backends,
+        scenarios=sc,
+        pyg_fps_kernel="pyg-lib" if new_pyg else "torch_cluster",
+        timing="one untimed call, then torch.utils.benchmark.Timer.blocked_autorange("
+        f"min_run_time={args.min_run_time:g}), median; a first call over 5 s is the measurement",
+        memory=memory if args.memory else "not measured",
+        skips=f"dense matrices over {format_bytes(MAX_DENSE_BYTES)}; cases predicted from the "
+        f"same series at smaller N to take over {args.max_case_seconds:g} s "
+        f"({TARGET_CASE_S:g} s for inference and training at the largest N)",
+    )
+    results, history = [], {}
+    for c in tqdm(plan(args.sizes, args.smoke, backends), desc="speed", unit="case"):
+        big = c["method"] in MEMORY[:2] and c["num_points"] == args.sizes[-1]
+        reason = skip_reason(c, history, TARGET_CASE_S if big else args.max_case_seconds)
+        on_memory = args.memory and c["method"] in MEMORY and c["backend"] == default
+        kwargs, small = dict(c, device=device), dict(c, device=device, num_points=1000)
+        small.update(ratio=RATIO, num_samples=None)  # a long call's child warms up on this
+        row = (
+            {}
+            if reason
+            else bench.measure(build_case, kwargs, device, on_memory, args.min_run_time, small)
         )
-        + f" Calls longer than {SMALL_WARMUP_ABOVE_S:g} s warm up on one cloud of 1000 points.",
-        "budgets": (
-            f"skipped: B*N > {MAX_POINTS:.3g} points; SampleNet training with B*N > "
-            f"{MAX_TRAIN_POINTS:.3g}; dense reference matrices B*M*N*4 bytes > "
-            f"{common.format_bytes(MAX_DENSE_BYTES)} (its peak is about twice that); any "
-            f"case whose time, extrapolated from the same method at the smaller N, exceeds "
-            f"{MAX_CASE_S:g} s ({MAX_SCALING_CASE_S:g} s for SampleNet inference at B=1, "
-            "ratio 1/32, which target 4 needs)"
-        ),
-        "train_step": (
-            "sampler.train(), zero_grad, forward (network + soft projection), "
-            "samplenet_loss(task_loss, out, pos, batch) with task_loss = mean |r|^2 standing in "
-            "for the task network, backward; no optimiser step"
-        ),
-        "voxel_grid": (
-            "GridSampling(size) on a Data(pos, batch): voxel_grid, consecutive_cluster and a "
-            "mean per voxel; the size is calibrated per (N, ratio) on one cloud so that it "
-            "keeps ceil(N*ratio) points within 2% (samples/cloud shows the count reached)"
-        ),
-    }
-
-    cases = grid_cases(args.sizes, args.batch_sizes, args.ratios, device)
-    targets = target_cases(device, args.smoke) if args.targets else {}
-    runner = Runner(device, args.repeats, args.memory)
-    results: list[dict[str, Any]] = []
-    measured: dict[str, dict[str, Any]] = {}
-    progress = tqdm(total=len(cases) + len(targets), desc="speed", unit="case")
-    history: dict[tuple[str, int, float], list[tuple[int, float]]] = {}
-    voxel_sizes: dict[tuple[int, float], tuple[float, int]] = {}
-    for case in cases:
-        progress.set_postfix_str(
-            f"{case['method']} N={case['num_points']} B={case['batch_size']} "
-            f"r={format_ratio(case['ratio'])}"
-        )
-        result = {k: v for k, v in case.items() if k not in ("skip", "kwargs")}
-        key = (case["method"], case["batch_size"], case["ratio"])
-        predicted = predicted_time(history.get(key, []), case["num_points"], case["method"])
-        limit = MAX_SCALING_CASE_S if is_scaling_case(case) else args.max_case_seconds
-        if case["skip"]:
-            result.update(status="skipped", note=case["skip"])
-        elif predicted is not None and predicted > limit:
-            note = f"predicted {predicted:.0f} s > {limit:g} s from smaller N"
-            result.update(status="skipped", note=note)
-        else:
-            if case["method"] == "voxel_grid":
-                # Calibrated once per (N, ratio), outside the timing.
-                grid = (case["num_points"], case["ratio"])
-                if grid not in voxel_sizes:
-                    voxel_sizes[grid] = calibrate_voxel_size(*grid)
-                sizes = voxel_sizes[grid]
-                case["kwargs"]["voxel_size"] = result["voxel_size"] = sizes[0]
-                result["samples_per_cloud"] = sizes[1]
-            result.update(runner.measure(case["kwargs"]))
-            if result.get("time_s"):
-                history.setdefault(key, []).append((case["num_points"], result["time_s"]))
-        results.append(result)
-        progress.update()
-    for name, kwargs in targets.items():
-        progress.set_postfix_str(f"target: {name}")
-        measured[name] = dict(kwargs, **runner.measure(kwargs))
-        progress.update()
-    progress.close()
-
-    if hasattr(os, "getloadavg"):
-        settings["load_average_end"] = list(os.getloadavg())
-    if targets:
-        measured["hard_sample"]["duplicates"] = duplicate_count(targets["hard_sample"])
-        measured["soft_projection"]["max_abs_difference"] = projection_agreement(
-            targets["soft_projection"]
-        )
-    report = {
-        "metadata": meta,
-        "settings": settings,
-        "results": results,
-        "target_measurements": measured,
-        "targets": (
-            evaluate_targets(measured, results, targets, args.smoke, args.memory) if targets else []
-        ),
-        "slopes": scaling_slopes(results),
-    }
+        results.append(dict(c, **(row or dict(status="skipped", note=reason))))
+        if row.get("time_s"):
+            series = history.setdefault(key(dict(c, num_points=0)), [])
+            series.append((c["num_points"], row["time_s"]))
+    settings["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    index = {key(r): r for r in results}
+    report = dict(
+        metadata=meta,
+        settings=settings,
+        targets=targets(index, settings),
+        slopes={m: slope(index, m, default, args.sizes) for m in GRID},
+        results=results,
+    )
     markdown = render_markdown(report)
-    os.makedirs(args.out, exist_ok=True)
-    common.write_json(os.path.join(args.out, "speed.json"), report)
-    common.write_text(os.path.join(args.out, "speed.md"), markdown)
+    bench.write_json(os.path.join(args.out, "speed.json"), report)
+    with open(os.path.join(args.out, "speed.md"), "w") as f:
+        f.write(markdown)
     plot(report, os.path.join(args.out, "speed.png"))
     print(markdown)
     return report

@@ -1,6 +1,5 @@
 import math
 
-import numpy as np
 import pytest
 import torch
 from torch_geometric.utils import scatter
@@ -16,33 +15,12 @@ from tg_samplenet.ops.neighbors import (
     use_backend,
     zorder,
 )
+from tg_samplenet.testing import brute_farthest_points, brute_knn, float32_ceil, squared_distance
 
 
-def squared(a, b):
-    return sum((p - q) ** 2 for p, q in zip(a, b, strict=True))
-
-
-def brute_knn_distances(xs, ys, k, bx, by):
+def knn_distances(x, y, batch_x, batch_y, k):
     # For each query, the sorted squared distances to its k nearest same-cloud points.
-    return [
-        sorted(squared(x, y) for x, b in zip(xs, bx, strict=True) if b == cloud)[:k]
-        for y, cloud in zip(ys, by, strict=True)
-    ]
-
-
-def brute_fps(points, count, start=0):
-    # Greedy farthest point sampling on one cloud, ties to the lowest index.
-    chosen = [start]
-    while len(chosen) < count:
-        free = [j for j in range(len(points)) if j not in chosen]
-        chosen.append(
-            max(free, key=lambda j: (min(squared(points[j], points[c]) for c in chosen), -j))
-        )
-    return chosen
-
-
-def float32_ceil(n, ratio):
-    return int(np.ceil(np.float32(n) * np.float32(ratio)))
+    return [[d for d, _ in row] for row in brute_knn(x, y, batch_x, batch_y, k)]
 
 
 def test_backend_selection():
@@ -122,7 +100,7 @@ def check_knn_against_brute_force(device, make_clouds, k):
     assert index.device == mask.device == y.device
 
     xs, ys, bx, by = x.tolist(), y.tolist(), batch_x.tolist(), batch_y.tolist()
-    expected = brute_knn_distances(xs, ys, k, bx, by)
+    expected = knn_distances(x, y, batch_x, batch_y, k)
     for i, (row, row_mask) in enumerate(zip(index.tolist(), mask.tolist(), strict=True)):
         real = [j for j, m in zip(row, row_mask, strict=True) if m]
         # Real neighbours first, then padding that repeats the nearest one.
@@ -130,7 +108,7 @@ def check_knn_against_brute_force(device, make_clouds, k):
         assert all(j == row[0] for j, m in zip(row, row_mask, strict=True) if not m)
         assert len(set(real)) == len(real)
         assert all(bx[j] == by[i] for j in real)
-        distances = [squared(xs[j], ys[i]) for j in real]
+        distances = [squared_distance(xs[j], ys[i]) for j in real]
         assert distances == pytest.approx(expected[i], rel=1e-5, abs=1e-7)
 
 
@@ -138,9 +116,9 @@ def test_knn_with_an_empty_cloud_in_between(backend, make_clouds):
     x, batch_x = make_clouds([4, 0, 5], seed=3)
     y, batch_y = make_clouds([2, 0, 3], seed=4)
     index, mask = padded_knn(x, y, 3, batch_x, batch_y)
-    expected = brute_knn_distances(x.tolist(), y.tolist(), 3, batch_x.tolist(), batch_y.tolist())
+    expected = knn_distances(x, y, batch_x, batch_y, 3)
     for i in range(y.size(0)):
-        got = [squared(x[j].tolist(), y[i].tolist()) for j in index[i][mask[i]].tolist()]
+        got = [squared_distance(x[j].tolist(), y[i].tolist()) for j in index[i][mask[i]].tolist()]
         assert got == pytest.approx(expected[i], rel=1e-5, abs=1e-7)
 
 
@@ -169,10 +147,10 @@ def test_nearest_matches_brute_force(backend, device, make_clouds):
     index = nearest_index(x, y, batch_x, batch_y)
     assert index.shape == (y.size(0),)
     xs, ys, bx, by = x.tolist(), y.tolist(), batch_x.tolist(), batch_y.tolist()
-    expected = brute_knn_distances(xs, ys, 1, bx, by)
+    expected = knn_distances(x, y, batch_x, batch_y, 1)
     for i, j in enumerate(index.tolist()):
         assert bx[j] == by[i]
-        assert squared(xs[j], ys[i]) == pytest.approx(expected[i][0], rel=1e-5, abs=1e-7)
+        assert squared_distance(xs[j], ys[i]) == pytest.approx(expected[i][0], rel=1e-5, abs=1e-7)
 
 
 def test_sample_counts_use_float32_like_torch_cluster():
@@ -194,7 +172,7 @@ def test_fps_matches_brute_force(backend, device, make_clouds, ratio):
     expected, offset = [], 0
     for n in sizes:
         cloud = pos[offset : offset + n].tolist()
-        expected += [offset + j for j in brute_fps(cloud, float32_ceil(n, ratio))]
+        expected += [offset + j for j in brute_farthest_points(cloud, float32_ceil(n, ratio))]
         offset += n
     assert index.tolist() == expected
 
@@ -230,8 +208,8 @@ def test_fps_with_an_empty_cloud(backend, make_clouds):
         counts = torch.bincount(batch[index], minlength=3).tolist()
         assert counts == [3, 0, 2]
     index = fps(pos, batch, ratio=0.5, random_start=False)
-    assert index.tolist() == brute_fps(pos[:5].tolist(), 3) + [
-        5 + j for j in brute_fps(pos[5:].tolist(), 2)
+    assert index.tolist() == brute_farthest_points(pos[:5].tolist(), 3) + [
+        5 + j for j in brute_farthest_points(pos[5:].tolist(), 2)
     ]
 
 

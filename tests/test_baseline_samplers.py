@@ -3,15 +3,13 @@ import torch
 
 from tg_samplenet.experiments.baselines import fps_sample, random_sample, voxel_sample
 from tg_samplenet.experiments.reporting import markdown_table, results_table, write_results
+from tg_samplenet.testing import brute_fps, random_clouds
 
 SIZES = [1024, 500, 20, 1, 300]
 
 
 def make_batch(seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    pos = torch.rand(sum(SIZES), 3, generator=gen)
-    batch = torch.repeat_interleave(torch.arange(len(SIZES)), torch.tensor(SIZES))
-    return pos, batch
+    return random_clouds(SIZES, seed=seed)
 
 
 @pytest.mark.parametrize("sample", [fps_sample, random_sample, voxel_sample])
@@ -27,16 +25,7 @@ def test_counts_uniqueness_and_grouping(sample):
 def test_fps_sample_is_greedy_farthest_point_order():
     pos, batch = make_batch(1)
     index = fps_sample(pos, batch, 16)
-    ptr = torch.cat([torch.zeros(1, dtype=torch.long), torch.tensor(SIZES).cumsum(0)])
-    for b in range(len(SIZES)):
-        cloud = pos[ptr[b] : ptr[b + 1]]
-        chosen = [0]
-        dist = (cloud - cloud[0]).pow(2).sum(-1)
-        for _ in range(min(16, SIZES[b]) - 1):
-            nxt = int(dist.argmax())
-            chosen.append(nxt)
-            dist = torch.minimum(dist, (cloud - cloud[nxt]).pow(2).sum(-1))
-        assert (index[batch[index] == b] - ptr[b]).tolist() == chosen
+    assert index.tolist() == brute_fps(pos, batch, [min(16, n) for n in SIZES])
 
 
 def test_random_sample_is_seeded_and_uniform():

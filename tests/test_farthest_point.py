@@ -4,35 +4,7 @@ import torch
 
 from tg_samplenet.ops.batch import rank_in_cloud, sample_counts
 from tg_samplenet.ops.farthest_point import farthest_point_sampling
-
-
-def squared(a, b):
-    return sum((p - q) ** 2 for p, q in zip(a, b, strict=True))
-
-
-def brute_continue(points, chosen, count):
-    # Greedy continuation on one cloud: the free point farthest from the chosen set, ties to
-    # the lowest index; an empty set starts at point 0.
-    chosen, new = list(chosen), []
-    for _ in range(count):
-        free = [j for j in range(len(points)) if j not in chosen]
-        if not chosen:
-            best = free[0]
-        else:
-            best = max(free, key=lambda j: (min(squared(points[j], points[c]) for c in chosen), -j))
-        chosen.append(best)
-        new.append(best)
-    return new
-
-
-def brute_reference(pos, sizes, selected, counts):
-    points, out, offset = pos.tolist(), [], 0
-    for n, count in zip(sizes, counts, strict=True):
-        cloud = points[offset : offset + n]
-        chosen = [s - offset for s in selected if offset <= s < offset + n]
-        out += [offset + j for j in brute_continue(cloud, chosen, count)]
-        offset += n
-    return out
+from tg_samplenet.testing import brute_fps
 
 
 def run(pos, batch, counts, selected=None, **kwargs):
@@ -48,7 +20,7 @@ def test_continuation_matches_brute_force(backend, device, make_clouds):
     # Clouds 0 and 2 continue from chosen points (given out of order), the others start.
     selected = [3, 17, 11, 29, 40, 33]
     counts = [8, 4, 6, 1, 6]
-    expected = brute_reference(pos, sizes, selected, counts)
+    expected = brute_fps(pos, batch, counts, selected)
     assert run(pos, batch, counts, selected) == expected
 
 
@@ -56,7 +28,7 @@ def test_start_without_a_selected_set_matches_brute_force(make_clouds):
     sizes = [12, 30]
     pos, batch = make_clouds(sizes, seed=1, dtype=torch.float64)
     counts = [12, 10]
-    assert run(pos, batch, counts) == brute_reference(pos, sizes, [], counts)
+    assert run(pos, batch, counts) == brute_fps(pos, batch, counts)
 
 
 def test_never_repeats_an_index_with_duplicate_points():
@@ -70,7 +42,7 @@ def test_never_repeats_an_index_with_duplicate_points():
     first, second = index[:12], index[12:]
     assert sorted(first + selected) == list(range(15))
     assert sorted(second) == list(range(15, 30))
-    assert index == brute_reference(pos, [15, 15], selected, [12, 15])
+    assert index == brute_fps(pos, batch, [12, 15], selected)
 
 
 def test_counts_are_respected(make_clouds):
@@ -88,7 +60,7 @@ def test_clouds_of_one_point(device):
     batch = torch.tensor([0, 1, 2, 2, 2], device=device)
     assert run(pos, batch, [1, 1, 1]) == [0, 1, 2]
     # An already chosen single point leaves nothing to add to its cloud.
-    expected = brute_reference(pos.cpu(), [1, 1, 3], [1], [1, 0, 2])
+    expected = brute_fps(pos, batch, [1, 0, 2], [1])
     assert run(pos, batch, [1, 0, 2], selected=[1]) == expected
 
 
@@ -109,7 +81,7 @@ def test_random_start_is_reproducible_with_a_generator(make_clouds):
     picked = batch[torch.tensor(first)]
     assert torch.bincount(picked, minlength=3).tolist() == counts
     # From its (random) start, each cloud continues greedily.
-    assert first[1:10] == brute_reference(pos, sizes, [first[0]], [9, 0, 0])
+    assert first[1:10] == brute_fps(pos, batch, [9, 0, 0], [first[0]])
     starts = {
         run(pos, batch, counts, random_start=True, generator=torch.Generator().manual_seed(s))[0]
         for s in range(8)
@@ -150,9 +122,9 @@ def test_chunked_steps_match_brute_force(chunked, make_clouds):
     pos, batch = make_clouds(sizes, seed=3, dtype=torch.float64)
     selected = [3, 17, 11, 29, 40, 33]
     counts = [8, 4, 6, 1, 6]
-    assert run(pos, batch, counts, selected) == brute_reference(pos, sizes, selected, counts)
+    assert run(pos, batch, counts, selected) == brute_fps(pos, batch, counts, selected)
     counts = [20, 9, 15, 1, 6]  # every point: the order of a full farthest point sampling
-    assert run(pos, batch, counts) == brute_reference(pos, sizes, [], counts)
+    assert run(pos, batch, counts) == brute_fps(pos, batch, counts)
 
 
 def test_chunked_steps_never_repeat_with_duplicate_points(chunked):

@@ -1,4 +1,6 @@
+import copy
 import inspect
+import warnings
 
 import numpy as np
 import pytest
@@ -14,18 +16,25 @@ def float32_ceil(n, ratio):
     return int(np.ceil(np.float32(n) * np.float32(ratio)))
 
 
-def has_torch_cluster():
+def pyg_radius_works():
+    # PyG 2.7 runs radius on torch_cluster; PyG 2.8 needs pyg-lib and ignores torch_cluster.
     try:
-        import torch_cluster  # noqa: F401
+        torch_geometric.nn.radius(torch.zeros(1, 3), torch.zeros(1, 3), 1.0)
     except ImportError:
         return False
     return True
 
 
+def eval_index(sampler, pos, batch, **kwargs):
+    reference = copy.deepcopy(sampler).eval()
+    with torch.no_grad():
+        return reference(pos, batch, **kwargs).index
+
+
 @pytest.fixture
 def sampler_fps():
     torch.manual_seed(0)
-    return SampleNetFPS(SampleNet(num_out_points=16))
+    return SampleNetFPS(SampleNet(num_out_points=64))
 
 
 def test_signature_matches_pyg_fps(sampler_fps):
@@ -48,7 +57,7 @@ def test_counts_equal_fps(sampler_fps, make_clouds, ratio):
     counts = torch.bincount(batch[index], minlength=5).tolist()
     assert counts == [float32_ceil(n, ratio) for n in sizes]
     assert counts == torch.bincount(batch[fps(pos, batch, ratio=ratio)], minlength=5).tolist()
-    if has_torch_cluster():
+    if pyg_radius_works():  # PyG's own fps runs here
         reference = torch_geometric.nn.fps(pos, batch, ratio=ratio)
         assert counts == torch.bincount(batch[reference], minlength=5).tolist()
     picked = batch[index]
@@ -77,6 +86,75 @@ def test_runs_the_sampler_in_eval_mode_without_gradients(sampler_fps, make_cloud
     assert torch.equal(sampler_fps.sampler(pos, batch, ratio=0.5).index, index)
 
 
+def test_is_a_module_of_the_model_it_serves(sampler_fps, make_clouds):
+    pos, batch = make_clouds([40, 24], seed=5)
+    host = torch.nn.Module()
+    host.fps = sampler_fps
+    assert set(host.state_dict()) == {f"fps.sampler.{k}" for k in sampler_fps.sampler.state_dict()}
+    torch.manual_seed(1)
+    other = torch.nn.Module()
+    other.fps = SampleNetFPS(SampleNet(num_out_points=64))
+    assert not torch.equal(other.fps(pos, batch, 0.5), host.fps(pos, batch, 0.5))
+    other.load_state_dict(host.state_dict())
+    assert torch.equal(other.fps(pos, batch, 0.5), host.fps(pos, batch, 0.5))
+
+
+def test_moves_with_the_model(sampler_fps, make_clouds, device):
+    pos, batch = make_clouds([30, 18], seed=6)
+    expected = eval_index(sampler_fps.sampler, pos, batch, ratio=0.5)
+    host = torch.nn.Sequential(torch.nn.Linear(3, 3))
+    host.fps = sampler_fps
+    host.to(device)
+    assert next(sampler_fps.sampler.parameters()).device.type == device.type
+    index = sampler_fps(pos.to(device), batch.to(device), 0.5)
+    assert index.device.type == device.type
+    assert torch.equal(index.cpu(), expected)
+    with pytest.raises(ValueError, match="move the model"):
+        sampler_fps(pos.to("meta"), None, 0.5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_accepts_the_position_dtypes_fps_accepts(sampler_fps, make_clouds, dtype):
+    pos, batch = make_clouds([50, 33], seed=7, dtype=dtype)
+    index = sampler_fps(pos, batch, 0.25)
+    # Cast to the sampler's float32, as the docstring says.
+    assert torch.equal(index, eval_index(sampler_fps.sampler, pos.float(), batch, ratio=0.25))
+    with pytest.raises(TypeError, match="floating-point"):
+        sampler_fps(torch.zeros(10, 3, dtype=torch.long))
+
+
+def test_casts_with_the_model_but_keeps_float32_at_half_precision(sampler_fps, make_clouds):
+    pos, batch = make_clouds([45, 20], seed=8, dtype=torch.float64)
+    host = torch.nn.Module()
+    host.fps = sampler_fps
+    host.double()
+    assert next(sampler_fps.sampler.parameters()).dtype == torch.float64
+    assert torch.equal(
+        sampler_fps(pos, batch, 0.5), eval_index(sampler_fps.sampler, pos, batch, ratio=0.5)
+    )
+    for cast in (host.half, host.bfloat16, lambda: host.to(torch.float16)):
+        cast()
+        assert next(sampler_fps.sampler.parameters()).dtype == torch.float32
+    assert SampleNetFPS(SampleNet(8).half()).sampler.point_mlp.lins[0].weight.dtype == torch.float32
+
+
+def test_warns_once_per_size_past_what_the_sampler_learned(make_clouds):
+    pos, batch = make_clouds([100, 60], seed=9)
+    sampler_fps = SampleNetFPS(SampleNet(num_out_points=16))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sampler_fps(pos, batch, 0.1)  # 10 and 6 points: within what it learned
+        assert caught == []
+        sampler_fps(pos, batch, 0.5)  # 50 points per cloud
+        sampler_fps(pos, batch, 0.5)
+        sampler_fps(pos, batch, 0.25)  # 25
+    assert all(w.filename == __file__ for w in caught)  # points at the caller
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 2
+    assert "asked for 50 points per cloud" in messages[0] and "learned 16" in messages[0]
+    assert "asked for 25 points per cloud" in messages[1]
+
+
 def test_rejects_other_samplers_and_bad_ratios(sampler_fps):
     with pytest.raises(TypeError, match="wraps a SampleNet"):
         SampleNetFPS(torch.nn.Linear(3, 3))
@@ -85,7 +163,7 @@ def test_rejects_other_samplers_and_bad_ratios(sampler_fps):
 
 
 def test_repr(sampler_fps):
-    assert repr(sampler_fps) == "SampleNetFPS(SampleNet(16, k=7))"
+    assert repr(sampler_fps) == "SampleNetFPS(SampleNet(64, k=7))"
 
 
 class SAModule(torch.nn.Module):
@@ -107,7 +185,7 @@ class SAModule(torch.nn.Module):
         return x, pos[idx], batch[idx]
 
 
-@pytest.mark.skipif(not has_torch_cluster(), reason="PyG's radius needs torch_cluster")
+@pytest.mark.skipif(not pyg_radius_works(), reason="PyG's radius needs torch_cluster or pyg-lib")
 def test_inside_a_pointnet2_set_abstraction(sampler_fps, make_clouds):
     from torch_geometric.nn import MLP
 
@@ -122,7 +200,8 @@ def test_inside_a_pointnet2_set_abstraction(sampler_fps, make_clouds):
     x, pos2, batch2 = sa2(x, pos1, batch1)
     assert x.shape == (8 + 5, 64) and torch.bincount(batch2).tolist() == [8, 5]
     x.sum().backward()  # the task network still trains through the sampled points
-    assert all(p.grad is not None for p in sa1.parameters())
+    assert all(p.grad is not None for p in sa1.conv.parameters())
+    assert all(p.grad is None for p in sa1.sample.parameters())  # indices carry no gradient
     # Same shapes as PyG's own fps in the same module.
     reference = SAModule(0.5, 0.4, MLP([3, 16, 32]))
     assert reference(None, pos, batch)[0].shape == (52, 32)

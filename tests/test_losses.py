@@ -11,29 +11,15 @@ from tg_samplenet.losses import (
     simplification_loss,
 )
 from tg_samplenet.nn.sampler import SampleNet
-
-
-def squared(a, b):
-    return sum((p - q) ** 2 for p, q in zip(a, b, strict=True))
-
-
-def clouds_of(pos, batch, num_clouds):
-    points, bp = pos.tolist(), batch.tolist()
-    return [
-        [p for p, b in zip(points, bp, strict=True) if b == cloud] for cloud in range(num_clouds)
-    ]
-
-
-def brute_nn(X, Y):
-    return [min(squared(x, y) for y in Y) for x in X]
+from tg_samplenet.testing import brute_chamfer, nn_squared_distances, split_clouds
 
 
 def brute_la(X, Y):
-    return sum(brute_nn(X, Y)) / len(X)
+    return sum(nn_squared_distances(X, Y)) / len(X)
 
 
 def brute_lm(X, Y):
-    return max(brute_nn(X, Y))
+    return max(nn_squared_distances(X, Y))
 
 
 def brute_simplification(Q, P, beta, gamma, delta):
@@ -53,9 +39,11 @@ def problem(make_clouds):
 
 def test_nn_terms_match_brute_force(backend, problem):
     x, y, batch_x, batch_y = problem
-    X, Y = clouds_of(x, batch_x, 3), clouds_of(y, batch_y, 3)
+    X, Y = split_clouds(x, batch_x, 3), split_clouds(y, batch_y, 3)
     expected = [
-        d for cloud_x, cloud_y in zip(X, Y, strict=True) for d in brute_nn(cloud_x, cloud_y)
+        d
+        for cloud_x, cloud_y in zip(X, Y, strict=True)
+        for d in nn_squared_distances(cloud_x, cloud_y)
     ]
     assert nn_squared_distance(x, y, batch_x, batch_y).tolist() == pytest.approx(expected)
     la = average_nn_distance(x, y, batch_x, batch_y)
@@ -78,8 +66,8 @@ def test_terms_without_batch_vectors(make_clouds):
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_chamfer_distance(backend, problem, reduction):
     x, y, batch_x, batch_y = problem
-    X, Y = clouds_of(x, batch_x, 3), clouds_of(y, batch_y, 3)
-    per_cloud = [brute_la(a, b) + brute_la(b, a) for a, b in zip(X, Y, strict=True)]
+    X, Y = split_clouds(x, batch_x, 3), split_clouds(y, batch_y, 3)
+    per_cloud = [brute_chamfer(a, b) for a, b in zip(X, Y, strict=True)]
     value = chamfer_distance(x, y, batch_x, batch_y, reduction=reduction)
     if reduction == "none":
         assert value.tolist() == pytest.approx(per_cloud)
@@ -99,7 +87,7 @@ def test_chamfer_gradient_reaches_both_inputs(problem):
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_simplification_loss(backend, problem, reduction):
     q, p, batch_q, batch_p = problem
-    Q, P = clouds_of(q, batch_q, 3), clouds_of(p, batch_p, 3)
+    Q, P = split_clouds(q, batch_q, 3), split_clouds(p, batch_p, 3)
     per_cloud = [brute_simplification(a, b, 2.0, 0.5, 0.1) for a, b in zip(Q, P, strict=True)]
     value = simplification_loss(
         q, p, batch_q, batch_p, beta=2.0, gamma=0.5, delta=0.1, reduction=reduction
@@ -126,8 +114,8 @@ def trained_output(make_clouds):
 def test_samplenet_loss(trained_output):
     sampler, pos, batch = trained_output
     out = sampler(pos, batch)
-    Q = clouds_of(out.simplified.detach(), out.simplified_batch, 2)
-    P = clouds_of(pos, batch, 2)
+    Q = split_clouds(out.simplified.detach(), out.simplified_batch, 2)
+    P = split_clouds(pos, batch, 2)
     ls = sum(brute_simplification(q, p, 1.0, 1.0, 0.0) for q, p in zip(Q, P, strict=True)) / 2
     task = torch.tensor(0.7, dtype=torch.float64)
     loss = samplenet_loss(task, out, pos, batch, alpha=30.0, lmbda=2.0)
@@ -142,8 +130,8 @@ def test_samplenet_loss_without_projection(trained_output):
     _, pos, batch = trained_output
     torch.manual_seed(4)
     out = SampleNet(num_out_points=16, skip_projection=True).double()(pos, batch)
-    Q = clouds_of(out.simplified.detach(), out.simplified_batch, 2)
-    P = clouds_of(pos, batch, 2)
+    Q = split_clouds(out.simplified.detach(), out.simplified_batch, 2)
+    P = split_clouds(pos, batch, 2)
     ls = sum(brute_simplification(q, p, 1.0, 1.0, 0.0) for q, p in zip(Q, P, strict=True)) / 2
     loss = samplenet_loss(torch.tensor(0.0, dtype=torch.float64), out, pos, batch, alpha=1.0)
     assert loss.item() == pytest.approx(ls)
@@ -159,7 +147,7 @@ def test_progressive_loss_is_the_sum_over_control_sizes(trained_output, reductio
         sizes, c = [], 2
         while c <= 16:
             sizes, c = sizes + [c], 2 * c
-    P = clouds_of(pos, batch, 2)
+    P = split_clouds(pos, batch, 2)
     task_of = []
 
     def task_loss_fn(part):
@@ -170,7 +158,7 @@ def test_progressive_loss_is_the_sum_over_control_sizes(trained_output, reductio
     for c in sizes:
         rows = torch.cat([(out.batch == b).nonzero().view(-1)[:c] for b in range(2)])
         task = out.pos[rows].pow(2).sum().item()
-        Q = [q[:c] for q in clouds_of(out.simplified.detach(), out.simplified_batch, 2)]
+        Q = [q[:c] for q in split_clouds(out.simplified.detach(), out.simplified_batch, 2)]
         ls = (
             sum(brute_simplification(q, p, 1.0, 0.5, 1 / 30) for q, p in zip(Q, P, strict=True)) / 2
         )

@@ -2,37 +2,7 @@ import pytest
 import torch
 
 from tg_samplenet.ops.matching import first_occurrence, hard_sample
-
-
-def squared(a, b):
-    return sum((p - q) ** 2 for p, q in zip(a, b, strict=True))
-
-
-def brute_hard_sample(pos, batch, simplified, simplified_batch, counts, complete=True):
-    # Per cloud: nearest input point of each query, repeats dropped (first kept), the first
-    # counts[i] survivors, then greedy farthest points from them (ties to the lowest index).
-    points, bp = pos.tolist(), batch.tolist()
-    queries, bq = simplified.tolist(), simplified_batch.tolist()
-    out = []
-    for cloud, count in enumerate(counts):
-        members = [j for j, b in enumerate(bp) if b == cloud]
-        chosen = []
-        for q, b in zip(queries, bq, strict=True):
-            if b == cloud:
-                j = min(members, key=lambda j: squared(points[j], q))
-                if j not in chosen:
-                    chosen.append(j)
-        chosen = chosen[:count]
-        while complete and len(chosen) < count:
-            free = [j for j in members if j not in chosen]
-            if not chosen:
-                chosen.append(free[0])
-                continue
-            chosen.append(
-                max(free, key=lambda j: (min(squared(points[j], points[c]) for c in chosen), -j))
-            )
-        out += chosen
-    return out
+from tg_samplenet.testing import brute_hard_sample
 
 
 def test_first_occurrence_matches_python():

@@ -4,30 +4,26 @@ import numpy as np
 import pytest
 import torch
 
-from tg_samplenet.tasks.metrics import (
-    accuracy,
+from tg_samplenet.tasks.classification import accuracy, per_class_accuracy
+from tg_samplenet.tasks.metrics import per_class_mean
+from tg_samplenet.tasks.reconstruction import normalized_reconstruction_error
+from tg_samplenet.tasks.registration import (
     mean_rotation_error,
-    normalized_reconstruction_error,
-    per_class_accuracy,
-    per_class_mean,
     rotation_error_auc,
     rotation_errors,
     sampling_consistency,
 )
 from tg_samplenet.tasks.rotations import euler_angles_to_matrix, random_rotations
+from tg_samplenet.testing import brute_chamfer
 
 
 def brute_force_chamfer(x, y, batch_x=None, batch_y=None, reduction="mean"):
-    r"""Symmetric Chamfer distance with squared distances, one cloud at a time."""
+    r""":func:`~tg_samplenet.testing.brute_chamfer` one cloud at a time, with the call
+    signature of :func:`~tg_samplenet.chamfer_distance`."""
     batch_x = torch.zeros(len(x), dtype=torch.long) if batch_x is None else batch_x
     batch_y = torch.zeros(len(y), dtype=torch.long) if batch_y is None else batch_y
-    values = []
-    for b in range(int(max(batch_x.max(), batch_y.max())) + 1):
-        xb, yb = x[batch_x == b].tolist(), y[batch_y == b].tolist()
-        d = [[sum((p - q) ** 2 for p, q in zip(u, v, strict=True)) for v in yb] for u in xb]
-        forward = sum(min(row) for row in d) / len(xb)
-        backward = sum(min(col) for col in zip(*d, strict=True)) / len(yb)
-        values.append(forward + backward)
+    clouds = range(int(max(batch_x.max(), batch_y.max())) + 1)
+    values = [brute_chamfer(x[batch_x == b].tolist(), y[batch_y == b].tolist()) for b in clouds]
     values = torch.tensor(values, dtype=x.dtype)
     return values.mean() if reduction == "mean" else values
 

@@ -1,19 +1,16 @@
-import math
-
-import numpy as np
 import pytest
 import torch
 
 from tg_samplenet.nn.output import SampleNetOutput
 from tg_samplenet.nn.sampler import SampleNet
-
-
-def squared(a, b):
-    return sum((p - q) ** 2 for p, q in zip(a, b, strict=True))
-
-
-def float32_ceil(n, ratio):
-    return int(np.ceil(np.float32(n) * np.float32(ratio)))
+from tg_samplenet.testing import (
+    brute_farthest_points,
+    brute_hard_sample,
+    brute_nearest,
+    brute_soft_projection,
+    float32_ceil,
+    squared_distance,
+)
 
 
 def per_cloud(index, batch, num_clouds):
@@ -21,50 +18,11 @@ def per_cloud(index, batch, num_clouds):
 
 
 def brute_matched(pos, batch, simplified, simplified_batch, counts):
-    # Per cloud: nearest input point of each simplified point, repeats dropped (first kept),
-    # at most counts[b] of them.
-    points, bp = pos.tolist(), batch.tolist()
-    out = []
-    for cloud, count in enumerate(counts):
-        chosen = []
-        for q, b in zip(simplified.tolist(), simplified_batch.tolist(), strict=True):
-            if b == cloud:
-                j = min((squared(p, q), j) for j, p in enumerate(points) if bp[j] == cloud)[1]
-                if j not in chosen:
-                    chosen.append(j)
-        out.append(chosen[:count])
-    return out
-
-
-def brute_greedy(points, chosen, members, count):
-    # Farthest points from the chosen set among members, ties to the lowest index.
-    chosen = list(chosen)
-    while len(chosen) < count:
-        free = [j for j in members if j not in chosen]
-        chosen.append(
-            max(free, key=lambda j: (min(squared(points[j], points[c]) for c in chosen), -j))
-        )
-    return chosen
-
-
-def brute_projection(pos, batch, query, query_batch, k, sigma):
-    points, bp = pos.tolist(), batch.tolist()
-    out = []
-    for q, cloud in zip(query.tolist(), query_batch.tolist(), strict=True):
-        near = sorted(
-            (squared(p, q), j)
-            for j, (p, b) in enumerate(zip(points, bp, strict=True))
-            if b == cloud
-        )
-        near = near[:k]
-        e = [math.exp(-(d - near[0][0]) / sigma) for d, _ in near]
-        out.append(
-            [
-                sum(w / sum(e) * points[j][c] for w, (_, j) in zip(e, near, strict=True))
-                for c in range(3)
-            ]
-        )
-    return out
+    # Per cloud: the matched points of the inference step, without the FPS completion.
+    index = torch.tensor(
+        brute_hard_sample(pos, batch, simplified, simplified_batch, counts, complete=False)
+    )
+    return per_cloud(index, batch[index], len(counts))
 
 
 def collapse_head(sampler, value=0.5):
@@ -147,7 +105,7 @@ def test_training_yields_soft_projected_points(make_clouds):
     keep = torch.cat([torch.arange(b * 6, b * 6 + c) for b, c in enumerate(counts)])
     query, query_batch = out.simplified[keep].detach(), out.simplified_batch[keep]
     assert torch.equal(out.batch, query_batch)
-    expected = brute_projection(pos, batch, query, query_batch, 5, out.sigma.item())
+    expected = brute_soft_projection(pos, query, batch, query_batch, 5, out.sigma.item())
     assert torch.allclose(out.pos.detach(), torch.tensor(expected), atol=1e-5)
     assert out.pos.requires_grad
     assert out.sigma.item() == pytest.approx(0.3**2 + 1e-4)
@@ -178,8 +136,8 @@ def test_eval_completes_with_farthest_points(make_clouds):
     points, offset = pos.tolist(), 0
     for cloud, n in enumerate(sizes):
         members = list(range(offset, offset + n))
-        first = min(members, key=lambda j: squared(points[j], [0.5, 0.5, 0.5]))
-        expected = brute_greedy(points, [first], members, min(6, n))
+        first = min(members, key=lambda j: squared_distance(points[j], [0.5, 0.5, 0.5]))
+        expected = [first] + brute_farthest_points(points, min(6, n) - 1, [first], members)
         assert per_cloud(out.index, out.batch, 3)[cloud] == expected
         offset += n
 
@@ -246,12 +204,7 @@ def test_skip_projection_trains_on_the_simplified_points(make_clouds):
     keep = torch.cat([torch.arange(0, 6), torch.arange(6, 10)])
     assert torch.equal(out.pos, out.simplified[keep])
     assert out.sigma is None and out.weights is None
-    points, bp = pos.tolist(), batch.tolist()
-    matched = [
-        min((squared(p, q), j) for j, p in enumerate(points) if bp[j] == b)[1]
-        for q, b in zip(out.pos.tolist(), out.batch.tolist(), strict=True)
-    ]
-    assert out.index.tolist() == matched
+    assert out.index.tolist() == brute_nearest(pos, out.pos, batch, out.batch)
     assert repr(sampler) == "SampleNet(6, k=7, skip_projection=True)"
     sampler.eval()
     out = sampler(pos, batch)

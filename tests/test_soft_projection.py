@@ -1,4 +1,3 @@
-import math
 from itertools import pairwise
 
 import pytest
@@ -6,42 +5,7 @@ import torch
 from torch.func import functional_call
 
 from tg_samplenet.nn.soft_projection import SoftProjection
-
-
-def squared(a, b):
-    return sum((p - q) ** 2 for p, q in zip(a, b, strict=True))
-
-
-def brute_projection(pos, query, batch, query_batch, k, sigma):
-    # Softmax over the k nearest same-cloud points (all of them in a smaller cloud).
-    points, bp = pos.tolist(), batch.tolist()
-    out = []
-    for q, cloud in zip(query.tolist(), query_batch.tolist(), strict=True):
-        near = sorted(
-            (squared(p, q), j)
-            for j, (p, b) in enumerate(zip(points, bp, strict=True))
-            if b == cloud
-        )
-        near = near[:k]
-        top = max(-d / sigma for d, _ in near)
-        e = [math.exp(-d / sigma - top) for d, _ in near]
-        w = [x / sum(e) for x in e]
-        out.append(
-            [sum(wi * points[j][c] for wi, (_, j) in zip(w, near, strict=True)) for c in range(3)]
-        )
-    return out
-
-
-def brute_nearest(pos, query, batch, query_batch):
-    points, bp = pos.tolist(), batch.tolist()
-    return [
-        min(
-            (squared(p, q), j)
-            for j, (p, b) in enumerate(zip(points, bp, strict=True))
-            if b == cloud
-        )[1]
-        for q, cloud in zip(query.tolist(), query_batch.tolist(), strict=True)
-    ]
+from tg_samplenet.testing import brute_nearest, brute_soft_projection
 
 
 @pytest.fixture
@@ -88,7 +52,7 @@ def test_projection_matches_brute_force(backend, problem):
     proj = SoftProjection(k=5, initial_temperature=0.3).to(pos.device)
     out = proj(pos, query, batch, query_batch)
     sigma = 0.3**2 + 1e-4
-    expected = brute_projection(pos, query, batch, query_batch, 5, sigma)
+    expected = brute_soft_projection(pos, query, batch, query_batch, 5, sigma)
     assert torch.allclose(out.pos.cpu(), torch.tensor(expected), atol=1e-5)
 
 

@@ -13,6 +13,7 @@ under it:
   examples and benchmarks.
 """
 
+from tg_samplenet.fit_sampler import fit_sampler
 from tg_samplenet.losses import (
     average_nn_distance,
     chamfer_distance,
@@ -25,10 +26,12 @@ from tg_samplenet.nn import (
     SampleNet,
     SampleNetFPS,
     SampleNetOutput,
+    SampleNetSelect,
     SoftProjection,
     SoftProjectionOutput,
 )
 from tg_samplenet.temperature import TemperatureProfile
+from tg_samplenet.transforms import SampleNetSampling
 
 __version__ = "0.2.0"
 
@@ -36,11 +39,14 @@ __all__ = [
     "SampleNet",
     "SampleNetOutput",
     "SampleNetFPS",
+    "SampleNetSampling",
+    "SampleNetSelect",
     "SoftProjection",
     "SoftProjectionOutput",
     "TemperatureProfile",
     "average_nn_distance",
     "chamfer_distance",
+    "fit_sampler",
     "max_nn_distance",
     "progressive_loss",
     "samplenet_loss",

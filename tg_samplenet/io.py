@@ -1,21 +1,34 @@
-r"""Atomic checkpoints: a crash while writing never replaces a good file with a partial one."""
+r"""Atomic checkpoints: a crash while writing never replaces a good file with a partial one,
+and reading a file that is not a checkpoint says which file and why."""
 
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Union
 
 import torch
 
+from tg_samplenet.ops.checks import InputError, InputTypeError
+
 __all__ = ["atomic_save", "load_checkpoint"]
+
+
+def _check_path(path: Any) -> Path:
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputTypeError(
+            "path", f"path must be a str or os.PathLike (got {type(path).__name__})"
+        )
+    return Path(path)
 
 
 def atomic_save(obj: Any, path: Union[str, os.PathLike]):
     r"""Saves :obj:`obj` with :func:`torch.save` to a temporary file beside :obj:`path`, then
     renames it over :obj:`path` (:func:`os.replace` is atomic on POSIX and Windows)."""
-    path = Path(path)
+    path = _check_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -31,5 +44,38 @@ def atomic_save(obj: Any, path: Union[str, os.PathLike]):
 
 def load_checkpoint(path: Union[str, os.PathLike], map_location: Any = "cpu") -> Any:
     r"""Loads a file written by :func:`atomic_save` (tensors, containers and plain Python
-    values only: :obj:`weights_only=True`)."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+    values only: :obj:`weights_only=True`).
+
+    Raises:
+        FileNotFoundError: If :obj:`path` does not exist or is not a file.
+        InputError: If the file is empty, truncated, or not a :func:`torch.save` file of
+            plain values (a foreign pickle or archive); the message names the file.
+    """
+    path = _check_path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint file")
+    if path.stat().st_size == 0:
+        raise InputError("path", f"{path} is empty: not a checkpoint written by torch.save")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (
+        EOFError,
+        RuntimeError,
+        pickle.UnpicklingError,
+        zipfile.BadZipFile,
+        ValueError,
+        KeyError,
+        AttributeError,
+        ImportError,
+        IndexError,
+        TypeError,
+        UnicodeDecodeError,
+    ) as error:
+        # torch.load reports truncated archives, foreign pickles and disallowed types with
+        # many exception types and without the file's name.
+        reason = f"{type(error).__name__}: {error}".splitlines()[0]
+        raise InputError(
+            "path",
+            f"{path} is not a readable checkpoint (truncated, corrupt, or not written by "
+            f"torch.save with plain values): {reason}",
+        ) from error

@@ -3,15 +3,28 @@ loss, and the full and progressive objectives (paper §3, Eqs. 1-11)."""
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, Optional
 
 import torch
 from torch import Tensor
 from torch_geometric.utils import scatter
 
 from tg_samplenet.nn.output import SampleNetOutput
-from tg_samplenet.ops.batch import rank_in_cloud
-from tg_samplenet.ops.neighbors import nearest_index
+from tg_samplenet.ops.batch import _rank_in_cloud
+from tg_samplenet.ops.checks import (
+    InputError,
+    InputTypeError,
+    check_choice,
+    check_cloud_batch,
+    check_matching_points,
+    check_num_clouds,
+    check_number,
+    check_points,
+    check_positive_int,
+    check_references,
+)
+from tg_samplenet.ops.neighbors import _nearest_index
 
 __all__ = [
     "nn_squared_distance",
@@ -24,12 +37,53 @@ __all__ = [
 ]
 
 
-def _batch(x: Tensor, batch: Optional[Tensor]) -> Tensor:
-    return x.new_zeros(x.size(0), dtype=torch.long) if batch is None else batch
+def _check_pair(
+    x: Tensor,
+    y: Tensor,
+    batch_x: Optional[Tensor],
+    batch_y: Optional[Tensor],
+    names: tuple[str, str, str, str],
+    num_clouds: Any = None,
+) -> tuple[Tensor, Tensor, int]:
+    # Two point sets with their batch vectors: checked, and the number of clouds.
+    x_name, y_name, batch_x_name, batch_y_name = names
+    check_points(x, x_name, dim=None)
+    check_points(y, y_name, dim=None)
+    check_matching_points(x, y, x_name, y_name)
+    batch_x, clouds_x = check_cloud_batch(batch_x, x, batch_x_name, pos_name=x_name)
+    batch_y, clouds_y = check_cloud_batch(batch_y, y, batch_y_name, pos_name=y_name)
+    return batch_x, batch_y, check_num_clouds(num_clouds, max(clouds_x, clouds_y))
 
 
-def _num_clouds(*batches: Tensor) -> int:
-    return max((int(b.max()) + 1 if b.numel() else 0) for b in batches)
+def _per_cloud(value: Tensor, batch: Tensor, num_clouds: int, reduce: str) -> Tensor:
+    # Mean or max per cloud; NaN for a cloud without entries, whose value is undefined.
+    out = scatter(value, batch, 0, num_clouds, reduce)
+    present = torch.bincount(batch, minlength=num_clouds) > 0
+    return torch.where(present, out, float("nan"))
+
+
+def _reduce(value: Tensor, present: Tensor, reduction: str, names: tuple[str, str]) -> Tensor:
+    # Reduces per-cloud values over the clouds that hold points; absent cloud ids (gaps in
+    # the batch vectors) neither count as 0 nor poison the mean.
+    if reduction == "none":
+        return torch.where(present, value, float("nan"))
+    value = value[present]
+    if reduction == "sum":
+        return value.sum()
+    if value.numel() == 0:
+        raise InputError(
+            names[0],
+            f"{names[0]} and {names[1]} hold no points: the mean over no clouds is undefined",
+        )
+    return value.mean()
+
+
+def _nn_squared(src: Tensor, dst: Tensor, batch_src: Tensor, batch_dst: Tensor, B: int) -> Tensor:
+    index = _nearest_index(dst, src, batch_dst, batch_src, B)
+    return (src - dst[index]).pow(2).sum(-1)
+
+
+_NN_NAMES = ("src", "dst", "batch_src", "batch_dst")
 
 
 def nn_squared_distance(
@@ -42,11 +96,20 @@ def nn_squared_distance(
     the same cloud, :math:`\min_{\mathbf{y} \in Y_i} \|\mathbf{x} - \mathbf{y}\|^2`. The
     search carries no gradient; the distance is recomputed so that both inputs get one.
 
-    :rtype: :class:`torch.Tensor` of shape :obj:`[N_src]`
+    Args:
+        src (torch.Tensor): Points :obj:`[N, D]`, finite, floating point.
+        dst (torch.Tensor): Points :obj:`[M, D]` of the same dtype; every cloud of
+            :obj:`src` needs points here.
+        batch_src (torch.Tensor, optional): Sorted batch vector of :obj:`src`.
+            (default: :obj:`None`)
+        batch_dst (torch.Tensor, optional): Sorted batch vector of :obj:`dst`.
+            (default: :obj:`None`)
+
+    :rtype: :class:`torch.Tensor` of shape :obj:`[N]`
     """
-    batch_src, batch_dst = _batch(src, batch_src), _batch(dst, batch_dst)
-    index = nearest_index(dst, src, batch_dst, batch_src)
-    return (src - dst[index]).pow(2).sum(-1)
+    batch_src, batch_dst, B = _check_pair(src, dst, batch_src, batch_dst, _NN_NAMES)
+    check_references(batch_dst, batch_src, B, "dst", "src")
+    return _nn_squared(src, dst, batch_src, batch_dst, B)
 
 
 def average_nn_distance(
@@ -58,13 +121,18 @@ def average_nn_distance(
 ) -> Tensor:
     r"""The average nearest-neighbour loss of Eq. (2), per cloud:
     :math:`L_a(X, Y) = \frac{1}{|X|} \sum_{\mathbf{x} \in X} \min_{\mathbf{y} \in Y}
-    \|\mathbf{x} - \mathbf{y}\|_2^2`.
+    \|\mathbf{x} - \mathbf{y}\|_2^2`, with the arguments of :func:`nn_squared_distance`.
+    A cloud without points in :obj:`src` gets NaN (an average over nothing).
+
+    Args:
+        num_clouds (int, optional): The number of clouds :math:`B`, at least the largest
+            batch id plus one. (default: :obj:`None`)
 
     :rtype: :class:`torch.Tensor` of shape :obj:`[B]`
     """
-    batch_src, batch_dst = _batch(src, batch_src), _batch(dst, batch_dst)
-    B = num_clouds or _num_clouds(batch_src, batch_dst)
-    return scatter(nn_squared_distance(src, dst, batch_src, batch_dst), batch_src, 0, B, "mean")
+    batch_src, batch_dst, B = _check_pair(src, dst, batch_src, batch_dst, _NN_NAMES, num_clouds)
+    check_references(batch_dst, batch_src, B, "dst", "src")
+    return _per_cloud(_nn_squared(src, dst, batch_src, batch_dst, B), batch_src, B, "mean")
 
 
 def max_nn_distance(
@@ -76,23 +144,17 @@ def max_nn_distance(
 ) -> Tensor:
     r"""The maximal nearest-neighbour loss of Eq. (3), per cloud:
     :math:`L_m(X, Y) = \max_{\mathbf{x} \in X} \min_{\mathbf{y} \in Y}
-    \|\mathbf{x} - \mathbf{y}\|_2^2`.
+    \|\mathbf{x} - \mathbf{y}\|_2^2`, with the arguments of :func:`average_nn_distance`.
+    A cloud without points in :obj:`src` gets NaN.
 
     :rtype: :class:`torch.Tensor` of shape :obj:`[B]`
     """
-    batch_src, batch_dst = _batch(src, batch_src), _batch(dst, batch_dst)
-    B = num_clouds or _num_clouds(batch_src, batch_dst)
-    return scatter(nn_squared_distance(src, dst, batch_src, batch_dst), batch_src, 0, B, "max")
+    batch_src, batch_dst, B = _check_pair(src, dst, batch_src, batch_dst, _NN_NAMES, num_clouds)
+    check_references(batch_dst, batch_src, B, "dst", "src")
+    return _per_cloud(_nn_squared(src, dst, batch_src, batch_dst, B), batch_src, B, "max")
 
 
-def _reduce(value: Tensor, reduction: str) -> Tensor:
-    if reduction == "mean":
-        return value.mean()
-    if reduction == "sum":
-        return value.sum()
-    if reduction == "none":
-        return value
-    raise ValueError(f"reduction must be 'mean', 'sum' or 'none' (got {reduction!r})")
+_REDUCTIONS = ("mean", "sum", "none")
 
 
 def chamfer_distance(
@@ -103,24 +165,34 @@ def chamfer_distance(
     reduction: str = "mean",
 ) -> Tensor:
     r"""The symmetric Chamfer distance with squared distances,
-    :math:`L_a(X, Y) + L_a(Y, X)`, per cloud, then reduced over clouds.
+    :math:`L_a(X, Y) + L_a(Y, X)`, per cloud, then reduced over the clouds that hold points
+    (a cloud id that neither batch vector names is left out; with :obj:`"none"` it gets
+    NaN).
 
     Args:
-        x (torch.Tensor): Points :obj:`[N, D]`.
-        y (torch.Tensor): Points :obj:`[M, D]`.
+        x (torch.Tensor): Points :obj:`[N, D]`, finite, floating point.
+        y (torch.Tensor): Points :obj:`[M, D]` of the same dtype; each cloud needs points on
+            both sides.
         batch_x (torch.Tensor, optional): Sorted batch vector of :obj:`x`.
             (default: :obj:`None`)
         batch_y (torch.Tensor, optional): Sorted batch vector of :obj:`y`.
             (default: :obj:`None`)
-        reduction (str, optional): :obj:`"mean"`, :obj:`"sum"` or :obj:`"none"` (per cloud,
-            :obj:`[B]`). (default: :obj:`"mean"`)
+        reduction (str, optional): :obj:`"mean"` (an error without any point), :obj:`"sum"`
+            or :obj:`"none"` (per cloud, :obj:`[B]`). (default: :obj:`"mean"`)
     """
-    batch_x, batch_y = _batch(x, batch_x), _batch(y, batch_y)
-    B = _num_clouds(batch_x, batch_y)
-    value = average_nn_distance(x, y, batch_x, batch_y, B) + average_nn_distance(
-        y, x, batch_y, batch_x, B
+    check_choice(reduction, "reduction", _REDUCTIONS)
+    batch_x, batch_y, B = _check_pair(x, y, batch_x, batch_y, ("x", "y", "batch_x", "batch_y"))
+    check_references(batch_y, batch_x, B, "y", "x")
+    check_references(batch_x, batch_y, B, "x", "y")
+    value = scatter(_nn_squared(x, y, batch_x, batch_y, B), batch_x, 0, B, "mean") + scatter(
+        _nn_squared(y, x, batch_y, batch_x, B), batch_y, 0, B, "mean"
     )
-    return _reduce(value, reduction)
+    present = torch.bincount(batch_x, minlength=B) > 0
+    return _reduce(value, present, reduction, ("x", "y"))
+
+
+def _check_weights(**weights: Any) -> list[float]:
+    return [check_number(value, name, minimum=0.0) for name, value in weights.items()]
 
 
 def simplification_loss(
@@ -133,30 +205,38 @@ def simplification_loss(
     delta: float = 0.0,
     reduction: str = "mean",
 ) -> Tensor:
-    r"""The simplification loss of Eq. (4), per cloud, then reduced over clouds:
+    r"""The simplification loss of Eq. (4), per cloud, then reduced over the clouds that hold
+    points:
 
     .. math::
         L_s(Q, P) = L_a(Q, P) + \beta L_m(Q, P) + (\gamma + \delta |Q|) L_a(P, Q)
 
     Args:
-        simplified (torch.Tensor): Simplified points :math:`Q`, :obj:`[M, 3]`.
-        pos (torch.Tensor): Input points :math:`P`, :obj:`[N, 3]`.
+        simplified (torch.Tensor): Simplified points :math:`Q`, :obj:`[M, D]`.
+        pos (torch.Tensor): Input points :math:`P`, :obj:`[N, D]`, of the same dtype; each
+            cloud needs points in both.
         simplified_batch (torch.Tensor, optional): Sorted batch vector of :math:`Q`.
             (default: :obj:`None`)
         batch (torch.Tensor, optional): Sorted batch vector of :math:`P`.
             (default: :obj:`None`)
-        beta (float, optional): :math:`\beta`. (default: :obj:`1.0`)
-        gamma (float, optional): :math:`\gamma`. (default: :obj:`1.0`)
-        delta (float, optional): :math:`\delta`. (default: :obj:`0.0`)
+        beta (float, optional): :math:`\beta \geq 0`. (default: :obj:`1.0`)
+        gamma (float, optional): :math:`\gamma \geq 0`. (default: :obj:`1.0`)
+        delta (float, optional): :math:`\delta \geq 0`. (default: :obj:`0.0`)
         reduction (str, optional): :obj:`"mean"`, :obj:`"sum"` or :obj:`"none"`.
             (default: :obj:`"mean"`)
     """
-    simplified_batch, batch = _batch(simplified, simplified_batch), _batch(pos, batch)
-    to_input = nn_squared_distance(simplified, pos, simplified_batch, batch)
-    return _reduce(
-        _simplification(to_input, simplified, pos, simplified_batch, batch, beta, gamma, delta),
-        reduction,
+    beta, gamma, delta = _check_weights(beta=beta, gamma=gamma, delta=delta)
+    check_choice(reduction, "reduction", _REDUCTIONS)
+    names = ("simplified", "pos", "simplified_batch", "batch")
+    simplified_batch, batch, B = _check_pair(simplified, pos, simplified_batch, batch, names)
+    check_references(batch, simplified_batch, B, "pos", "simplified")
+    check_references(simplified_batch, batch, B, "simplified", "pos")
+    to_input = _nn_squared(simplified, pos, simplified_batch, batch, B)
+    value = _simplification(
+        to_input, simplified, pos, simplified_batch, batch, B, beta, gamma, delta
     )
+    present = torch.bincount(batch, minlength=B) > 0
+    return _reduce(value, present, reduction, ("simplified", "pos"))
 
 
 def _simplification(
@@ -165,19 +245,35 @@ def _simplification(
     pos: Tensor,
     simplified_batch: Tensor,
     batch: Tensor,
+    B: int,
     beta: float,
     gamma: float,
     delta: float,
 ) -> Tensor:
     # Per-cloud L_s given each q's squared distance to P, which La(Q, P) and Lm(Q, P) share
-    # and which a progressive loss computes once for all prefixes of Q.
-    B = _num_clouds(simplified_batch, batch)
+    # and which a progressive loss computes once for all prefixes of Q. Clouds without
+    # points give 0 here; the callers leave them out.
     size = torch.bincount(simplified_batch, minlength=B).to(pos.dtype)
+    to_simplified = _nn_squared(pos, simplified, batch, simplified_batch, B)
     return (
         scatter(to_input, simplified_batch, 0, B, "mean")
         + beta * scatter(to_input, simplified_batch, 0, B, "max")
-        + (gamma + delta * size) * average_nn_distance(pos, simplified, batch, simplified_batch, B)
+        + (gamma + delta * size) * scatter(to_simplified, batch, 0, B, "mean")
     )
+
+
+def _check_output(out: Any, pos: Tensor, batch: Optional[Tensor]) -> tuple[Tensor, Tensor, int]:
+    # A sampler's output against its input: checked, each cloud present on both sides.
+    if not isinstance(out, SampleNetOutput):
+        raise InputTypeError("out", f"out must be a SampleNetOutput (got {type(out).__name__})")
+    names = ("out.simplified", "pos", "out.simplified_batch", "batch")
+    simplified_batch, batch, B = _check_pair(
+        out.simplified, pos, out.simplified_batch, batch, names
+    )
+    B = max(B, out.counts.numel())
+    check_references(batch, simplified_batch, B, "pos", "out.simplified")
+    check_references(simplified_batch, batch, B, "out.simplified", "pos")
+    return simplified_batch, batch, B
 
 
 def samplenet_loss(
@@ -195,26 +291,46 @@ def samplenet_loss(
     :math:`L = L_{task}(R) + \alpha L_s(Q, P) + \lambda \sigma`.
 
     The :math:`\sigma` term is dropped when :obj:`out` carries none (S-NET mode). The
-    defaults are the authors' classification settings; see
-    :obj:`tg_samplenet.PAPER_SETTINGS` for the other tasks.
+    defaults are the authors' classification settings; the other tasks' weights are in
+    :mod:`tg_samplenet.experiments.config`.
 
     Args:
-        task_loss (torch.Tensor): :math:`L_{task}` computed on :obj:`out.pos`.
+        task_loss (torch.Tensor): :math:`L_{task}` computed on :obj:`out.pos`, one value.
         out (SampleNetOutput): The sampler's training output.
         pos (torch.Tensor): Input points :obj:`[N, 3]`.
         batch (torch.Tensor, optional): Their batch vector. (default: :obj:`None`)
-        alpha (float, optional): :math:`\alpha`. (default: :obj:`30.0`)
+        alpha (float, optional): :math:`\alpha`; this and the other weights are finite
+            and non-negative. (default: :obj:`30.0`)
         lmbda (float, optional): :math:`\lambda`. (default: :obj:`1.0`)
         beta (float, optional): :math:`\beta`. (default: :obj:`1.0`)
         gamma (float, optional): :math:`\gamma`. (default: :obj:`1.0`)
         delta (float, optional): :math:`\delta`. (default: :obj:`0.0`)
     """
-    loss = task_loss + alpha * simplification_loss(
-        out.simplified, pos, out.simplified_batch, batch, beta, gamma, delta
+    _check_task_loss(task_loss)
+    alpha, lmbda, beta, gamma, delta = _check_weights(
+        alpha=alpha, lmbda=lmbda, beta=beta, gamma=gamma, delta=delta
     )
+    simplified_batch, batch, B = _check_output(out, pos, batch)
+    to_input = _nn_squared(out.simplified, pos, simplified_batch, batch, B)
+    value = _simplification(
+        to_input, out.simplified, pos, simplified_batch, batch, B, beta, gamma, delta
+    )
+    present = torch.bincount(batch, minlength=B) > 0
+    loss = task_loss + alpha * _reduce(value, present, "mean", ("out.simplified", "pos"))
     if out.sigma is not None and lmbda != 0:
         loss = loss + lmbda * out.sigma
     return loss
+
+
+def _check_task_loss(task_loss: Any):
+    if not isinstance(task_loss, Tensor) or not torch.is_floating_point(task_loss):
+        raise InputTypeError(
+            "task_loss", f"task_loss must be a floating-point tensor (got {task_loss!r:.60})"
+        )
+    if task_loss.numel() != 1:
+        raise InputError(
+            "task_loss", f"task_loss must be a single value (got shape {list(task_loss.shape)})"
+        )
 
 
 def progressive_loss(
@@ -255,31 +371,48 @@ def progressive_loss(
             classification code, or :obj:`"mean"` as their reconstruction code.
             (default: :obj:`"sum"`)
     """
-    if reduction not in ("sum", "mean"):
-        raise ValueError(f"reduction must be 'sum' or 'mean' (got {reduction!r})")
+    if not callable(task_loss_fn):
+        raise InputTypeError(
+            "task_loss_fn", f"task_loss_fn must be callable (got {type(task_loss_fn).__name__})"
+        )
+    check_choice(reduction, "reduction", ("sum", "mean"))
+    alpha, lmbda, beta, gamma, delta = _check_weights(
+        alpha=alpha, lmbda=lmbda, beta=beta, gamma=gamma, delta=delta
+    )
+    simplified_batch, batch, B = _check_output(out, pos, batch)
     m = int(out.counts.max()) if out.counts.numel() else 0
     if control_sizes is None:
         control_sizes = [2**i for i in range(1, m.bit_length()) if 2**i <= m]
+    elif isinstance(control_sizes, (str, bytes)) or not isinstance(control_sizes, Sequence):
+        raise InputTypeError(
+            "control_sizes",
+            f"control_sizes must be a sequence of ints (got {type(control_sizes).__name__})",
+        )
+    control_sizes = [check_positive_int(size, "control_sizes") for size in control_sizes]
     if len(control_sizes) == 0:
-        raise ValueError("progressive_loss needs at least one control size")
-    batch = _batch(pos, batch)
+        raise InputError("control_sizes", "progressive_loss needs at least one control size")
+    present = torch.bincount(batch, minlength=B) > 0
+    if not bool(present.any()):
+        raise InputError("pos", "pos holds no points: the loss over no clouds is undefined")
     # A simplified point's nearest input point does not depend on the prefix it is in.
-    to_input = nn_squared_distance(out.simplified, pos, out.simplified_batch, batch)
-    rank = rank_in_cloud(out.simplified_batch, out.counts.numel())
+    to_input = _nn_squared(out.simplified, pos, simplified_batch, batch, B)
+    rank = _rank_in_cloud(simplified_batch, B)
     total = pos.new_zeros(())
     for size in control_sizes:
         part = out.prefix(size)
+        keep = rank < size
         simplification = _simplification(
-            to_input[rank < size],
-            part.simplified,
+            to_input[keep],
+            out.simplified[keep],
             pos,
-            part.simplified_batch,
+            simplified_batch[keep],
             batch,
+            B,
             beta,
             gamma,
             delta,
         )
-        total = total + task_loss_fn(part) + alpha * simplification.mean()
+        total = total + task_loss_fn(part) + alpha * simplification[present].mean()
     if reduction == "mean":
         total = total / len(control_sizes)
     if out.sigma is not None and lmbda != 0:

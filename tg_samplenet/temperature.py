@@ -11,6 +11,13 @@ import math
 from typing import Optional
 
 from tg_samplenet.nn.soft_projection import SoftProjection
+from tg_samplenet.ops.checks import (
+    InputError,
+    InputTypeError,
+    check_int,
+    check_number,
+    check_positive_int,
+)
 
 __all__ = ["TemperatureProfile", "temperature_profile"]
 
@@ -36,12 +43,19 @@ class TemperatureProfile:
     KINDS = ("learned", "linear", "exponential", "constant")
 
     def __init__(self, kind: str, start: float = 1.0, end: float = 1e-3, num_epochs: int = 100):
-        if kind not in self.KINDS:
-            raise ValueError(f"Unknown temperature profile {kind!r}; choose from {self.KINDS}")
-        if start <= 0 or end <= 0:
-            raise ValueError(f"start and end must be positive (got {start}, {end})")
-        if num_epochs < 1:
-            raise ValueError(f"num_epochs must be at least 1 (got {num_epochs})")
+        if not isinstance(kind, str) or kind not in self.KINDS:
+            raise InputError(
+                "kind", f"Unknown temperature profile {kind!r}; choose from {self.KINDS}"
+            )
+        for name, value in (("start", start), ("end", end)):
+            try:
+                check_number(value, name, positive=True)
+            except InputError as error:
+                raise type(error)(
+                    name, f"start and end must be positive finite numbers (got {name}={value!r})"
+                ) from error
+        start, end = float(start), float(end)
+        num_epochs = check_positive_int(num_epochs, "num_epochs")
         self.kind, self.start, self.end, self.num_epochs = kind, start, end, num_epochs
 
     @property
@@ -49,7 +63,9 @@ class TemperatureProfile:
         return self.kind == "learned"
 
     def sigma(self, epoch: int) -> Optional[float]:
-        r"""The squared temperature at :obj:`epoch` (0-based), or :obj:`None` if learned."""
+        r"""The squared temperature at :obj:`epoch` (0-based; negative epochs count as 0), or
+        :obj:`None` if learned."""
+        epoch = check_int(epoch, "epoch")
         progress = min(max(epoch, 0) / self.num_epochs, 1.0)
         if self.kind == "learned":
             return None
@@ -61,6 +77,12 @@ class TemperatureProfile:
 
     def apply(self, projection: SoftProjection, epoch: int):
         r"""Sets :obj:`projection`'s temperature for :obj:`epoch` (no-op when learned)."""
+        if not isinstance(projection, SoftProjection):
+            raise InputTypeError(
+                "projection",
+                f"projection must be a SoftProjection (got {type(projection).__name__}); "
+                "for a SampleNet pass sampler.projection",
+            )
         sigma = self.sigma(epoch)
         if sigma is None:
             return

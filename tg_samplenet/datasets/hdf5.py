@@ -6,11 +6,12 @@ from __future__ import annotations
 import os.path as osp
 from collections.abc import Callable, Sequence
 
-import numpy as np
 import torch
 from torch_geometric.data import Data, InMemoryDataset
 
 from tg_samplenet.datasets.normalize import normalize_unit_sphere
+from tg_samplenet.datasets.readers import BadFiles, finite_clouds
+from tg_samplenet.datasets.readers import read_h5_clouds as _read_h5
 from tg_samplenet.datasets.utils import (
     check_names,
     check_num_points,
@@ -18,6 +19,7 @@ from tg_samplenet.datasets.utils import (
     check_split,
     selection_tag,
 )
+from tg_samplenet.ops.checks import InputError
 
 __all__ = ["HDF5PointClouds"]
 
@@ -62,6 +64,11 @@ class HDF5PointClouds(InMemoryDataset):
             caching. (default: :obj:`None`)
         force_reload (bool, optional): Whether to re-read the HDF5 files.
             (default: :obj:`False`)
+        on_bad_file (str, optional): What to do with files that cannot be used (corrupt,
+            missing datasets, wrong shapes, labels out of range, clouds with NaN or infinite
+            coordinates): :obj:`"raise"` reads every file, then raises one error that names
+            each bad file; :obj:`"skip"` leaves out the bad files (and the non-finite
+            clouds of an otherwise good file) with a warning each. (default: :obj:`"raise"`)
     """
 
     def __init__(
@@ -73,7 +80,9 @@ class HDF5PointClouds(InMemoryDataset):
         transform: Callable | None = None,
         pre_transform: Callable | None = None,
         force_reload: bool = False,
+        on_bad_file: str = "raise",
     ) -> None:
+        self.bad_files = BadFiles(on_bad_file, "HDF5PointClouds")
         root = check_root(root, "HDF5PointClouds")
         self.split = check_split(split, _SPLITS, "HDF5PointClouds")
         self.num_points = check_num_points(num_points, allow_none=True)
@@ -95,7 +104,8 @@ class HDF5PointClouds(InMemoryDataset):
     @property
     def processed_file_names(self) -> list[str]:
         points = "all" if self.num_points is None else self.num_points
-        return [f"h5_{self.split}_n{points}_c{selection_tag(self.categories)}.pt"]
+        skip = "_skip" if self.bad_files.on_bad_file == "skip" else ""
+        return [f"h5_{self.split}_n{points}_c{selection_tag(self.categories)}{skip}.pt"]
 
     @property
     def classes(self) -> list[str]:
@@ -113,36 +123,53 @@ class HDF5PointClouds(InMemoryDataset):
     def process(self) -> None:
         data_list: list[Data] = []
         for path in self._h5_paths():
-            pos, label = _read_h5(path)
-            if label.numel() > 0 and int(label.min()) < 0:
-                raise ValueError(f"{path} holds negative labels")
-            if self.shape_names is not None and label.numel() > 0:
-                if int(label.max()) >= len(self.shape_names):
-                    raise ValueError(
-                        f"{path} holds labels outside [0, {len(self.shape_names) - 1}], the "
-                        f"range of the {len(self.shape_names)} names in shape_names.txt"
-                    )
-            if self.num_points is not None:
-                if self.num_points > pos.size(1):
-                    raise ValueError(
-                        f"num_points={self.num_points} but {path} stores only "
-                        f"{pos.size(1)} points per cloud"
-                    )
-                pos = pos[:, : self.num_points]
-            if self.categories is not None:
-                lookup = torch.full((len(self.shape_names),), -1, dtype=torch.long)
-                wanted = [self.shape_names.index(name) for name in self.categories]
-                lookup[wanted] = torch.arange(len(wanted))
-                label = lookup[label]
-                pos, label = pos[label >= 0], label[label >= 0]
-            pos = normalize_unit_sphere(pos)
-            data_list.extend(Data(pos=p, y=y.view(1)) for p, y in zip(pos, label, strict=True))
+            clouds = self.bad_files.attempt(lambda path=path: self._read(path))
+            if clouds is not None:
+                data_list.extend(clouds)
+        self.bad_files.report()
 
         if len(data_list) == 0:
             raise ValueError(f"no clouds of the selected categories in the {self.split} split")
         if self.pre_transform is not None:
             data_list = [self.pre_transform(data) for data in data_list]
         self.save(data_list, self.processed_paths[0])
+
+    def _read(self, path: str) -> list[Data]:
+        # One file's clouds, selected and normalised; InputError names the file.
+        pos, label = _read_h5(path)
+        if self.shape_names is not None and int(label.max()) >= len(self.shape_names):
+            raise InputError(
+                "path",
+                f"{path} holds labels outside [0, {len(self.shape_names) - 1}], the range "
+                f"of the {len(self.shape_names)} names in shape_names.txt",
+            )
+        if self.num_points is not None:
+            if self.num_points > pos.size(1):
+                raise InputError(
+                    "num_points",
+                    f"num_points={self.num_points} but {path} stores only "
+                    f"{pos.size(1)} points per cloud",
+                )
+            pos = pos[:, : self.num_points]
+        finite = finite_clouds(pos)
+        if not bool(finite.all()):
+            bad = (~finite).nonzero().view(-1).tolist()
+            listed = f"{bad[:10]}{' ...' if len(bad) > 10 else ''}"
+            problem = f"{path}: clouds {listed} contain NaN or infinite coordinates"
+            if self.bad_files.on_bad_file == "raise":
+                raise InputError("path", problem)
+            self.bad_files.add(problem)  # the file's other clouds stay
+            pos, label = pos[finite], label[finite]
+        if self.categories is not None:
+            lookup = torch.full((len(self.shape_names),), -1, dtype=torch.long)
+            wanted = [self.shape_names.index(name) for name in self.categories]
+            lookup[wanted] = torch.arange(len(wanted))
+            label = lookup[label]
+            pos, label = pos[label >= 0], label[label >= 0]
+        if pos.size(0) == 0:
+            return []
+        pos = normalize_unit_sphere(pos)
+        return [Data(pos=p, y=y.view(1)) for p, y in zip(pos, label, strict=True)]
 
     def _h5_paths(self) -> list[str]:
         list_file = osp.join(self.root, f"{self.split}_files.txt")
@@ -177,27 +204,3 @@ def _read_shape_names(root: str) -> list[str] | None:
     if len(set(names)) != len(names):
         raise ValueError(f"{path} names a class twice")
     return names
-
-
-def _read_h5(path: str):
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        for key in ("data", "label"):
-            if key not in f:
-                raise ValueError(f"{path} has no {key!r} dataset (found {sorted(f.keys())})")
-        data, label = np.asarray(f["data"]), np.asarray(f["label"])
-    if data.ndim != 3 or data.shape[2] != 3:
-        raise ValueError(f"'data' in {path} must have shape [N, P, 3] (got {list(data.shape)})")
-    if data.shape[1] == 0:
-        raise ValueError(f"'data' in {path} holds clouds of zero points")
-    if not np.issubdtype(label.dtype, np.integer):
-        raise ValueError(f"'label' in {path} must hold integers (got {label.dtype})")
-    label = label.reshape(-1)
-    if label.shape[0] != data.shape[0]:
-        raise ValueError(
-            f"{path} holds {data.shape[0]} clouds but {label.shape[0]} labels "
-            "('label' must have shape [N, 1] or [N])"
-        )
-    pos = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))
-    return pos, torch.from_numpy(label.astype(np.int64))

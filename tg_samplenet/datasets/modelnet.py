@@ -12,16 +12,18 @@ import torch
 import torch_geometric.transforms as T
 from torch_geometric.data import Data
 from torch_geometric.datasets import ModelNet
-from torch_geometric.io import read_off
 
 from tg_samplenet.datasets.normalize import NormalizeUnitSphere
+from tg_samplenet.datasets.readers import BadFiles, read_off_mesh
 from tg_samplenet.datasets.utils import (
     check_names,
     check_num_points,
     check_root,
+    check_seed,
     check_split,
     selection_tag,
 )
+from tg_samplenet.ops.checks import InputError
 
 __all__ = ["ModelNetPointClouds"]
 
@@ -54,6 +56,11 @@ class ModelNetPointClouds(ModelNet):
         transform (callable, optional): A transform applied to each item on access.
             (default: :obj:`None`)
         force_reload (bool, optional): Whether to re-read the meshes. (default: :obj:`False`)
+        on_bad_file (str, optional): What to do with OFF files that cannot be used (corrupt
+            headers or bodies, no vertices or faces, NaN or infinite vertices, faces that
+            index missing vertices): :obj:`"raise"` reads every mesh, then raises one error
+            that names each bad file; :obj:`"skip"` leaves them out with a warning each.
+            (default: :obj:`"raise"`)
     """
 
     def __init__(
@@ -66,15 +73,15 @@ class ModelNetPointClouds(ModelNet):
         seed: int = 0,
         transform: Callable | None = None,
         force_reload: bool = False,
+        on_bad_file: str = "raise",
     ) -> None:
+        self.bad_files = BadFiles(on_bad_file, f"ModelNet{name}")
         root = check_root(root, f"ModelNet{name}")
-        if name not in _NUM_CATEGORIES:
-            raise ValueError(f"name must be '10' or '40' (got {name!r})")
+        if not isinstance(name, str) or name not in _NUM_CATEGORIES:
+            raise InputError("name", f"name must be '10' or '40' (got {name!r})")
         self.split = check_split(split, _SPLITS, f"ModelNet{name}")
         self.num_points = check_num_points(num_points, allow_none=False)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed must be an int (got {type(seed).__name__})")
-        self.seed = seed
+        self.seed = check_seed(seed)
         self.classes = _resolve_categories(root, name, check_names(categories, "categories"))
         self._selection = None if categories is None else list(self.classes)
 
@@ -84,7 +91,9 @@ class ModelNetPointClouds(ModelNet):
     @property
     def processed_dir(self) -> str:
         tag = selection_tag(self._selection)
-        return osp.join(self.root, "processed", f"n{self.num_points}_seed{self.seed}_c{tag}")
+        skip = "_skip" if self.bad_files.on_bad_file == "skip" else ""
+        folder = f"n{self.num_points}_seed{self.seed}_c{tag}{skip}"
+        return osp.join(self.root, "processed", folder)
 
     @property
     def num_classes(self) -> int:
@@ -109,11 +118,12 @@ class ModelNetPointClouds(ModelNet):
         for target, category in enumerate(self.classes):
             folder = osp.join(self.raw_dir, category, dataset)
             for path in sorted(glob.glob(osp.join(folder, f"{category}_*.off"))):
-                mesh = read_off(path)
-                if mesh.face is None or mesh.face.numel() == 0:
-                    raise ValueError(f"{path} holds no faces to sample points from")
+                mesh = self.bad_files.attempt(lambda path=path: read_off_mesh(path))
+                if mesh is None:
+                    continue
                 data = self.pre_transform(mesh)
                 data_list.append(Data(pos=data.pos, y=torch.tensor([target])))
+        self.bad_files.report()
         if len(data_list) == 0:
             raise FileNotFoundError(f"no meshes {self.raw_dir}/<category>/{dataset}/*.off found")
         return data_list

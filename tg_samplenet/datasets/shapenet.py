@@ -12,42 +12,21 @@ import torch
 from torch_geometric.data import Data, InMemoryDataset
 
 from tg_samplenet.datasets.normalize import normalize_unit_sphere
+from tg_samplenet.datasets.readers import BadFiles, read_ply_points
 from tg_samplenet.datasets.utils import (
     check_names,
     check_num_points,
     check_root,
+    check_seed,
     check_split,
     selection_tag,
 )
+from tg_samplenet.ops.checks import InputError
 
 __all__ = ["ShapeNetPointClouds", "read_ply_points"]
 
 _SPLITS = ("train", "val", "test")
 _SPLIT_FRACTIONS = (0.85, 0.05, 0.10)
-
-
-def read_ply_points(path: str) -> torch.Tensor:
-    r"""Reads the vertex coordinates :obj:`x, y, z` of a PLY file (ASCII or binary) with
-    :obj:`plyfile`.
-
-    :rtype: :class:`torch.Tensor` of shape :obj:`[num_vertices, 3]`, :obj:`float32`
-    """
-    try:
-        from plyfile import PlyData
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "reading PLY files needs the 'plyfile' package: pip install plyfile"
-        ) from error
-
-    ply = PlyData.read(path)
-    if "vertex" not in ply:
-        raise ValueError(f"{path} has no 'vertex' element")
-    vertex = ply["vertex"].data
-    missing = [key for key in ("x", "y", "z") if key not in (vertex.dtype.names or ())]
-    if missing:
-        raise ValueError(f"the vertices of {path} lack the properties {missing}")
-    pos = np.stack([vertex["x"], vertex["y"], vertex["z"]], axis=1).astype(np.float32)
-    return torch.from_numpy(pos)
 
 
 class ShapeNetPointClouds(InMemoryDataset):
@@ -83,6 +62,11 @@ class ShapeNetPointClouds(InMemoryDataset):
             caching. (default: :obj:`None`)
         force_reload (bool, optional): Whether to re-read the PLY files.
             (default: :obj:`False`)
+        on_bad_file (str, optional): What to do with PLY files that cannot be used (corrupt
+            headers, no :obj:`x, y, z` vertices, no points, NaN or infinite coordinates, fewer
+            than :obj:`num_points` points): :obj:`"raise"` reads every file, then raises one
+            error that names each bad file; :obj:`"skip"` leaves them out of their split
+            (which is drawn from all files) with a warning each. (default: :obj:`"raise"`)
     """
 
     SYNSET_IDS: dict[str, str] = {
@@ -111,13 +95,13 @@ class ShapeNetPointClouds(InMemoryDataset):
         transform: Callable | None = None,
         pre_transform: Callable | None = None,
         force_reload: bool = False,
+        on_bad_file: str = "raise",
     ) -> None:
+        self.bad_files = BadFiles(on_bad_file, "ShapeNetPointClouds")
         root = check_root(root, "ShapeNetPointClouds")
         self.split = check_split(split, _SPLITS, "ShapeNetPointClouds")
         self.num_points = check_num_points(num_points, allow_none=True)
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int (got {seed!r})")
-        self.seed = seed
+        self.seed = check_seed(seed)
         self.synset_ids = _resolve_synsets(root, check_names(categories, "categories"))
         names = {synset: name for name, synset in self.SYNSET_IDS.items()}
         self.classes = [names.get(synset, synset) for synset in self.synset_ids]
@@ -129,7 +113,8 @@ class ShapeNetPointClouds(InMemoryDataset):
     def processed_file_names(self) -> list[str]:
         points = "all" if self.num_points is None else self.num_points
         tag = selection_tag(self.synset_ids)
-        return [f"shapenet_{s}_n{points}_seed{self.seed}_c{tag}.pt" for s in _SPLITS]
+        skip = "_skip" if self.bad_files.on_bad_file == "skip" else ""
+        return [f"shapenet_{s}_n{points}_seed{self.seed}_c{tag}{skip}.pt" for s in _SPLITS]
 
     @property
     def num_classes(self) -> int:
@@ -142,7 +127,13 @@ class ShapeNetPointClouds(InMemoryDataset):
             files = sorted(f for f in os.listdir(folder) if f.endswith(".ply"))
             for part, chosen in zip(splits, split_indices(len(files), self.seed), strict=True):
                 for i in chosen:
-                    part.append(self._read(osp.join(folder, files[i]), label))
+                    path = osp.join(folder, files[i])
+                    data = self.bad_files.attempt(
+                        lambda path=path, label=label: self._read(path, label)
+                    )
+                    if data is not None:
+                        part.append(data)
+        self.bad_files.report()
         for data_list, path in zip(splits, self.processed_paths, strict=True):
             if self.pre_transform is not None:
                 data_list = [self.pre_transform(data) for data in data_list]
@@ -150,12 +141,11 @@ class ShapeNetPointClouds(InMemoryDataset):
 
     def _read(self, path: str, label: int) -> Data:
         pos = read_ply_points(path)
-        if pos.size(0) == 0:
-            raise ValueError(f"{path} holds no points")
         if self.num_points is not None:
             if self.num_points > pos.size(0):
-                raise ValueError(
-                    f"num_points={self.num_points} but {path} stores only {pos.size(0)} points"
+                raise InputError(
+                    "num_points",
+                    f"num_points={self.num_points} but {path} stores only {pos.size(0)} points",
                 )
             pos = pos[: self.num_points]
         return Data(pos=normalize_unit_sphere(pos), y=torch.tensor([label]))

@@ -4,6 +4,7 @@ benchmark, built on the fly with no download."""
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -20,8 +21,8 @@ from tg_samplenet.datasets.primitives import (
     Sphere,
     sample_surface,
 )
-from tg_samplenet.datasets.utils import check_names, check_split, selection_tag
-from tg_samplenet.ops.checks import check_positive_int
+from tg_samplenet.datasets.utils import check_names, check_seed, check_split, selection_tag
+from tg_samplenet.ops.checks import InputTypeError, check_bool, check_positive_int
 
 __all__ = ["SyntheticShapes"]
 
@@ -387,16 +388,17 @@ class SyntheticShapes(InMemoryDataset):
         check_split(split, _SPLITS, "SyntheticShapes")
         check_positive_int(num_points, "num_points")
         check_positive_int(samples_per_class, "samples_per_class")
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int (got {seed!r})")
+        seed = check_seed(seed)
+        if isinstance(root, os.PathLike):
+            root = os.fspath(root)
         if root is not None and not isinstance(root, str):
-            raise TypeError(f"root must be a str or None (got {type(root).__name__})")
+            raise InputTypeError("root", f"root must be a str or None (got {type(root).__name__})")
         self.split = split
         self.num_points = num_points
         self.samples_per_class = samples_per_class
         self.classes: list[str] = _check_classes(classes)
         self.seed = seed
-        self.random_rotation = bool(random_rotation)
+        self.random_rotation = check_bool(random_rotation, "random_rotation")
         self._cached = root is not None
 
         super().__init__(root, transform, pre_transform, force_reload=force_reload)

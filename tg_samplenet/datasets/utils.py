@@ -3,20 +3,35 @@ r"""Argument checks and cache-file naming shared by the data sets."""
 from __future__ import annotations
 
 import hashlib
+import os
 import os.path as osp
 from collections.abc import Sequence
 
-from tg_samplenet.ops.checks import check_positive_int
+from tg_samplenet.ops.checks import (
+    InputError,
+    InputTypeError,
+    check_int,
+    check_positive_int,
+)
 
-__all__ = ["check_root", "check_split", "check_num_points", "check_names", "selection_tag"]
+__all__ = [
+    "check_root",
+    "check_split",
+    "check_num_points",
+    "check_names",
+    "check_seed",
+    "selection_tag",
+]
 
 
 def check_root(root: str | None, what: str) -> str:
     r"""Checks that :obj:`root` names an existing folder and returns it expanded."""
     if root is None:
-        raise ValueError(f"{what} needs a data root folder (got root=None)")
+        raise InputError("root", f"root: {what} needs a data root folder (got root=None)")
+    if isinstance(root, os.PathLike):
+        root = os.fspath(root)
     if not isinstance(root, str):
-        raise TypeError(f"root must be a str (got {type(root).__name__})")
+        raise InputTypeError("root", f"root must be a str (got {type(root).__name__})")
     root = osp.expanduser(root)
     if not osp.isdir(root):
         raise FileNotFoundError(f"{what}: the data root {root!r} is not a folder")
@@ -25,8 +40,8 @@ def check_root(root: str | None, what: str) -> str:
 
 def check_split(split: str, allowed: Sequence[str], what: str) -> str:
     r"""Checks that :obj:`split` is one of :obj:`allowed`."""
-    if split not in allowed:
-        raise ValueError(f"{what} has the splits {list(allowed)} (got split={split!r})")
+    if not isinstance(split, str) or split not in allowed:
+        raise InputError("split", f"split: {what} has the splits {list(allowed)} (got {split!r})")
     return split
 
 
@@ -43,14 +58,24 @@ def check_names(names: Sequence[str] | None, argument: str) -> list[str] | None:
     r"""Checks an optional, non-empty sequence of distinct names (not a single str)."""
     if names is None:
         return None
-    if isinstance(names, str):
-        raise TypeError(f"{argument} must be a sequence of names, not a str (got {names!r})")
+    if isinstance(names, str) or not hasattr(names, "__iter__"):
+        raise InputTypeError(
+            argument,
+            f"{argument} must be a sequence of names, not {type(names).__name__} (got {names!r})",
+        )
     names = list(names)
     if len(names) == 0:
-        raise ValueError(f"{argument} must name at least one class")
+        raise InputError(argument, f"{argument} must name at least one class")
+    if not all(isinstance(name, str) for name in names):
+        raise InputTypeError(argument, f"{argument} must hold str names (got {names!r})")
     if len(set(names)) != len(names):
-        raise ValueError(f"{argument} contains duplicates: {names}")
+        raise InputError(argument, f"{argument} contains duplicates: {names}")
     return names
+
+
+def check_seed(seed: int) -> int:
+    r"""Checks a random seed: a non-negative int."""
+    return check_int(seed, "seed", minimum=0)
 
 
 def selection_tag(names: Sequence[str] | None) -> str:

@@ -4,25 +4,22 @@ grouped by cloud in batch order."""
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor
+from torch_geometric.utils import scatter
 
-from tg_samplenet.ops.batch import cloud_sizes, rank_in_cloud
+from tg_samplenet.ops.batch import cloud_sizes, num_clouds, rank_in_cloud
 from tg_samplenet.ops.farthest_point import fps
 
-__all__ = ["fps_sample", "random_sample", "voxel_sample"]
-
-
-def _num_clouds(batch: Tensor) -> int:
-    return int(batch[-1]) + 1 if batch.numel() else 0
+__all__ = ["baseline_samplers", "fps_sample", "random_sample", "voxel_sample"]
 
 
 def fps_sample(pos: Tensor, batch: Tensor, num_samples: int) -> Tensor:
     r"""Farthest point sampling of :math:`\min(m, n_i)` points per cloud with PyG's kernel
-    (:func:`tg_samplenet.backend.fps`: :obj:`pyg-lib` or :obj:`torch_cluster`, as
-    :func:`torch_geometric.nn.fps`), starting at each cloud's first point.
+    (:func:`tg_samplenet.ops.fps`: :obj:`pyg-lib` or :obj:`torch_cluster`, as
+    :func:`torch_geometric.nn.fps`, else plain torch), starting at each cloud's first point.
 
     :func:`~torch_geometric.nn.fps` takes a ratio; it is called with one large enough for the
     smallest cloud, and each cloud keeps the first :math:`m` points (every prefix of an FPS
@@ -30,7 +27,7 @@ def fps_sample(pos: Tensor, batch: Tensor, num_samples: int) -> Tensor:
     """
     if pos.size(0) == 0:
         return torch.empty(0, dtype=torch.long, device=pos.device)
-    B = _num_clouds(batch)
+    B = num_clouds(batch)
     sizes = cloud_sizes(batch, B)
     ratio = min(1.0, num_samples / max(int(sizes[sizes > 0].min()), 1))
     index = fps(pos, batch, ratio=ratio, random_start=False)
@@ -48,7 +45,7 @@ def random_sample(
     (one sort over all clouds, no per-cloud loop)."""
     if pos.size(0) == 0:
         return torch.empty(0, dtype=torch.long, device=pos.device)
-    B = _num_clouds(batch)
+    B = num_clouds(batch)
     key = torch.rand(pos.size(0), generator=generator, dtype=torch.float64).to(pos.device)
     order = torch.argsort(batch.to(torch.float64) * 2 + key)  # clouds in order, shuffled inside
     return order[rank_in_cloud(batch[order], B) < num_samples]
@@ -65,9 +62,7 @@ def voxel_sample(pos: Tensor, batch: Tensor, num_samples: int, iterations: int =
     """
     if pos.size(0) == 0:
         return torch.empty(0, dtype=torch.long, device=pos.device)
-    from torch_geometric.utils import scatter
-
-    B = _num_clouds(batch)
+    B = num_clouds(batch)
     sizes = cloud_sizes(batch, B)
     target = sizes.clamp(max=num_samples)
     low = scatter(pos, batch, 0, B, "min")
@@ -106,3 +101,15 @@ def voxel_sample(pos: Tensor, batch: Tensor, num_samples: int, iterations: int =
     order = order[torch.sort(voxel_cloud[order], stable=True).indices]
     keep = rank_in_cloud(voxel_cloud[order], B) < target[voxel_cloud[order]]
     return representative[order[keep]]
+
+
+def baseline_samplers(seed: int) -> dict[str, Callable[[Tensor, Tensor, int], Tensor]]:
+    r"""PyG's farthest point sampling, seeded random sampling and voxel-grid sampling at
+    matched counts, as :obj:`sample(pos, batch, m) -> index`; the random sampler draws from
+    one generator seeded with :obj:`seed` across all its calls."""
+    generator = torch.Generator().manual_seed(seed)
+    return {
+        "fps": fps_sample,
+        "random": lambda pos, batch, m: random_sample(pos, batch, m, generator),
+        "voxel": voxel_sample,
+    }

@@ -1,17 +1,29 @@
-r"""Results of the examples and benchmarks: :obj:`results.json`, a Markdown table, a plot of
-the task metric against the sampling ratio (like the paper's Figs. 5, 9 and 11) and
-renderings of sampled clouds."""
+r"""Results of the examples and benchmarks: :obj:`results.json` with the run's metadata and
+Markdown tables (one row per sampler, one column per sample size)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-__all__ = ["markdown_table", "write_results", "plot_metric_vs_ratio", "render_clouds"]
+from tg_samplenet.experiments.config import Profile
+from tg_samplenet.experiments.environment import run_metadata
+
+__all__ = [
+    "consistency_table",
+    "example_metadata",
+    "markdown_table",
+    "per_class_table",
+    "results_table",
+    "write_results",
+]
 
 PathLike = Union[str, os.PathLike]
 
@@ -76,69 +88,52 @@ def write_results(
     return data
 
 
-def plot_metric_vs_ratio(
-    data: Mapping[str, Any],
-    num_points: int,
-    path: PathLike,
-    ax: Any = None,
-    title: Optional[str] = None,
-):
-    r"""Plots each sampler's metric against the sampling ratio :math:`n/m` on a log2 axis,
-    with the complete-cloud value as a dashed line, and saves it to :obj:`path` (unless an
-    :obj:`ax` to draw into is given)."""
-    import matplotlib
+def example_metadata(
+    script: str,
+    argv: Optional[Sequence[str]],
+    args: argparse.Namespace,
+    profile: Profile,
+    started: float,
+) -> dict[str, Any]:
+    r"""What :obj:`results.json` records of an example's run: command, date, machine and
+    versions (:func:`~tg_samplenet.experiments.environment.run_metadata`), and the profile's
+    name and settings, the data set, seed, device and the seconds since :obj:`started`."""
+    import sys
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    own = ax is None
-    if own:
-        fig, ax = plt.subplots(figsize=(6, 4.2))
-    for name, row in data["results"].items():
-        sizes = sorted(int(m) for m in row)
-        ratios = [num_points / m for m in sizes]
-        ax.plot(ratios, [row[str(m)] for m in sizes], marker="o", label=name)
-    ax.axhline(data["complete"], color="k", ls="--", lw=1, label="complete")
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("sampling ratio (n / m)")
-    ax.set_ylabel(data["metric"])
-    ax.set_title(title or data["task"])
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    if own:
-        fig.tight_layout()
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
+    meta = run_metadata(script, sys.argv[1:] if argv is None else list(argv), str(args.device))
+    meta.update(
+        profile=args.profile,
+        settings=json.loads(json.dumps(asdict(profile))),
+        dataset=args.dataset,
+        seed=args.seed,
+        device=str(args.device),
+        seconds=round(time.time() - started, 1),
+    )
+    return meta
 
 
-def render_clouds(
-    panels: Sequence[tuple[str, np.ndarray, Optional[np.ndarray]]],
-    path: PathLike,
-    elev: float = 20.0,
-    azim: float = -60.0,
-):
-    r"""Renders point clouds side by side and saves a PNG. Each panel is
-    :obj:`(title, points [N, 3], highlighted [M, 3] or None)`: the cloud is drawn in light
-    grey and the highlighted points (a sample) large and red on top of it."""
-    import matplotlib
+def per_class_table(per_class: Mapping[str, Any], classes: Sequence[str], m: int) -> str:
+    r"""The per-class values :obj:`{sampler: {m: {class: value}}}` of every sampler at size
+    :obj:`m` as a Markdown table."""
+    rows = [
+        [name] + [row[str(m)][c] for c in classes]
+        for name, row in per_class.items()
+        if str(m) in row
+    ]
+    return f"NRE per class at m={m}:\n\n" + markdown_table(["sampler", *classes], rows)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig = plt.figure(figsize=(3.4 * len(panels), 3.6))
-    for i, (title, points, highlight) in enumerate(panels):
-        ax = fig.add_subplot(1, len(panels), i + 1, projection="3d")
-        # y is "up" in the data sets: draw it as the vertical axis.
-        ax.scatter(points[:, 0], points[:, 2], points[:, 1], s=1, c="0.6", alpha=0.5)
-        if highlight is not None:
-            ax.scatter(highlight[:, 0], highlight[:, 2], highlight[:, 1], s=14, c="tab:red")
-        ax.set_title(title, fontsize=9)
-        ax.view_init(elev=elev, azim=azim)
-        ax.set_axis_off()
-        lim = float(np.abs(points).max()) if len(points) else 1.0
-        for set_lim in (ax.set_xlim, ax.set_ylim, ax.set_zlim):
-            set_lim(-lim, lim)
-        ax.set_box_aspect((1, 1, 1), zoom=1.5)
-    fig.subplots_adjust(left=0, right=1, bottom=0, top=0.9, wspace=0)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+def consistency_table(consistency: Mapping[str, Mapping[str, float]], num_points: int) -> str:
+    r"""The sampling consistency :obj:`{sampler: {m: value}}` of registration as a Markdown
+    table (zero on complete clouds by construction)."""
+    table = results_table(
+        {
+            "task": "sampling consistency",
+            "metric": "Chamfer distance",
+            "higher_is_better": False,
+            "complete": 0.0,
+            "results": consistency,
+        },
+        num_points,
+    )
+    return table.replace("complete clouds: 0", "complete clouds: 0 by construction")

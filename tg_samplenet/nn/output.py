@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-import torch
 from torch import Tensor
 
+from tg_samplenet.nn.weighted_gather import weighted_gather
 from tg_samplenet.ops.batch import rank_in_cloud
 
 __all__ = ["SampleNetOutput"]
@@ -51,16 +51,17 @@ class SampleNetOutput:
 
     def carry(self, src: Tensor) -> Tensor:
         r"""Takes any per-point tensor :obj:`src` :obj:`[N, *]` of the input (features,
-        normals, colours) through the same selection: gathered at :obj:`index` in eval mode,
-        mixed with the soft-projection weights in training. Integer tensors are gathered at
-        the highest-weight neighbour (:obj:`index`) in both modes.
+        normals, colours) through the same selection: gathered at :obj:`index` in eval mode
+        (and in training with :obj:`skip_projection=True`), mixed with the soft-projection
+        weights in training, so that gradients reach :obj:`src` and the sampler. Integer
+        tensors are gathered at the highest-weight neighbour (:obj:`index`) in both modes.
+        See :func:`~tg_samplenet.nn.weighted_gather.weighted_gather`.
 
         :rtype: :class:`torch.Tensor` of shape :obj:`[M, *]`
         """
-        if self.weights is None or not torch.is_floating_point(src):
-            return src[self.index]
-        w = self.weights.view(*self.weights.shape, *([1] * (src.dim() - 1)))
-        return (w * src[self.neighbors]).sum(1)
+        if self.weights is None or self.neighbors is None:
+            return weighted_gather(src, self.index)
+        return weighted_gather(src, self.neighbors, self.weights)
 
     def prefix(self, size: int) -> SampleNetOutput:
         r"""The first :obj:`size` output points of each cloud (a progressive sampler's

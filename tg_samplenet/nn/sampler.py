@@ -3,6 +3,7 @@ hard matching at inference, on PyG batches of clouds of any sizes."""
 
 from __future__ import annotations
 
+import numbers
 import os
 from typing import Any, Optional, Union
 
@@ -12,17 +13,21 @@ from torch_geometric.nn import MLP, global_max_pool
 
 from tg_samplenet.nn.inference_fast_path import chunked_max_pool, folded_mlp
 from tg_samplenet.nn.output import SampleNetOutput
-from tg_samplenet.nn.soft_projection import SoftProjection
-from tg_samplenet.ops.batch import cloud_sizes, rank_in_cloud, sample_counts
+from tg_samplenet.nn.recomputed_max_pool import recomputed_max_pool, use_recomputed_pool
+from tg_samplenet.nn.soft_projection import SoftProjection, check_sigma, soft_project
+from tg_samplenet.ops.batch import _rank_in_cloud, _sample_counts, cloud_sizes
 from tg_samplenet.ops.checks import (
-    check_batch,
+    InputError,
+    InputTypeError,
+    check_bool,
+    check_cloud_batch,
     check_points,
     check_positive_int,
     check_ratio,
     check_same_device,
 )
-from tg_samplenet.ops.matching import hard_sample
-from tg_samplenet.ops.neighbors import nearest_index
+from tg_samplenet.ops.matching import _hard_sample
+from tg_samplenet.ops.neighbors import _nearest_index
 
 __all__ = ["SampleNet"]
 
@@ -99,8 +104,17 @@ class SampleNet(torch.nn.Module):
         head_channels: tuple[int, ...] = (256, 256, 256),
     ):
         super().__init__()
-        check_positive_int(num_out_points, "num_out_points")
-        check_positive_int(k, "k")
+        num_out_points = check_positive_int(num_out_points, "num_out_points")
+        k = check_positive_int(k, "k")
+        for flag, name in [
+            (skip_projection, "skip_projection"),
+            (complete_fps, "complete_fps"),
+            (progressive, "progressive"),
+            (learn_temperature, "learn_temperature"),
+        ]:
+            check_bool(flag, name)
+        point_channels = _check_channels(point_channels, "point_channels", allow_empty=False)
+        head_channels = _check_channels(head_channels, "head_channels", allow_empty=True)
         self.num_out_points = num_out_points
         self.k = k
         self.skip_projection = skip_projection
@@ -150,7 +164,10 @@ class SampleNet(torch.nn.Module):
     def simplify(self, pos: Tensor, batch: Tensor, num_clouds: int) -> Tensor:
         r"""The simplification network: :math:`m` points per cloud, :obj:`[B, m, 3]`."""
         if self.training:
-            h = global_max_pool(self.point_mlp(pos), batch, size=num_clouds)
+            if use_recomputed_pool(pos.size(0)):  # memory that does not grow with N
+                h = recomputed_max_pool(self.point_mlp, pos, batch, num_clouds)
+            else:
+                h = global_max_pool(self.point_mlp(pos), batch, size=num_clouds)
             return self.head(h).view(num_clouds, self.num_out_points, 3)
         h = chunked_max_pool(self.point_mlp, pos, batch, num_clouds)
         return folded_mlp(self.head, h).view(num_clouds, self.num_out_points, 3)
@@ -177,23 +194,23 @@ class SampleNet(torch.nn.Module):
                 are empty. (default: :obj:`None`)
         """
         check_points(pos, "pos")
-        batch = check_batch(batch, pos, "batch")
+        batch, B = check_cloud_batch(batch, pos, "batch", num_clouds)
         if ratio is not None:
             ratio = check_ratio(ratio)
         if num_samples is not None:
-            check_positive_int(num_samples, "num_samples")
+            num_samples = check_positive_int(num_samples, "num_samples")
         param = next(self.parameters())
-        check_same_device(pos, param)
+        check_same_device(param, pos, names=("SampleNet", "pos"))
         if pos.dtype != param.dtype:
-            raise TypeError(f"pos is {pos.dtype} but SampleNet's parameters are {param.dtype}")
+            raise InputTypeError(
+                "pos", f"pos is {pos.dtype} but SampleNet's parameters are {param.dtype}"
+            )
 
-        B = num_clouds if num_clouds is not None else (int(batch[-1]) + 1 if batch.numel() else 0)
         sizes = cloud_sizes(batch, B)
-        if sizes.numel() > B:
-            raise ValueError(f"num_clouds={B} is smaller than the batch vector implies")
-        counts = sample_counts(sizes, num_samples or self.num_out_points, ratio)
+        counts = _sample_counts(sizes, num_samples or self.num_out_points, ratio)
 
         simplified = self.simplify(pos, batch, B).reshape(-1, 3)
+        _check_simplified(simplified, pos)
         simplified_batch = torch.arange(B, device=pos.device).repeat_interleave(self.num_out_points)
         # Empty clouds have nothing to project onto, match with or be compared to.
         present = (sizes > 0)[simplified_batch]
@@ -201,19 +218,23 @@ class SampleNet(torch.nn.Module):
         out = dict(counts=counts, simplified=simplified, simplified_batch=simplified_batch)
 
         if not self.training:
-            index = hard_sample(pos, batch, simplified, simplified_batch, counts, self.complete_fps)
+            index = _hard_sample(
+                pos, batch, simplified, simplified_batch, counts, self.complete_fps
+            )
             if not self.complete_fps:  # de-duplication may leave a cloud short
                 out["counts"] = cloud_sizes(batch[index], B)
             return SampleNetOutput(pos=pos[index], index=index, batch=batch[index], **out)
 
         counts = counts.clamp(max=self.num_out_points)
-        keep = rank_in_cloud(simplified_batch, B) < counts[simplified_batch]
+        keep = _rank_in_cloud(simplified_batch, B) < counts[simplified_batch]
         query, query_batch = simplified[keep], simplified_batch[keep]
         out["counts"] = counts
         if self.skip_projection:
-            index = nearest_index(pos, query, batch, query_batch)
+            index = _nearest_index(pos, query, batch, query_batch, B)
             return SampleNetOutput(pos=query, index=index, batch=query_batch, **out)
-        proj = self.projection(pos, query, batch, query_batch)
+        sigma = self.projection.sigma
+        check_sigma(sigma)
+        proj = soft_project(pos, query, batch, query_batch, B, self.k, sigma)
         index = proj.neighbors.gather(1, proj.weights.argmax(1, keepdim=True)).view(-1)
         return SampleNetOutput(
             pos=proj.pos,
@@ -221,7 +242,7 @@ class SampleNet(torch.nn.Module):
             batch=query_batch,
             weights=proj.weights,
             neighbors=proj.neighbors,
-            sigma=self.projection.sigma,
+            sigma=sigma,
             **out,
         )
 
@@ -234,12 +255,33 @@ class SampleNet(torch.nn.Module):
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike], map_location: Any = "cpu") -> SampleNet:
-        r"""Rebuilds a sampler saved with :meth:`save`."""
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        r"""Rebuilds a sampler saved with :meth:`save` (in training mode, like a new module).
+
+        Raises:
+            FileNotFoundError: If :obj:`path` does not exist.
+            InputError: If the file is empty, truncated, foreign, or holds a configuration
+                or weights that do not make a SampleNet; the message names the file.
+        """
+        from tg_samplenet.io import load_checkpoint
+
+        state = load_checkpoint(path, map_location=map_location)
         if not isinstance(state, dict) or "config" not in state or "state_dict" not in state:
-            raise ValueError(f"{path} is not a SampleNet file written by SampleNet.save()")
-        sampler = cls(**state["config"])
-        sampler.load_state_dict(state["state_dict"])
+            raise InputError("path", f"{path} is not a SampleNet file written by SampleNet.save()")
+        if not isinstance(state["config"], dict):
+            raise InputError("path", f"{path} holds no SampleNet configuration (a dict)")
+        try:
+            sampler = cls(**state["config"])
+        except (TypeError, ValueError) as error:
+            raise InputError(
+                "path", f"{path} holds a configuration that builds no SampleNet: {error}"
+            ) from error
+        try:
+            sampler.load_state_dict(state["state_dict"])
+        except (RuntimeError, TypeError, ValueError, AttributeError) as error:
+            reason = str(error).splitlines()[0]
+            raise InputError(
+                "path", f"{path} holds weights that do not fit its configuration: {reason}"
+            ) from error
         return sampler
 
     def __repr__(self) -> str:
@@ -251,3 +293,32 @@ class SampleNet(torch.nn.Module):
         if not self.complete_fps:
             extra += ", complete_fps=False"
         return f"{self.__class__.__name__}({self.num_out_points}, k={self.k}{extra})"
+
+
+def _check_channels(channels: Any, name: str, allow_empty: bool) -> tuple[int, ...]:
+    # A sequence of positive layer widths.
+    if isinstance(channels, (str, bytes)) or not hasattr(channels, "__iter__"):
+        raise InputTypeError(
+            name, f"{name} must be a sequence of ints (got {type(channels).__name__})"
+        )
+    channels = tuple(channels)
+    if not allow_empty and len(channels) == 0:
+        raise InputError(name, f"{name} must hold at least one layer width (got ())")
+    for width in channels:
+        if isinstance(width, bool) or not isinstance(width, numbers.Integral) or width < 1:
+            raise InputError(name, f"{name} must hold positive ints (got {channels})")
+    return tuple(int(width) for width in channels)
+
+
+def _check_simplified(simplified: Tensor, pos: Tensor):
+    # The network's output for this input must be usable: NaN or infinite simplified
+    # points come from coordinates far beyond those the network was trained on, or from
+    # diverged weights. One host sync on CUDA.
+    if simplified.numel() > 0 and not bool(torch.isfinite(simplified).all()):
+        largest = float(pos.abs().max()) if pos.numel() > 0 else 0.0
+        raise InputError(
+            "pos",
+            "pos: SampleNet's simplification network gives NaN or infinite points for these "
+            f"clouds (largest |coordinate| {largest:.3g}): SampleNet expects clouds scaled "
+            "like its training data (e.g. into the unit sphere) and finite weights",
+        )

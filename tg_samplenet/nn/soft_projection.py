@@ -10,8 +10,18 @@ import torch
 from torch import Tensor
 from torch.nn import Parameter
 
-from tg_samplenet.ops.checks import check_batch, check_points, check_same_device
-from tg_samplenet.ops.neighbors import padded_knn
+from tg_samplenet.ops.checks import (
+    InputError,
+    check_bool,
+    check_cloud_batch,
+    check_matching_points,
+    check_number,
+    check_points,
+    check_positive_int,
+    check_references,
+)
+from tg_samplenet.ops.neighbors import _padded_knn
+from tg_samplenet.ops.scaling import cloud_exponents, power_of_two
 
 __all__ = ["SoftProjection", "SoftProjectionOutput"]
 
@@ -84,14 +94,18 @@ class SoftProjection(torch.nn.Module):
         learn_temperature: bool = True,
     ):
         super().__init__()
-        if not isinstance(k, int) or k < 1:
-            raise ValueError(f"k must be an integer >= 1 (got {k!r})")
-        if min_sigma < 0:
-            raise ValueError(f"min_sigma must be >= 0 (got {min_sigma})")
-        self.k = k
-        self.initial_temperature = float(initial_temperature)
-        self.min_sigma = float(min_sigma)
+        self.k = check_positive_int(k, "k")
+        self.initial_temperature = check_number(initial_temperature, "initial_temperature")
+        self.min_sigma = check_number(min_sigma, "min_sigma", minimum=0.0)
+        check_bool(learn_temperature, "learn_temperature")
         temperature = torch.tensor(self.initial_temperature)
+        if not float(temperature.pow(2) + self.min_sigma) > 0:
+            raise InputError(
+                "initial_temperature",
+                f"initial_temperature={self.initial_temperature} with min_sigma="
+                f"{self.min_sigma} gives sigma = t^2 + min_sigma = 0, where the softmax is "
+                "undefined: give min_sigma > 0 or a non-zero initial_temperature",
+            )
         if learn_temperature:
             self.temperature = Parameter(temperature)
         else:
@@ -108,7 +122,9 @@ class SoftProjection(torch.nn.Module):
         return self.temperature.pow(2) + self.min_sigma
 
     def set_sigma(self, sigma: float):
-        r"""Sets :math:`t` so that :math:`\sigma` equals :obj:`sigma` (for fixed profiles)."""
+        r"""Sets :math:`t` so that :math:`\sigma` equals :obj:`sigma` (for fixed profiles;
+        values below :math:`\sigma_{\min}` give :math:`t = 0`)."""
+        sigma = check_number(sigma, "sigma", positive=True)
         with torch.no_grad():
             self.temperature.fill_(math.sqrt(max(sigma - self.min_sigma, 0.0)))
 
@@ -126,34 +142,30 @@ class SoftProjection(torch.nn.Module):
     ) -> SoftProjectionOutput:
         r"""
         Args:
-            pos (torch.Tensor): Input points :math:`\mathbf{P}`, :obj:`[N, 3]`.
-            query (torch.Tensor): Query (simplified) points :math:`\mathbf{Q}`, :obj:`[M, 3]`.
+            pos (torch.Tensor): Input points :math:`\mathbf{P}`, :obj:`[N, D]`, finite.
+            query (torch.Tensor): Query (simplified) points :math:`\mathbf{Q}`,
+                :obj:`[M, D]`, of the dtype of :obj:`pos`.
             batch (torch.Tensor, optional): Sorted batch vector of :obj:`pos`.
                 (default: :obj:`None`)
-            query_batch (torch.Tensor, optional): Sorted batch vector of :obj:`query`.
-                (default: :obj:`None`)
+            query_batch (torch.Tensor, optional): Sorted batch vector of :obj:`query`;
+                every cloud with queries needs input points. (default: :obj:`None`)
             hard (bool, optional): Use one-hot weights on the nearest neighbour instead of
                 the softmax (no gradient to :math:`t`). (default: :obj:`False`)
         """
-        check_points(query, "query")
+        check_points(query, "query", dim=None)
         # Nothing to project onto is an error only when there is something to project.
-        check_points(pos, "pos", allow_empty=query.size(0) == 0)
-        check_same_device(pos, query)
-        batch = check_batch(batch, pos, "batch")
-        query_batch = check_batch(query_batch, query, "query_batch")
-
-        neighbors, mask = padded_knn(pos, query, self.k, batch, query_batch)
-        grouped = pos[neighbors]  # [M, k, 3]
-        dist = (grouped - query.unsqueeze(1)).pow(2).sum(-1)
-        if hard:
-            weights = torch.zeros_like(dist).scatter_(
-                1, dist.masked_fill(~mask, float("inf")).argmin(1, keepdim=True), 1.0
-            )
-        else:
-            logits = (-dist / self.sigma).masked_fill(~mask, float("-inf"))
-            weights = torch.softmax(logits, dim=1)
-        out = (weights.unsqueeze(-1) * grouped).sum(1)
-        return SoftProjectionOutput(out, weights, neighbors)
+        check_points(pos, "pos", allow_empty=query.size(0) == 0, dim=None)
+        check_matching_points(pos, query, "pos", "query")
+        batch, clouds = check_cloud_batch(batch, pos, "batch")
+        query_batch, query_clouds = check_cloud_batch(
+            query_batch, query, "query_batch", pos_name="query"
+        )
+        num_clouds = max(clouds, query_clouds)
+        check_references(batch, query_batch, num_clouds, "pos", "query")
+        check_bool(hard, "hard")
+        sigma = self.sigma
+        check_sigma(sigma)
+        return soft_project(pos, query, batch, query_batch, num_clouds, self.k, sigma, hard)
 
     def __repr__(self) -> str:
         learned = isinstance(self.temperature, Parameter)
@@ -161,3 +173,61 @@ class SoftProjection(torch.nn.Module):
             f"{self.__class__.__name__}(k={self.k}, "
             f"temperature={self.temperature.item():.4g}, learned={learned})"
         )
+
+
+def check_sigma(sigma: Tensor):
+    r"""Checks that the soft projection's :math:`\sigma` is finite and positive (a learned
+    temperature that diverged is not). One host sync on CUDA."""
+    if not bool(torch.isfinite(sigma) & (sigma > 0)):
+        raise InputError(
+            "temperature",
+            f"temperature gives sigma = {float(sigma)}: the soft projection needs a finite "
+            "sigma > 0 (has the learned temperature diverged?)",
+        )
+
+
+def soft_project(
+    pos: Tensor,
+    query: Tensor,
+    batch: Tensor,
+    query_batch: Tensor,
+    num_clouds: int,
+    k: int,
+    sigma: Tensor,
+    hard: bool = False,
+) -> SoftProjectionOutput:
+    r"""The soft projection for checked input (see :class:`SoftProjection`; no argument is
+    checked here).
+
+    The weights are computed from :math:`\|\mathbf{q} - \mathbf{p}_i\|^2 - \min_j
+    \|\mathbf{q} - \mathbf{p}_j\|^2`, which gives the same softmax (and gradients) as the
+    plain distances, on each cloud scaled by a power of two: distances of coordinates near
+    :math:`10^{20}` neither overflow to :math:`\infty - \infty` nor give NaN weights, and
+    the nearest neighbour keeps weight :math:`1` where the others vanish. Half-precision
+    weights are computed in float32.
+    """
+    neighbors, mask = _padded_knn(pos, query, k, batch, query_batch, num_clouds)
+    grouped = pos[neighbors]  # [M, k, D]
+    work = torch.promote_types(pos.dtype, torch.float32)
+    with torch.no_grad():
+        parts = [(pos.detach().to(work), batch), (query.detach().to(work), query_batch)]
+        exponent = cloud_exponents(parts, num_clouds)[query_batch]
+        scale = power_of_two(-exponent, work).unsqueeze(1)  # [M, 1]
+    # Scaled offsets s * (p_i - q): s is an exact power of two; gradients reach p and q.
+    offset = grouped.to(work) * scale.unsqueeze(1) - (query.to(work) * scale).unsqueeze(1)
+    dist = offset.pow(2).sum(-1)  # [M, k]; padding slots repeat slot 0, so stay finite
+    nearest = dist.masked_fill(~mask, float("inf")).amin(1, keepdim=True)
+    excess = dist - nearest  # exactly 0 at the nearest neighbour
+    if hard:
+        best = excess.masked_fill(~mask, float("inf")).argmin(1, keepdim=True)
+        weights = torch.zeros_like(excess).scatter_(1, best, 1.0)
+    else:
+        # excess / s^2 / sigma in the original units. The factor saturates instead of
+        # overflowing, so that the nearest neighbour keeps logit 0 and no 0 * inf arises.
+        factor = power_of_two(2 * exponent, torch.float64) / sigma.double()
+        factor = factor.clamp(max=torch.finfo(work).max).to(work).unsqueeze(1)
+        logits = (-excess * factor).masked_fill(~mask, float("-inf"))
+        weights = torch.softmax(logits, dim=1)
+    weights = weights.to(pos.dtype)
+    out = (weights.unsqueeze(-1) * grouped).sum(1)
+    return SoftProjectionOutput(out, weights, neighbors)

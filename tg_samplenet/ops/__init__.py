@@ -3,9 +3,13 @@ neighbour search (the one place that picks the back-end), farthest point samplin
 hard sampling (matching) of SampleNet's inference step.
 
 Names that PyG also has keep PyG's contract (:func:`fps`); the others say how they differ
-(:func:`padded_knn` returns a fixed :obj:`[M, k]` table, not PyG's :obj:`[2, E]` edges)."""
+(:func:`padded_knn` returns a fixed :obj:`[M, k]` table, not PyG's :obj:`[2, E]` edges).
+
+Every public function here checks its arguments once (see :mod:`tg_samplenet.ops.checks`) and
+raises :class:`InputError`, naming the argument, for input it cannot take."""
 
 from tg_samplenet.ops.batch import cloud_ptr, cloud_sizes, rank_in_cloud, sample_counts
+from tg_samplenet.ops.checks import InputError, InputTypeError
 from tg_samplenet.ops.farthest_point import farthest_point_sampling, fps
 from tg_samplenet.ops.matching import first_occurrence, hard_sample
 from tg_samplenet.ops.neighbors import (
@@ -19,6 +23,8 @@ from tg_samplenet.ops.neighbors import (
 )
 
 __all__ = [
+    "InputError",
+    "InputTypeError",
     "KNNResult",
     "available_backends",
     "cloud_ptr",

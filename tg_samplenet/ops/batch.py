@@ -8,6 +8,15 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from tg_samplenet.ops.checks import (
+    InputError,
+    check_index_vector,
+    check_int,
+    check_positive_int,
+    check_ratio,
+    check_sorted,
+)
+
 __all__ = [
     "cloud_sizes",
     "cloud_ptr",
@@ -19,12 +28,36 @@ __all__ = [
 
 
 def cloud_sizes(batch: Tensor, num_clouds: int) -> Tensor:
-    r"""Number of points of each cloud, :obj:`[num_clouds]`, for a sorted batch vector."""
-    return torch.bincount(batch, minlength=num_clouds)
+    r"""Number of points of each cloud, :obj:`[num_clouds]` (in any order of the batch
+    vector).
+
+    Args:
+        batch (torch.LongTensor): Cloud ids :math:`\mathbf{b} \in {\{ 0, \ldots, B-1\}}^N`.
+        num_clouds (int): The number of clouds :math:`B`, at least the largest id plus one.
+
+    :rtype: :class:`torch.LongTensor`
+    """
+    batch = check_index_vector(batch, "batch")
+    num_clouds = check_int(num_clouds, "num_clouds", minimum=0)
+    try:
+        sizes = torch.bincount(batch, minlength=num_clouds)
+    except RuntimeError as error:  # bincount rejects negative values (its own host sync)
+        raise InputError("batch", "batch contains negative cloud indices") from error
+    if sizes.numel() > num_clouds:
+        raise InputError(
+            "num_clouds",
+            f"num_clouds={num_clouds} is smaller than the batch vector implies "
+            f"({sizes.numel()} clouds)",
+        )
+    return sizes
 
 
 def cloud_ptr(batch: Tensor, num_clouds: int) -> Tensor:
-    r"""CSR offsets :obj:`[num_clouds + 1]` of a sorted batch vector (empty clouds allowed)."""
+    r"""CSR offsets :obj:`[num_clouds + 1]` of the clouds of a sorted batch vector (empty
+    clouds allowed): cloud :math:`i` holds the points :obj:`ptr[i]` to :obj:`ptr[i + 1] - 1`.
+
+    :rtype: :class:`torch.LongTensor`
+    """
     sizes = cloud_sizes(batch, num_clouds)
     return torch.cat([sizes.new_zeros(1), sizes.cumsum(0)])
 
@@ -51,17 +84,32 @@ def sample_counts(
     :math:`n = 25, r = 0.6` gives 16, not 15. Otherwise it is :math:`\min(m, n_i)`.
 
     Args:
-        sizes (torch.LongTensor): Points per cloud :obj:`[B]`.
-        num_samples (int, optional): The requested count :math:`m`. (default: :obj:`None`)
-        ratio (float, optional): The sampling ratio, which wins over :obj:`num_samples`.
+        sizes (torch.LongTensor): Points per cloud :obj:`[B]`, non-negative.
+        num_samples (int, optional): The requested count :math:`m \geq 1`.
             (default: :obj:`None`)
+        ratio (float, optional): The sampling ratio in :math:`(0, 1]`, which wins over
+            :obj:`num_samples`. (default: :obj:`None`)
 
     :rtype: :class:`torch.LongTensor` of shape :obj:`[B]`
     """
+    sizes = check_index_vector(sizes, "sizes")
+    if sizes.numel() > 0 and sizes.device.type != "meta" and bool((sizes < 0).any()):
+        raise InputError("sizes", "sizes contains negative cloud sizes")  # one host sync
+    if ratio is not None:
+        return _sample_counts(sizes, ratio=check_ratio(ratio))
+    if num_samples is None:
+        raise InputError("num_samples", "sample_counts needs num_samples or ratio")
+    return _sample_counts(sizes, num_samples=check_positive_int(num_samples, "num_samples"))
+
+
+def _sample_counts(
+    sizes: Tensor,
+    num_samples: Optional[int] = None,
+    ratio: Optional[float] = None,
+) -> Tensor:
+    # sample_counts for checked arguments.
     if ratio is not None:
         return torch.ceil(sizes.to(torch.float32) * ratio).long().clamp(max=sizes)
-    if num_samples is None:
-        raise ValueError("sample_counts needs num_samples or ratio")
     return sizes.clamp(max=num_samples)
 
 
@@ -69,7 +117,19 @@ def rank_in_cloud(batch: Tensor, num_clouds: int) -> Tensor:
     r"""Position of each element within its cloud (0 for the first), for a sorted batch
     vector.
 
+    Args:
+        batch (torch.LongTensor): Sorted cloud ids
+            :math:`\mathbf{b} \in {\{ 0, \ldots, B-1\}}^N`.
+        num_clouds (int): The number of clouds :math:`B`.
+
     :rtype: :class:`torch.LongTensor` of shape :obj:`[N]`
     """
+    batch = check_index_vector(batch, "batch")
+    check_sorted(batch, "batch")
+    return _rank_in_cloud(batch, num_clouds)
+
+
+def _rank_in_cloud(batch: Tensor, num_clouds: int) -> Tensor:
+    # rank_in_cloud for a checked, sorted batch vector.
     ptr = cloud_ptr(batch, num_clouds)
     return torch.arange(batch.numel(), device=batch.device) - ptr[batch]

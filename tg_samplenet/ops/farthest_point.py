@@ -9,16 +9,26 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from tg_samplenet.ops.batch import cloud_ptr, cloud_sizes, default_batch, num_clouds, sample_counts
-from tg_samplenet.ops.checks import check_ratio
-from tg_samplenet.ops.neighbors import get_backend, nearest_index, zorder
+from tg_samplenet.ops.batch import _sample_counts, cloud_ptr, cloud_sizes
+from tg_samplenet.ops.checks import (
+    InputTypeError,
+    check_bool,
+    check_cloud_batch,
+    check_counts,
+    check_counts_fit,
+    check_index,
+    check_points,
+    check_ratio,
+)
+from tg_samplenet.ops.neighbors import _nearest_index, _zorder, get_backend
+from tg_samplenet.ops.scaling import scale_clouds
 
 __all__ = ["farthest_point_sampling", "fps"]
 
 
 def farthest_point_sampling(
     pos: Tensor,
-    batch: Tensor,
+    batch: Optional[Tensor],
     counts: Tensor,
     selected: Optional[Tensor] = None,
     random_start: bool = False,
@@ -38,15 +48,19 @@ def farthest_point_sampling(
     index. For clouds of 32768 points or more, the points are ordered along a Z-order curve
     in chunks, and a step only updates the chunks whose bounding box the new point can
     affect, so that a step costs far less than :math:`O(N)`; exact ties may then be broken
-    in another order.
+    in another order. Distances are computed on each cloud scaled by a power of two (exact),
+    so that no coordinate range overflows; half-precision points are sampled in float32.
 
     Args:
-        pos (torch.Tensor): Points :obj:`[N, 3]`.
-        batch (torch.LongTensor): Sorted batch vector :obj:`[N]`.
+        pos (torch.Tensor): Points :obj:`[N, D]`, finite, floating point.
+        batch (torch.LongTensor, optional): Sorted batch vector :obj:`[N]`; :obj:`None` for
+            one cloud.
         counts (torch.LongTensor): How many *new* points to pick per cloud, :obj:`[B]`; at
-            most the number of unselected points of that cloud.
+            least 0 and at most the number of unselected points of that cloud. Its length
+            is the number of clouds (at least the largest batch id plus one).
         selected (torch.LongTensor, optional): Indices into :obj:`pos` already chosen,
-            :math:`S`. They are never picked again. (default: :obj:`None`)
+            :math:`S`, in any order (repeats count once). They are never picked again.
+            (default: :obj:`None`)
         random_start (bool, optional): Start clouds with an empty :math:`S_i` at a random
             point. (default: :obj:`False`)
         generator (torch.Generator, optional): Random source for :obj:`random_start`.
@@ -55,6 +69,33 @@ def farthest_point_sampling(
     :rtype: :class:`torch.LongTensor` with :obj:`counts.sum()` new indices into :obj:`pos`,
         grouped by cloud in batch order, in the order they were picked.
     """
+    check_points(pos, "pos", dim=None)
+    batch, implied = check_cloud_batch(batch, pos, "batch")
+    counts = check_counts(counts, "counts", implied)
+    B = counts.numel()
+    available = cloud_sizes(batch, B)
+    if selected is not None:
+        selected = torch.unique(check_index(selected, "selected", pos.size(0), "points of pos"))
+        available = available - cloud_sizes(batch[selected], B)
+    check_counts_fit(counts, "counts", available, "unselected points")
+    check_bool(random_start, "random_start")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise InputTypeError(
+            "generator",
+            f"generator must be a torch.Generator or None (got {type(generator).__name__})",
+        )
+    return _farthest_point_sampling(pos, batch, counts, selected, random_start, generator)
+
+
+def _farthest_point_sampling(
+    pos: Tensor,
+    batch: Tensor,
+    counts: Tensor,
+    selected: Optional[Tensor] = None,
+    random_start: bool = False,
+    generator: Optional[torch.Generator] = None,
+) -> Tensor:
+    # farthest_point_sampling for checked input (selected unique, counts that fit).
     from torch_geometric.utils import to_dense_batch
 
     B = counts.numel()
@@ -62,8 +103,12 @@ def farthest_point_sampling(
     if steps == 0:
         return torch.empty(0, dtype=torch.long, device=pos.device)
 
+    pos = pos.detach()
+    if pos.dtype in (torch.float16, torch.bfloat16):
+        pos = pos.float()
+    (pos,) = scale_clouds([(pos, batch)], B)
     ptr = cloud_ptr(batch, B)
-    dense, valid = to_dense_batch(pos.detach(), batch, batch_size=B)  # [B, Nmax, 3]
+    dense, valid = to_dense_batch(pos, batch, batch_size=B)  # [B, Nmax, D]
     rank = torch.arange(batch.numel(), device=pos.device) - ptr[batch]
 
     # Distance of every point to the selected set: +inf where a cloud has none yet, so the
@@ -73,8 +118,9 @@ def farthest_point_sampling(
     if selected is not None and selected.numel() > 0:
         seeded[batch[selected]] = True
         query = seeded[batch].nonzero().view(-1)
-        near = nearest_index(pos[selected], pos[query], batch[selected], batch[query])
-        d = (pos[query].detach() - pos[selected][near].detach()).pow(2).sum(-1)
+        # selected is sorted (torch.unique), so its batch vector is sorted too.
+        near = _nearest_index(pos[selected], pos[query], batch[selected], batch[query], B)
+        d = (pos[query] - pos[selected][near]).pow(2).sum(-1)
         dist[batch[query], rank[query]] = d
         dist[batch[selected], rank[selected]] = -1.0
     dist = dist.masked_fill(~valid, float("-inf"))
@@ -82,14 +128,15 @@ def farthest_point_sampling(
     first = dist.argmax(dim=1)
     if random_start:
         sizes = ptr[1:] - ptr[:-1]
-        rnd = torch.rand(B, generator=generator).to(pos.device)
+        device = generator.device if generator is not None else "cpu"
+        rnd = torch.rand(B, generator=generator, device=device).to(pos.device)
         start = (rnd * sizes).long().clamp(max=(sizes - 1).clamp(min=0))
         first = torch.where(seeded, first, start)
 
-    planes = dense.permute(2, 0, 1).contiguous()  # [3, B, Nmax], one plane per coordinate
+    planes = dense.permute(2, 0, 1).contiguous()  # [D, B, Nmax], one plane per coordinate
     if valid.size(1) >= _CHUNKED_ABOVE:
         # Each row's positions in Z-order, padding positions last (in place).
-        order = to_dense_batch(rank[zorder(pos.detach(), batch, B)], batch, batch_size=B)[0]
+        order = to_dense_batch(rank[_zorder(pos, batch, B)], batch, batch_size=B)[0]
         slots = torch.arange(valid.size(1), device=pos.device).expand_as(order)
         order = torch.where(valid, order, slots)
         picked = _steps_chunked(planes, valid, dist, first, steps, order)
@@ -113,9 +160,9 @@ def _steps_dense(planes: Tensor, dist: Tensor, first: Tensor, steps: int) -> Ten
     for step in range(steps):
         far = first if step == 0 else dist.argmax(dim=1)
         picked[:, step] = far
-        new = planes[:, arange, far].unsqueeze(-1)  # [3, B, 1]
+        new = planes[:, arange, far].unsqueeze(-1)  # [D, B, 1]
         torch.sub(planes[0], new[0], out=d).square_()
-        for axis in (1, 2):
+        for axis in range(1, planes.size(0)):
             torch.sub(planes[axis], new[axis], out=diff)
             d.addcmul_(diff, diff)
         torch.minimum(dist, d, out=dist)
@@ -136,14 +183,15 @@ def _steps_chunked(
     pad = torch.arange(size, device=dist.device) >= n
     inside = valid.gather(1, order[:, :n])
     inside = torch.cat([inside, inside.new_zeros(B, size - n)], 1) & ~pad
-    pts = planes.gather(2, order.unsqueeze(0).expand(3, -1, -1))  # [3, B, size]
+    D = planes.size(0)
+    pts = planes.gather(2, order.unsqueeze(0).expand(D, -1, -1))  # [D, B, size]
     table = dist.gather(1, order[:, :n])
     table = torch.cat([table, table.new_full((B, size - n), float("-inf"))], 1)
     table = table.masked_fill(~inside, float("-inf")).view(B, -1, _CHUNK)
-    pts = pts.view(3, B, -1, _CHUNK)
+    pts = pts.view(D, B, -1, _CHUNK)
     big = torch.finfo(pts.dtype).max
     mask = inside.view(1, B, -1, _CHUNK)
-    low = pts.masked_fill(~mask, big).amin(-1)  # [3, B, chunks]
+    low = pts.masked_fill(~mask, big).amin(-1)  # [D, B, chunks]
     high = pts.masked_fill(~mask, -big).amax(-1)
     chunk_max = table.amax(-1)  # [B, chunks]
     slot_of = torch.empty_like(order)
@@ -159,7 +207,7 @@ def _steps_chunked(
             chunk = chunk_max.argmax(1)
             within = table[arange, chunk].argmax(1)
         picked[:, step] = order[arange, chunk * _CHUNK + within]
-        new = pts[:, arange, chunk, within]  # [3, B]
+        new = pts[:, arange, chunk, within]  # [D, B]
         gap = (low - new.unsqueeze(-1)).clamp(min=0) + (new.unsqueeze(-1) - high).clamp(min=0)
         touch = gap.pow(2).sum(0) < chunk_max
         touch[arange, chunk] = True
@@ -181,33 +229,60 @@ def fps(
     r"""Farthest point sampling (`"PointNet++" <https://arxiv.org/abs/1706.02413>`_) with
     :func:`torch_geometric.nn.fps`'s contract on every back-end, pyg-lib and torch_cluster
     included and none needed: :math:`\lceil n_i \cdot r \rceil` points per cloud (computed
-    in float32), grouped by cloud in batch order, each cloud's start point first. Empty clouds
-    get no points (where torch_cluster would end the process).
+    in float32), grouped by cloud in batch order, each cloud's start point first, never an
+    index twice within a cloud (torch_cluster repeats one on clouds with fewer distinct
+    points than it samples; such input goes to the plain-PyTorch path). Empty clouds get no
+    points (where torch_cluster would end the process).
 
     Args:
-        x (torch.Tensor): Points :obj:`[N, D]`.
+        x (torch.Tensor): Points :obj:`[N, D]`, finite, floating point.
         batch (torch.Tensor, optional): Sorted batch vector. (default: :obj:`None`)
         ratio (float, optional): Sampling ratio in :math:`(0, 1]`. (default: :obj:`0.5`)
         random_start (bool, optional): Start each cloud at a random point instead of its
             first one. (default: :obj:`True`)
-        batch_size (int, optional): The number of clouds, for trailing empty ones.
-            (default: :obj:`None`)
+        batch_size (int, optional): The number of clouds, for trailing empty ones; at least
+            the largest batch id plus one. (default: :obj:`None`)
 
     :rtype: :class:`torch.LongTensor`
     """
+    check_points(x, "x", dim=None)
     ratio = check_ratio(ratio)
-    batch = default_batch(x, batch)
+    check_bool(random_start, "random_start")
+    batch, B = check_cloud_batch(batch, x, "batch", batch_size, "batch_size", pos_name="x")
+    return _fps(x, batch, ratio, random_start, B)
+
+
+def _fps(x: Tensor, batch: Tensor, ratio: float, random_start: bool, num_clouds: int) -> Tensor:
+    # fps for checked input.
     if x.size(0) == 0:
         return torch.empty(0, dtype=torch.long, device=x.device)
-    B = num_clouds(batch) if batch_size is None else max(int(batch_size), num_clouds(batch))
+    B = num_clouds
     sizes = cloud_sizes(batch, B)
     backend = get_backend()
     if backend == "torch" or bool((sizes == 0).any()):
         # torch_cluster's fps kills the process on an empty cloud (rand() % 0).
-        counts = sample_counts(sizes, ratio=ratio)
-        return farthest_point_sampling(x, batch, counts, random_start=random_start)
+        counts = _sample_counts(sizes, ratio=ratio)
+        return _farthest_point_sampling(x, batch, counts, random_start=random_start)
+    x = x.detach()
+    if x.dtype in (torch.float16, torch.bfloat16):
+        x = x.float()
+    (x,) = scale_clouds([(x, batch)], B)
     if backend == "pyg_lib":
-        return torch.ops.pyg.fps(x, cloud_ptr(batch, B), float(ratio), random_start)
-    import torch_cluster
+        index = torch.ops.pyg.fps(x, cloud_ptr(batch, B), ratio, random_start)
+    else:
+        import torch_cluster
 
-    return torch_cluster.fps(x, batch, float(ratio), random_start)
+        index = torch_cluster.fps(x, batch, ratio, random_start)
+    if _repeats(index):
+        # A cloud with fewer distinct points than it samples: the compiled back-ends then
+        # pick an already chosen point again, the plain-PyTorch steps never do.
+        counts = _sample_counts(sizes, ratio=ratio)
+        return _farthest_point_sampling(x, batch, counts, random_start=random_start)
+    return index
+
+
+def _repeats(index: Tensor) -> bool:
+    # Whether any index occurs twice (indices are global, so across clouds they differ).
+    # One host sync on CUDA.
+    ordered = torch.sort(index).values
+    return bool((ordered[1:] == ordered[:-1]).any())

@@ -3,12 +3,24 @@ and complete with farthest point sampling."""
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import Tensor
 
-from tg_samplenet.ops.batch import rank_in_cloud
-from tg_samplenet.ops.farthest_point import farthest_point_sampling
-from tg_samplenet.ops.neighbors import nearest_index
+from tg_samplenet.ops.batch import _rank_in_cloud, cloud_sizes
+from tg_samplenet.ops.checks import (
+    check_bool,
+    check_cloud_batch,
+    check_counts,
+    check_counts_fit,
+    check_index_vector,
+    check_matching_points,
+    check_points,
+    check_references,
+)
+from tg_samplenet.ops.farthest_point import _farthest_point_sampling
+from tg_samplenet.ops.neighbors import _nearest_index
 
 __all__ = ["first_occurrence", "hard_sample"]
 
@@ -18,8 +30,12 @@ def first_occurrence(index: Tensor) -> Tensor:
     its repeats, preserving order (like :obj:`np.unique(..., return_index=True)` without the
     sort).
 
+    Args:
+        index (torch.LongTensor): Any 1-D integer tensor :obj:`[M]`.
+
     :rtype: :class:`torch.BoolTensor` of shape :obj:`[M]`
     """
+    index = check_index_vector(index, "index")
     if index.numel() == 0:
         return torch.zeros(0, dtype=torch.bool, device=index.device)
     _, inverse = torch.unique(index, return_inverse=True)
@@ -31,9 +47,9 @@ def first_occurrence(index: Tensor) -> Tensor:
 
 def hard_sample(
     pos: Tensor,
-    batch: Tensor,
+    batch: Optional[Tensor],
     simplified: Tensor,
-    simplified_batch: Tensor,
+    simplified_batch: Optional[Tensor],
     counts: Tensor,
     complete: bool = True,
 ) -> Tensor:
@@ -45,32 +61,57 @@ def hard_sample(
 
     Everything is batched: the nearest-neighbour search, a sort-based de-duplication over
     all clouds at once (indices are global, so repeats can only occur within a cloud) and
-    :func:`~tg_samplenet.farthest_point.farthest_point_sampling`.
+    :func:`~tg_samplenet.ops.farthest_point_sampling`.
 
     Args:
-        pos (torch.Tensor): Input points :obj:`[N, 3]`.
-        batch (torch.LongTensor): Sorted batch vector of :obj:`pos`.
-        simplified (torch.Tensor): Simplified points, grouped by cloud, :obj:`[Q, 3]`.
-        simplified_batch (torch.LongTensor): Sorted batch vector of :obj:`simplified`.
-        counts (torch.LongTensor): Points to return per cloud :obj:`[B]`, at most the size
-            of each cloud.
+        pos (torch.Tensor): Input points :obj:`[N, D]`, finite, floating point.
+        batch (torch.LongTensor, optional): Sorted batch vector of :obj:`pos`.
+        simplified (torch.Tensor): Simplified points, grouped by cloud, :obj:`[Q, D]`, of
+            the dtype of :obj:`pos`; a cloud with simplified points needs input points.
+        simplified_batch (torch.LongTensor, optional): Sorted batch vector of
+            :obj:`simplified`.
+        counts (torch.LongTensor): Points to return per cloud :obj:`[B]`, between 0 and the
+            size of each cloud; its length is the number of clouds.
         complete (bool, optional): Complete with farthest point sampling; if :obj:`False`,
             a cloud may get fewer than :obj:`counts[i]` points. (default: :obj:`True`)
 
     :rtype: :class:`torch.LongTensor` of indices into :obj:`pos`, grouped by cloud in batch
         order, matched points first.
     """
+    check_points(pos, "pos", dim=None)
+    check_points(simplified, "simplified", dim=None)
+    check_matching_points(pos, simplified, "pos", "simplified")
+    batch, clouds = check_cloud_batch(batch, pos, "batch")
+    simplified_batch, simplified_clouds = check_cloud_batch(
+        simplified_batch, simplified, "simplified_batch", pos_name="simplified"
+    )
+    counts = check_counts(counts, "counts", max(clouds, simplified_clouds))
+    check_counts_fit(counts, "counts", cloud_sizes(batch, counts.numel()), "points")
+    check_references(batch, simplified_batch, counts.numel(), "pos", "simplified")
+    check_bool(complete, "complete")
+    return _hard_sample(pos, batch, simplified, simplified_batch, counts, complete)
+
+
+def _hard_sample(
+    pos: Tensor,
+    batch: Tensor,
+    simplified: Tensor,
+    simplified_batch: Tensor,
+    counts: Tensor,
+    complete: bool = True,
+) -> Tensor:
+    # hard_sample for checked input.
     B = counts.numel()
-    matched = nearest_index(pos, simplified, batch, simplified_batch)
+    matched = _nearest_index(pos, simplified, batch, simplified_batch, B)
     keep = first_occurrence(matched)
     matched, matched_batch = matched[keep], simplified_batch[keep]
-    keep = rank_in_cloud(matched_batch, B) < counts[matched_batch]
+    keep = _rank_in_cloud(matched_batch, B) < counts[matched_batch]
     matched, matched_batch = matched[keep], matched_batch[keep]
     if not complete:
         return matched
 
     missing = counts - torch.bincount(matched_batch, minlength=B)
-    extra = farthest_point_sampling(pos, batch, missing, selected=matched)
+    extra = _farthest_point_sampling(pos, batch, missing, selected=torch.sort(matched).values)
     index = torch.cat([matched, extra])
     cloud = torch.cat([matched_batch, batch[extra]])
     return index[torch.sort(cloud, stable=True).indices]

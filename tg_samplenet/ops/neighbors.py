@@ -18,7 +18,15 @@ from typing import Iterator, NamedTuple, Optional
 import torch
 from torch import Tensor
 
-from tg_samplenet.ops.batch import cloud_ptr, cloud_sizes, default_batch, num_clouds
+from tg_samplenet.ops.batch import cloud_ptr
+from tg_samplenet.ops.checks import (
+    check_cloud_batch,
+    check_matching_points,
+    check_points,
+    check_positive_int,
+    check_references,
+)
+from tg_samplenet.ops.scaling import center_clouds, scale_clouds
 
 __all__ = [
     "KNNResult",
@@ -132,23 +140,47 @@ def _spread_bits(cell: Tensor) -> Tensor:
     return (cell | (cell << 2)) & 0x09249249
 
 
-def zorder(pos: Tensor, batch: Tensor, num_clouds: int) -> Tensor:
+def zorder(pos: Tensor, batch: Optional[Tensor] = None, num_clouds: Optional[int] = None) -> Tensor:
     r"""A permutation that keeps the clouds of a sorted batch in place and orders the points
-    of each along a Z-order curve of its bounding box (10 bits per axis): consecutive points
-    of the order are then close in space."""
+    of each along a Z-order curve of its bounding box (10 bits per axis, the first three
+    coordinates): consecutive points of the order are then close in space.
+
+    Args:
+        pos (torch.Tensor): Points :obj:`[N, D]`.
+        batch (torch.LongTensor, optional): Sorted batch vector. (default: :obj:`None`)
+        num_clouds (int, optional): The number of clouds :math:`B`. (default: :obj:`None`,
+            the largest id plus one)
+
+    :rtype: :class:`torch.LongTensor` of shape :obj:`[N]`
+    """
+    check_points(pos, "pos", dim=None)
+    batch, B = check_cloud_batch(batch, pos, "batch", num_clouds)
+    return _zorder(pos, batch, B)
+
+
+def _zorder(pos: Tensor, batch: Tensor, num_clouds: int) -> Tensor:
+    # zorder for checked input. Cells are computed in float64, where the span of float32
+    # clouds cannot overflow; whatever the cell, the sort keeps each cloud in place.
+    pos = pos.detach().double()
+    if pos.size(1) < 3:
+        pos = torch.cat([pos, pos.new_zeros(pos.size(0), 3 - pos.size(1))], 1)
+    pos = pos[:, :3]
     index = batch.view(-1, 1).expand_as(pos)
     low = pos.new_full((num_clouds, 3), float("inf")).scatter_reduce(0, index, pos, "amin")
     high = pos.new_full((num_clouds, 3), -float("inf")).scatter_reduce(0, index, pos, "amax")
-    scale = 1023 / (high - low).clamp(min=1e-12)
-    cell = ((pos - low[batch]) * scale[batch]).clamp(0, 1023).long()
+    scale = 1023 / (high - low).clamp(min=1e-300)
+    cell = torch.nan_to_num((pos - low[batch]) * scale[batch]).clamp(0, 1023).long()
     code = _spread_bits(cell[:, 0]) | _spread_bits(cell[:, 1]) << 1 | _spread_bits(cell[:, 2]) << 2
     return torch.sort(code | batch << 30, stable=True).indices
 
 
 def _knn_torch(x: Tensor, y: Tensor, k: int, batch_x: Tensor, batch_y: Tensor, B: int) -> KNNResult:
     # Brute force on clouds padded to [B, N_max] and [B, M_max], in blocks of queries so
-    # that a block of distances stays near 4M floats.
+    # that a block of distances stays near 4M floats. The expanded form below cancels far
+    # from the origin: every cloud is first centred on its bounding box (x and y alike).
     from torch_geometric.utils import to_dense_batch
+
+    x, y = center_clouds([(x, batch_x), (y, batch_y)], B)
 
     xd, x_valid = to_dense_batch(x, batch_x, batch_size=B)  # [B, Nmax, D]
     yd, y_valid = to_dense_batch(y, batch_y, batch_size=B)  # [B, Mmax, D]
@@ -200,32 +232,49 @@ def padded_knn(
         index, mask = padded_knn(x, y, 3, batch_x, batch_y)
         # index = [[0, 1, 0], [3, 2, 3]], mask = [[True, True, False], [True, True, False]]
 
+    Distances are computed on each cloud scaled by a power of two (exact), so that
+    coordinates anywhere in the floating-point range neither overflow nor underflow;
+    half-precision points are searched in float32.
+
     Args:
-        x (torch.Tensor): Reference points :math:`\mathbf{X} \in \mathbb{R}^{N \times D}`.
-        y (torch.Tensor): Query points :math:`\mathbf{Y} \in \mathbb{R}^{M \times D}`.
-        k (int): The number of neighbours.
+        x (torch.Tensor): Reference points :math:`\mathbf{X} \in \mathbb{R}^{N \times D}`,
+            finite, floating point.
+        y (torch.Tensor): Query points :math:`\mathbf{Y} \in \mathbb{R}^{M \times D}` of
+            the same dtype.
+        k (int): The number of neighbours, at least 1.
         batch_x (torch.Tensor, optional): Sorted batch vector
             :math:`\mathbf{b} \in {\{ 0, \ldots, B-1\}}^N` of :obj:`x`. (default: :obj:`None`)
-        batch_y (torch.Tensor, optional): Sorted batch vector of :obj:`y`.
-            (default: :obj:`None`)
+        batch_y (torch.Tensor, optional): Sorted batch vector of :obj:`y`; every cloud with
+            queries needs reference points. (default: :obj:`None`)
 
     :rtype: :class:`KNNResult` with :obj:`index` and :obj:`mask` of shape :obj:`[M, k]`.
         Neighbour search carries no gradient: recompute distances from :obj:`index`.
     """
-    if k < 1:
-        raise ValueError(f"k must be at least 1 (got {k})")
-    batch_x = default_batch(x, batch_x)
-    batch_y = default_batch(y, batch_y)
+    k = check_positive_int(k, "k")
+    check_points(x, "x", dim=None)
+    check_points(y, "y", dim=None)
+    check_matching_points(x, y, "x", "y")
+    batch_x, clouds_x = check_cloud_batch(batch_x, x, "batch_x", pos_name="x")
+    batch_y, clouds_y = check_cloud_batch(batch_y, y, "batch_y", pos_name="y")
+    B = max(clouds_x, clouds_y)
+    check_references(batch_x, batch_y, B, "x", "y")
+    return _padded_knn(x, y, k, batch_x, batch_y, B)
+
+
+def _padded_knn(
+    x: Tensor, y: Tensor, k: int, batch_x: Tensor, batch_y: Tensor, num_clouds: int
+) -> KNNResult:
+    # padded_knn for checked input: every cloud with queries has reference points.
     if y.size(0) == 0:
         empty = torch.empty((0, k), dtype=torch.long, device=y.device)
         return KNNResult(empty, empty.bool())
-    B = num_clouds(batch_x, batch_y)
-    if bool((cloud_sizes(batch_x, B)[batch_y] == 0).any()):
-        raise ValueError("knn: some queries belong to a cloud that has no reference points")
-
+    B = num_clouds
     with torch.no_grad():
-        backend = get_backend()
         x, y = x.detach(), y.detach()
+        if x.dtype in (torch.float16, torch.bfloat16):
+            x, y = x.float(), y.float()
+        x, y = scale_clouds([(x, batch_x), (y, batch_y)], B)
+        backend = get_backend()
         if backend == "torch":
             return _knn_torch(x, y, k, batch_x, batch_y, B)
         if backend == "pyg_lib":
@@ -238,7 +287,7 @@ def padded_knn(
                 # torch_cluster builds a kd-tree over each cloud of x on one thread; on
                 # points in Z-order its build and queries read memory in order
                 # (benchmarks/scaling_profile.py: 31k queries into 1M points 1.35 s -> 0.54 s).
-                order_x, order_y = zorder(x, batch_x, B), zorder(y, batch_y, B)
+                order_x, order_y = _zorder(x, batch_x, B), _zorder(y, batch_y, B)
                 edges = torch_cluster.knn(x[order_x], y[order_y], k, batch_x, batch_y, batch_size=B)
                 row, col = order_y[edges[0]], order_x[edges[1]]
                 regroup = torch.sort(row, stable=True).indices  # keeps each query's order
@@ -253,7 +302,8 @@ def nearest_index(
     batch_x: Optional[Tensor] = None,
     batch_y: Optional[Tensor] = None,
 ) -> Tensor:
-    r"""Index of the nearest point in :obj:`x` (same cloud) for each point in :obj:`y`.
+    r"""Index of the nearest point in :obj:`x` (same cloud) for each point in :obj:`y`,
+    with the arguments and checks of :func:`padded_knn`.
 
     Args:
         x (torch.Tensor): Reference points :obj:`[N, D]`.
@@ -266,3 +316,10 @@ def nearest_index(
     :rtype: :class:`torch.LongTensor` of shape :obj:`[M]`
     """
     return padded_knn(x, y, 1, batch_x, batch_y).index[:, 0]
+
+
+def _nearest_index(
+    x: Tensor, y: Tensor, batch_x: Tensor, batch_y: Tensor, num_clouds: int
+) -> Tensor:
+    # nearest_index for checked input.
+    return _padded_knn(x, y, 1, batch_x, batch_y, num_clouds).index[:, 0]

@@ -1,17 +1,68 @@
-r"""Task networks SampleNet is trained for: the PointNet classifier, PCRNet for
-registration and the point-cloud autoencoder for reconstruction, all in PyG's
-:obj:`(pos, batch)` layout."""
+r"""The paper's three tasks, one module each, in PyG's :obj:`(pos, batch)` layout: the task
+network, its loss, its metric and its evaluation on the points a sampler keeps.
 
-from tg_samplenet.tasks.autoencoder import PointCloudAE, ReconstructionOutput
-from tg_samplenet.tasks.pcrnet import PCRNet, PCRNetOutput
-from tg_samplenet.tasks.pointnet import PointNet, TNet, orthogonality_regularizer
+- :mod:`~tg_samplenet.tasks.classification`: PointNet, accuracy.
+- :mod:`~tg_samplenet.tasks.registration`: PCRNet, template/source pairs, rotation errors,
+  sampling consistency.
+- :mod:`~tg_samplenet.tasks.reconstruction`: the point-cloud autoencoder, NRE.
+
+:mod:`~tg_samplenet.tasks.layout` (per-cloud pooling), :mod:`~tg_samplenet.tasks.rotations`
+and :mod:`~tg_samplenet.tasks.metrics` hold what the tasks share."""
+
+from tg_samplenet.tasks.classification import (
+    PointNet,
+    TNet,
+    accuracy,
+    classification_loss,
+    evaluate_accuracy,
+    orthogonality_regularizer,
+    per_class_accuracy,
+)
+from tg_samplenet.tasks.metrics import per_class_mean
+from tg_samplenet.tasks.reconstruction import (
+    PointCloudAE,
+    ReconstructionOutput,
+    evaluate_reconstruction,
+    normalized_reconstruction_error,
+    nre_summary,
+    reconstruction_errors,
+)
+from tg_samplenet.tasks.registration import (
+    PCRNet,
+    PCRNetOutput,
+    evaluate_registration,
+    make_pairs,
+    mean_rotation_error,
+    random_start_fps,
+    registration_loss,
+    rotation_error_auc,
+    rotation_errors,
+    sampling_consistency,
+)
 
 __all__ = [
     "PointNet",
     "TNet",
     "orthogonality_regularizer",
+    "classification_loss",
+    "accuracy",
+    "per_class_accuracy",
+    "evaluate_accuracy",
     "PCRNet",
     "PCRNetOutput",
+    "make_pairs",
+    "registration_loss",
+    "rotation_errors",
+    "mean_rotation_error",
+    "rotation_error_auc",
+    "sampling_consistency",
+    "random_start_fps",
+    "evaluate_registration",
     "PointCloudAE",
     "ReconstructionOutput",
+    "reconstruction_errors",
+    "normalized_reconstruction_error",
+    "nre_summary",
+    "evaluate_reconstruction",
+    "per_class_mean",
 ]

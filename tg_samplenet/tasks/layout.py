@@ -11,7 +11,7 @@ back to :func:`~torch_geometric.nn.global_max_pool` /
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import torch
 from torch import Tensor
@@ -47,12 +47,12 @@ class CloudLayout(NamedTuple):
 
     batch: Tensor
     num_clouds: int
-    cloud_size: int | None
+    cloud_size: Optional[int]
 
 
 def cloud_layout(
     pos: Tensor,
-    batch: Tensor | None,
+    batch: Optional[Tensor],
     name: str = "pos",
     batch_name: str = "batch",
     dim: int = 3,

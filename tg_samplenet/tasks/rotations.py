@@ -10,6 +10,7 @@ a cloud are rows, so a cloud rotates as :math:`\mathbf{P}' = \mathbf{P}\mathbf{R
 from __future__ import annotations
 
 import math
+from typing import Optional, Union
 
 import torch
 from torch import Tensor
@@ -169,7 +170,7 @@ def euler_angles_to_matrix(angles: Tensor, convention: str = "xyz") -> Tensor:
     return first @ second @ third
 
 
-def _make_generator(generator: torch.Generator | int | None) -> torch.Generator | None:
+def _make_generator(generator: Optional[Union[torch.Generator, int]]) -> Optional[torch.Generator]:
     if generator is None or isinstance(generator, torch.Generator):
         return generator
     if isinstance(generator, bool) or not isinstance(generator, int):
@@ -183,9 +184,9 @@ def _make_generator(generator: torch.Generator | int | None) -> torch.Generator 
 def random_euler_angles(
     num_rotations: int,
     max_degrees: float = 45.0,
-    generator: torch.Generator | int | None = None,
-    dtype: torch.dtype | None = None,
-    device: torch.device | None = None,
+    generator: Optional[Union[torch.Generator, int]] = None,
+    dtype: Optional[torch.dtype] = None,
+    device: Optional[torch.device] = None,
 ) -> Tensor:
     r"""Draws Euler angles uniformly in :math:`[-\theta_{max}, \theta_{max}]`, independently
     for each of the three axes, and returns them in radians.
@@ -218,9 +219,9 @@ def random_euler_angles(
 def random_rotations(
     num_rotations: int,
     max_degrees: float = 45.0,
-    generator: torch.Generator | int | None = None,
-    dtype: torch.dtype | None = None,
-    device: torch.device | None = None,
+    generator: Optional[Union[torch.Generator, int]] = None,
+    dtype: Optional[torch.dtype] = None,
+    device: Optional[torch.device] = None,
     convention: str = "xyz",
 ) -> Tensor:
     r"""Draws rotation matrices whose Euler angles are uniform in
@@ -292,7 +293,7 @@ def rotation_angle(rotation_est: Tensor, rotation_gt: Tensor, degrees: bool = Tr
     return torch.rad2deg(angle) if degrees else angle
 
 
-def rotate_points(pos: Tensor, rotation: Tensor, batch: Tensor | None = None) -> Tensor:
+def rotate_points(pos: Tensor, rotation: Tensor, batch: Optional[Tensor] = None) -> Tensor:
     r"""Rotates each cloud of a PyG mini-batch by its own matrix,
     :math:`\mathbf{p}_i' = \mathbf{R}_{b_i}\,\mathbf{p}_i`.
 

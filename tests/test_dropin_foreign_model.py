@@ -1,0 +1,199 @@
+r"""The drop-in on a model that is not ours. PyG's PointNet++ classifier
+(examples/pointnet2_classification.py: set abstraction with a module-level :obj:`fps` and
+:obj:`radius`, PointNetConv, global max pooling) is defined below without any import of
+tg_samplenet, trained briefly with fps; a SampleNet-Progressive is trained for its input with
+:func:`tg_samplenet.fit_sampler`; then the module's :obj:`fps` is swapped for the sampler's
+fps-signature callable, with no change to the model's code.
+
+On PyG 2.8 without pyg-lib, :func:`torch_geometric.nn.fps` and :func:`~torch_geometric.nn.radius`
+raise ImportError: there the module's :obj:`fps` starts as tg_samplenet's :func:`fps` (PyG's
+contract) and :obj:`radius` as the brute force below."""
+
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import torch_geometric.nn
+from torch_geometric.data import Batch, Data
+from torch_geometric.loader import DataLoader
+from torch_geometric.nn import MLP, PointNetConv, global_max_pool
+
+fps = torch_geometric.nn.fps
+radius = torch_geometric.nn.radius
+
+
+# The model: PyG's classes, unchanged but for the widths (scaled down by 4 for the test).
+class SAModule(torch.nn.Module):
+    def __init__(self, ratio, r, nn):
+        super().__init__()
+        self.ratio = ratio
+        self.r = r
+        self.conv = PointNetConv(nn, add_self_loops=False)
+
+    def forward(self, x, pos, batch):
+        idx = fps(pos, batch, ratio=self.ratio)
+        row, col = radius(pos, pos[idx], self.r, batch, batch[idx], max_num_neighbors=64)
+        edge_index = torch.stack([col, row], dim=0)
+        x_dst = None if x is None else x[idx]
+        x = self.conv((x, x_dst), (pos, pos[idx]), edge_index)
+        pos, batch = pos[idx], batch[idx]
+        return x, pos, batch
+
+
+class GlobalSAModule(torch.nn.Module):
+    def __init__(self, nn):
+        super().__init__()
+        self.nn = nn
+
+    def forward(self, x, pos, batch):
+        x = self.nn(torch.cat([x, pos], dim=1))
+        x = global_max_pool(x, batch)
+        pos = pos.new_zeros((x.size(0), 3))
+        batch = torch.arange(x.size(0), device=batch.device)
+        return x, pos, batch
+
+
+class Net(torch.nn.Module):
+    def __init__(self, num_classes):
+        super().__init__()
+        self.sa1_module = SAModule(0.5, 0.2, MLP([3, 16, 16, 32]))
+        self.sa2_module = SAModule(0.25, 0.4, MLP([32 + 3, 32, 32, 64]))
+        self.sa3_module = GlobalSAModule(MLP([64 + 3, 64, 128, 256]))
+        self.mlp = MLP([256, 128, 64, num_classes], dropout=0.5, norm=None)
+
+    def forward(self, data):
+        sa0_out = (data.x, data.pos, data.batch)
+        sa1_out = self.sa1_module(*sa0_out)
+        sa2_out = self.sa2_module(*sa1_out)
+        sa3_out = self.sa3_module(*sa2_out)
+        x, pos, batch = sa3_out
+        return self.mlp(x).log_softmax(dim=-1)
+
+
+# The harness.
+def brute_force_radius(x, y, r, batch_x=None, batch_y=None, max_num_neighbors=32, **_):
+    # torch_geometric.nn.radius's [2, E] layout (row indexes y): the nearest
+    # max_num_neighbors points of x within r of each point of y, in its cloud.
+    batch_x = x.new_zeros(x.size(0), dtype=torch.long) if batch_x is None else batch_x
+    batch_y = y.new_zeros(y.size(0), dtype=torch.long) if batch_y is None else batch_y
+    dist = torch.cdist(y.detach(), x.detach()).pow(2)
+    dist[batch_y[:, None] != batch_x[None, :]] = float("inf")
+    k = min(max_num_neighbors, x.size(0))
+    top, col = dist.topk(k, dim=1, largest=False)
+    keep = top <= r * r
+    row = torch.arange(y.size(0)).view(-1, 1).expand_as(col)
+    return torch.stack([row[keep], col[keep]])
+
+
+def pyg_runs(function, *args):
+    try:
+        function(*args)
+    except ImportError:
+        return False
+    return True
+
+
+THIS = sys.modules[__name__]
+if not pyg_runs(torch_geometric.nn.fps, torch.zeros(2, 3)):
+    from tg_samplenet.ops import fps as library_fps
+
+    THIS.fps = library_fps
+if not pyg_runs(torch_geometric.nn.radius, torch.zeros(2, 3), torch.zeros(1, 3), 1.0):
+    THIS.radius = brute_force_radius
+
+CLASSES = ("mug", "cup", "chair", "table")
+
+
+@pytest.fixture(scope="module")
+def trained():
+    from tg_samplenet import SampleNet, fit_sampler
+    from tg_samplenet.datasets import get_dataset
+    from tg_samplenet.fit_sampler import freeze
+
+    torch.manual_seed(0)
+    data = get_dataset("synthetic", split="train", num_points=128, samples_per_class=6,
+                       categories=CLASSES, seed=0)  # fmt: skip
+    loader = DataLoader(data, batch_size=8, shuffle=True)
+    model = Net(len(CLASSES))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(2):
+        for batch in loader:
+            model.train()
+            optimizer.zero_grad()
+            F.nll_loss(model(batch), batch.y).backward()
+            optimizer.step()
+    freeze(model)
+
+    def task_loss(out, batch):
+        return F.nll_loss(model(SimpleNamespace(x=None, pos=out.pos, batch=out.batch)), batch.y)
+
+    sampler = SampleNet(128, progressive=True)
+    fit_sampler(sampler, task_loss, loader, epochs=2, lr=1e-2, control_sizes=(8, 32, 128),
+                progress=False)  # fmt: skip
+    return model, sampler
+
+
+def mixed_batch():
+    # Clouds of different sizes, a one-point cloud among them.
+    generator = torch.Generator().manual_seed(3)
+    sizes = [128, 77, 1, 50]
+    clouds = [Data(pos=torch.rand(n, 3, generator=generator) * 2 - 1) for n in sizes]
+    return Batch.from_data_list(clouds), sizes
+
+
+def float32_ceil(n, ratio):
+    return int(np.ceil(np.float32(n) * np.float32(ratio)))
+
+
+def layer_outputs(model, batch):
+    seen = {}
+    hooks = [
+        getattr(model, name).register_forward_hook(
+            lambda module, args, out, name=name: seen.__setitem__(name, out)
+        )
+        for name in ("sa1_module", "sa2_module")
+    ]
+    with torch.no_grad():
+        log_probs = model(batch)
+    for hook in hooks:
+        hook.remove()
+    return log_probs, seen
+
+
+def test_swapped_sampler_keeps_fps_counts_at_both_layers(trained, monkeypatch):
+    from tg_samplenet import SampleNetFPS
+
+    model, sampler = trained
+    batch, sizes = mixed_batch()
+    _, with_fps = layer_outputs(model, batch)
+    monkeypatch.setattr(THIS, "fps", SampleNetFPS(sampler))
+    log_probs, with_sampler = layer_outputs(model, batch)
+    assert log_probs.shape == (4, len(CLASSES)) and bool(torch.isfinite(log_probs).all())
+    counts1 = [float32_ceil(n, 0.5) for n in sizes]  # [64, 39, 1, 25]
+    counts2 = [float32_ceil(n, 0.25) for n in counts1]  # [16, 10, 1, 7]
+    for name, counts in (("sa1_module", counts1), ("sa2_module", counts2)):
+        for run in (with_fps, with_sampler):
+            assert torch.bincount(run[name][2], minlength=4).tolist() == counts, name
+    # The first layer's centres are the sampler's own eval-mode choice of input points.
+    sampler.eval()
+    expected = batch.pos[sampler(batch.pos, batch.batch, ratio=0.5).index]
+    assert torch.equal(with_sampler["sa1_module"][1], expected)
+
+
+def test_positional_and_keyword_calls(trained):
+    from tg_samplenet import SampleNetFPS
+
+    _, sampler = trained
+    batch, sizes = mixed_batch()
+    drop_in = SampleNetFPS(sampler)
+    pos, vector = batch.pos, batch.batch
+    keyword = drop_in(pos, vector, ratio=0.25)
+    assert torch.equal(drop_in(pos, vector, 0.25), keyword)
+    assert torch.equal(drop_in(x=pos, batch=vector, ratio=0.25, random_start=False), keyword)
+    assert torch.equal(drop_in(pos, vector, 0.25, True, 6), keyword)  # trailing empty clouds
+    expected = [float32_ceil(n, 0.25) for n in sizes]
+    assert torch.bincount(vector[keyword], minlength=4).tolist() == expected
+    assert torch.bincount(vector[fps(pos, vector, ratio=0.25)], minlength=4).tolist() == expected

@@ -1,0 +1,108 @@
+r"""The typed per-task configurations of :mod:`tg_samplenet.experiments.config` and the shared
+command line: every profile is self-consistent, the paper profiles hold the authors' values,
+and the flags override what they name."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+import pytest
+
+from tg_samplenet.experiments.command_line import common_parser, resolve_profile
+from tg_samplenet.experiments.config import (
+    CLASSIFICATION,
+    RECONSTRUCTION,
+    REGISTRATION,
+    ClassificationProfile,
+    ReconstructionProfile,
+    RegistrationProfile,
+)
+from tg_samplenet.experiments.samplers import make_sampler
+from tg_samplenet.fit import LR_SCHEDULES
+
+TASKS = {
+    "classification": (CLASSIFICATION, ClassificationProfile),
+    "registration": (REGISTRATION, RegistrationProfile),
+    "reconstruction": (RECONSTRUCTION, ReconstructionProfile),
+}
+ALL = [(task, name) for task, (profiles, _) in TASKS.items() for name in profiles]
+
+
+@pytest.mark.parametrize("task, name", ALL)
+def test_every_profile_is_consistent(task, name):
+    profiles, kind = TASKS[task]
+    profile = profiles[name]
+    assert isinstance(profile, kind) and set(profiles) == {"smoke", "cpu", "paper"}
+    n = profile.num_points
+    assert all(1 <= m <= n for m in profile.sizes + profile.train_sizes)
+    assert list(profile.sizes) == sorted(profile.sizes, reverse=True)
+    assert set(profile.train_sizes) <= set(profile.sizes)
+    assert all(1 <= c <= n for c in profile.control_sizes)
+    assert profile.lr_schedule in LR_SCHEDULES
+    assert profile.progressive_reduction in ("sum", "mean")
+    # The same loss weights in every profile of a task: they are the task's, written once.
+    for other in profiles.values():
+        assert other.fixed_loss is profile.fixed_loss
+        assert other.progressive_loss is profile.progressive_loss
+
+
+def test_paper_profiles_hold_the_authors_settings():
+    # reference §3-4: alpha, lambda, gamma, delta and k per task; epochs and rates.
+    c, g, r = CLASSIFICATION["paper"], REGISTRATION["paper"], RECONSTRUCTION["paper"]
+    assert (c.k, c.fixed_loss.alpha, c.fixed_loss.lmbda, c.fixed_loss.gamma) == (7, 30, 1, 1)
+    assert (c.progressive_loss.gamma, c.progressive_loss.delta) == (0.5, 1 / 30)
+    assert (c.lr_schedule, c.task_epochs, c.sampler_epochs, c.sampler_lr) == (
+        "staircase",
+        250,
+        500,
+        1e-2,
+    )
+    assert (g.k, g.fixed_loss.alpha, g.fixed_loss.lmbda, g.progressive_reduction) == (
+        8,
+        0.01,
+        0.01,
+        "mean",
+    )
+    assert g.rotations_per_shape * g.samples_per_class == 4925  # 197 cars x 25 rotations
+    assert (r.k, r.fixed_loss.gamma, r.fixed_loss.delta, r.fixed_loss.lmbda) == (
+        16,
+        0,
+        1 / 64,
+        1e-4,
+    )
+    assert r.num_points == 2048 and r.categories == ("chair", "table", "car", "airplane")
+
+
+def test_flags_override_the_profile():
+    parser = common_parser("test", CLASSIFICATION)
+    args = parser.parse_args(
+        ["--smoke", "--sampler-epochs", "5", "--task-lr", "0.5", "--sizes", "8", "32"]
+    )
+    profile = resolve_profile(args, CLASSIFICATION)
+    assert args.profile == "smoke"
+    smoke = CLASSIFICATION["smoke"]
+    assert (profile.sampler_epochs, profile.task_lr, profile.sizes) == (5, 0.5, (32, 8))
+    unchanged = {"sampler_epochs", "task_lr", "sizes"}
+    for field in fields(profile):
+        if field.name not in unchanged:
+            assert getattr(profile, field.name) == getattr(smoke, field.name), field.name
+
+
+def test_sizes_beyond_the_cloud_end_the_run_with_a_message():
+    parser = common_parser("test", REGISTRATION)
+    args = parser.parse_args(["--smoke", "--train-sizes", "500"])
+    with pytest.raises(SystemExit, match=r"sample size 500 must lie in \[1, 128\]"):
+        resolve_profile(args, REGISTRATION)
+
+
+def test_make_sampler_applies_the_profile():
+    profile = RECONSTRUCTION["smoke"]
+    sampler = make_sampler(profile, 16, skip_projection=True)
+    config = sampler.config
+    assert (config["num_out_points"], config["k"], config["skip_projection"]) == (16, 16, True)
+    assert config["point_channels"] == list(profile.sampler_point_channels)
+    assert config["head_channels"] == list(profile.sampler_head_channels)
+    assert config["initial_temperature"] == profile.initial_temperature
+    # A profile that sets no widths leaves SampleNet's defaults.
+    default = make_sampler(CLASSIFICATION["paper"], 32).config
+    assert default["point_channels"] == [64, 64, 64, 128, 128]

@@ -1,0 +1,106 @@
+r"""The samplers the examples train and evaluate (:mod:`tg_samplenet.experiments.samplers`):
+what each evaluation mode hands the task network, against the sampler's own output and the
+brute-force soft projection, and the set of samplers :func:`train_samplers` trains."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+from torch_geometric.data import Data
+from torch_geometric.loader import DataLoader
+
+from tg_samplenet import SampleNet
+from tg_samplenet.experiments.config import REGISTRATION
+from tg_samplenet.experiments.samplers import (
+    gather_sample,
+    learned_samplers,
+    progressive_points,
+    samplenet_indices,
+    train_samplers,
+)
+from tg_samplenet.testing import brute_soft_projection, random_clouds
+
+SMALL = dict(point_channels=(8, 16), head_channels=(16,))
+
+
+@pytest.fixture
+def progressive():
+    torch.manual_seed(0)
+    return SampleNet(20, k=3, progressive=True, initial_temperature=0.3, **SMALL).eval()
+
+
+def test_progressive_points_in_every_mode(progressive):
+    pos, batch = random_clouds([20, 20, 20], seed=1)
+    m = 5
+    with torch.no_grad():
+        out = progressive(pos, batch)
+        q = out.simplified.view(3, 20, 3)[:, :m].reshape(-1, 3)
+        q_batch = torch.arange(3).repeat_interleave(m)
+
+        sampled, sampled_batch = progressive_points(progressive, m)(pos, batch)
+        index = out.index.view(3, 20)[:, :m].reshape(-1)
+        assert torch.equal(sampled, pos[index]) and torch.equal(sampled_batch, q_batch)
+
+        simplified, simplified_batch = progressive_points(progressive, m, "simplified")(pos, batch)
+        assert torch.equal(simplified, q) and torch.equal(simplified_batch, q_batch)
+
+        projected, _ = progressive_points(progressive, m, "projected")(pos, batch)
+        sigma = float(progressive.projection.sigma)
+        expected = brute_soft_projection(pos, q, batch, q_batch, 3, sigma)
+        torch.testing.assert_close(projected, torch.tensor(expected), atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="mode must be one of"):
+        progressive_points(progressive, m, "soft")
+
+
+def test_index_samplers_gather_the_points_they_pick(progressive):
+    pos, batch = random_clouds([20, 20], seed=2)
+    with torch.no_grad():
+        index = samplenet_indices(progressive)(pos, batch, 4)
+        points, points_batch = gather_sample(samplenet_indices(progressive), 4)(pos, batch)
+    assert index.numel() == 8 and torch.equal(points, pos[index])
+    assert torch.equal(points_batch, torch.tensor([0] * 4 + [1] * 4))
+    fixed = {("samplenet", 4): progressive, ("snet", 8): progressive}
+    assert list(learned_samplers(fixed, 4)) == ["samplenet"]
+    assert list(learned_samplers(fixed, 8, progressive)) == ["snet", "samplenet_progressive"]
+
+
+def test_train_samplers_trains_each_kind_once_and_resumes(tmp_path):
+    profile = replace(REGISTRATION["smoke"], num_points=24, train_sizes=(8, 4), sampler_epochs=1)
+    profile = replace(profile, control_sizes=(4, 8, 24))
+    generator = torch.Generator().manual_seed(0)
+    clouds = [Data(pos=torch.rand(24, 3, generator=generator)) for _ in range(8)]
+    loader = DataLoader(clouds, batch_size=4)
+    seen: dict[str, list[int]] = {"fixed": [], "progressive": []}
+
+    def loss(kind):
+        def task_loss(out, data):
+            seen[kind].append(int(out.counts.max()))
+            return out.pos.pow(2).mean()
+
+        return task_loss
+
+    fixed, progressive = train_samplers(
+        profile,
+        loss("fixed"),
+        loader,
+        tmp_path,
+        "cpu",
+        progress=False,
+        progressive_task_loss=loss("progressive"),
+    )
+    assert sorted(fixed) == [("samplenet", 4), ("samplenet", 8), ("snet", 4), ("snet", 8)]
+    assert all(not s.training for s in [*fixed.values(), progressive])
+    assert fixed["snet", 4].skip_projection and not fixed["samplenet", 4].skip_projection
+    assert progressive.progressive and progressive.num_out_points == 24
+    # Two steps per sampler; the progressive one sees every control size in each step.
+    assert seen["fixed"] == [8, 8, 8, 8, 4, 4, 4, 4]
+    assert seen["progressive"] == [4, 8, 24] * 2
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"samplenet_8.pt", "snet_4.sampler.pt", "samplenet_progressive.sampler.pt"} <= names
+    # A second call finds every checkpoint complete and trains nothing.
+    for calls in seen.values():
+        calls.clear()
+    train_samplers(profile, loss("fixed"), loader, tmp_path, "cpu", progress=False)
+    assert seen == {"fixed": [], "progressive": []}

@@ -1,0 +1,123 @@
+r"""examples/pointnet2_samplenet.py: its radius search and learned set abstraction against
+independent expectations, and a smoke run as a user runs it (a subprocess), whose second run
+resumes from the checkpoints instead of training again."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "pointnet2_samplenet.py"
+
+
+@pytest.fixture(scope="module")
+def example():
+    spec = importlib.util.spec_from_file_location("pointnet2_samplenet", EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_radius_is_the_nearest_points_within_r(example, make_clouds):
+    pos, batch = make_clouds([60, 1, 45], seed=0)
+    centres = torch.tensor([0, 10, 60, 61, 100])
+    row, col = example.radius(pos, pos[centres], 0.3, batch, batch[centres], max_neighbors=8)
+    for query, point in enumerate(centres.tolist()):
+        dist = (pos - pos[point]).pow(2).sum(-1)
+        dist[batch != batch[point]] = float("inf")
+        within = dist <= 0.09
+        expected = set(torch.argsort(dist)[: min(8, int(within.sum()))].tolist())
+        assert set(col[row == query].tolist()) == expected
+        assert point in expected  # a centre is its own neighbour
+
+
+def test_learned_layer_trains_through_its_soft_centres(example, make_clouds):
+    profile = example.PROFILES["smoke"]
+    pos, batch = make_clouds([64, 64], seed=1)
+    torch.manual_seed(0)
+    model = example.PointNet2(3, profile, learned=True)
+    model.train()
+    log_probs, samples = model(pos, batch)
+    assert log_probs.shape == (2, 3) and len(samples) == 2
+    (out1, pos1, _), (out2, pos2, _) = samples
+    assert torch.equal(pos1, pos) and out1.pos.shape == (64, 3)  # ceil(64 * 0.5) per cloud
+    assert out2.pos.shape == (2 * math.ceil(32 * 0.25), 3)
+    assert out1.weights is not None and not torch.equal(out1.pos, pos[out1.index])
+    loss = example.task_loss(model, _Batch(pos, batch, torch.tensor([0, 2])), profile.fixed_loss)
+    loss.backward()
+    first = model.sa1_module.sampler
+    assert first.projection.temperature.grad is not None
+    assert all(p.grad is not None for p in first.head.parameters())
+    model.eval()
+    _, samples = model(pos, batch)
+    assert samples[0][0].weights is None  # eval: hard-sampled input points
+    assert torch.equal(samples[0][0].pos, pos[samples[0][0].index])
+
+
+class _Batch:
+    def __init__(self, pos, batch, y):
+        self.pos, self.batch, self.y = pos, batch, y
+
+
+def run_example(out: Path) -> dict:
+    command = [sys.executable, str(EXAMPLE), "--smoke", "--no-progress", "--out", str(out)]
+    subprocess.run(command, check=True, capture_output=True, timeout=600)
+    return json.loads((out / "results.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pointnet2")
+    first = run_example(out)
+    mtimes = {p.name: p.stat().st_mtime_ns for p in (out / "checkpoints").iterdir()}
+    second = run_example(out)
+    return out, first, second, mtimes
+
+
+@pytest.mark.slow
+def test_smoke_writes_every_output(smoke_run, example):
+    out, data, _, _ = smoke_run
+    n = example.PROFILES["smoke"].num_points
+    assert data["task"] == "pointnet2" and data["metric"] == "accuracy"
+    results = data["results"]
+    assert set(results) == {
+        "pointnet2_fps",
+        "pointnet2_samplenet",
+        "dropin_fps",
+        "dropin_samplenet",
+        "input_fps",
+        "input_progressive",
+    }
+    assert set(results["dropin_samplenet"]) == {
+        str(math.ceil(n * r)) for r in (1 / 2, 1 / 8, 1 / 32)
+    }
+    assert set(results["input_progressive"]) == {"8", "2"}
+    assert all(0.0 <= v <= 1.0 for row in results.values() for v in row.values())
+    for name in ("pointnet2_fps", "pointnet2_samplenet"):
+        assert data["timing"][name]["seconds_per_train_epoch"] > 0
+        assert data["timing"][name]["ms_per_inference_batch"] > 0
+        assert len(data["loss_history"][name]) == example.PROFILES["smoke"].task_epochs
+    assert data["command"].endswith("--smoke --no-progress --out " + str(out))
+    markdown = (out / "results.md").read_text()
+    assert "| pointnet2_samplenet |" in markdown and "SampleNetFPS" in markdown
+    assert (out / "accuracy.png").stat().st_size > 0
+    assert (out / "checkpoints" / "samplenet_progressive.sampler.pt").exists()
+
+
+@pytest.mark.slow
+def test_second_run_resumes_instead_of_training(smoke_run):
+    out, first, second, mtimes = smoke_run
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "checkpoints").iterdir()} == mtimes
+    assert second["results"] == first["results"]
+    for name, timing in first["timing"].items():
+        assert (
+            second["timing"][name]["seconds_per_train_epoch"] == timing["seconds_per_train_epoch"]
+        )

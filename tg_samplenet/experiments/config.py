@@ -1,0 +1,327 @@
+r"""One typed configuration per paper task, with its three profiles: :obj:`"paper"` (the
+authors' values, see :obj:`../shared/reference/samplenet-reference.md`), :obj:`"cpu"` (a run
+that finishes in minutes on two cores) and :obj:`"smoke"` (the whole pipeline on tiny data),
+and the authors' loss weights of each task, written once here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from tg_samplenet.fit_sampler import LossWeights
+
+__all__ = [
+    "CLASSIFICATION_LOSS",
+    "CLASSIFICATION_PROGRESSIVE_LOSS",
+    "REGISTRATION_LOSS",
+    "RECONSTRUCTION_LOSS",
+    "Profile",
+    "ClassificationProfile",
+    "RegistrationProfile",
+    "ReconstructionProfile",
+    "CLASSIFICATION",
+    "REGISTRATION",
+    "RECONSTRUCTION",
+]
+
+# The authors' settings (reference §3): alpha, lambda, gamma, delta per task.
+CLASSIFICATION_LOSS = LossWeights(alpha=30.0, lmbda=1.0, gamma=1.0, delta=0.0)
+CLASSIFICATION_PROGRESSIVE_LOSS = LossWeights(alpha=30.0, lmbda=1.0, gamma=0.5, delta=1.0 / 30.0)
+REGISTRATION_LOSS = LossWeights(alpha=0.01, lmbda=0.01, gamma=1.0, delta=0.0)
+# A weight |Q|/64 on L_a(P, Q), i.e. gamma = 0, delta = 1/64, for every reconstruction sampler.
+RECONSTRUCTION_LOSS = LossWeights(alpha=0.01, lmbda=1e-4, gamma=0.0, delta=1.0 / 64)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Profile:
+    r"""The sizes and schedules of one run of an example, and the samplers it trains.
+
+    Attributes:
+        num_points (int): Points per input cloud :math:`n`.
+        sizes (tuple of int): Sample sizes :math:`m` to evaluate.
+        train_sizes (tuple of int): Sizes for which fixed-size samplers are trained.
+        samples_per_class (int): Training clouds per class of the built-in data set.
+        test_samples_per_class (int): Test clouds per class of the built-in data set.
+        task_epochs (int): Epochs of the task network.
+        sampler_epochs (int): Epochs of each sampler.
+        batch_size (int): Clouds (or pairs) per batch.
+        task_lr (float): Adam learning rate of the task network.
+        sampler_lr (float): Adam learning rate of the samplers.
+        task_width (int): Global feature width of the task network.
+        control_sizes (tuple of int): Control sizes of SampleNet-Progressive.
+        k (int): Neighbours of the soft projection.
+        fixed_loss (LossWeights): Loss weights of SampleNet and S-NET.
+        progressive_loss (LossWeights): Loss weights of SampleNet-Progressive.
+        progressive_reduction (str): :obj:`"sum"` or :obj:`"mean"` over control sizes.
+        lr_schedule (str): Learning-rate schedule of the samplers (and of the task network
+            where the task says so): :obj:`"constant"`, :obj:`"cosine"`, :obj:`"staircase"`.
+        sampler_decay_samples (int): Samples per staircase step of the samplers.
+        sampler_point_channels (tuple of int, optional): SampleNet's per-point widths
+            (:obj:`None`: its default).
+        sampler_head_channels (tuple of int, optional): SampleNet's head widths.
+        initial_temperature (float, optional): SampleNet's initial :math:`t`
+            (:math:`\sigma = t^2`).
+    """
+
+    num_points: int
+    sizes: tuple[int, ...]
+    train_sizes: tuple[int, ...]
+    samples_per_class: int
+    test_samples_per_class: int
+    task_epochs: int
+    sampler_epochs: int
+    batch_size: int
+    task_lr: float
+    sampler_lr: float
+    task_width: int
+    control_sizes: tuple[int, ...]
+    k: int
+    fixed_loss: LossWeights
+    progressive_loss: LossWeights
+    progressive_reduction: str = "sum"
+    lr_schedule: str = "constant"
+    sampler_decay_samples: int = 600_000
+    sampler_point_channels: Optional[tuple[int, ...]] = None
+    sampler_head_channels: Optional[tuple[int, ...]] = None
+    initial_temperature: Optional[float] = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClassificationProfile(Profile):
+    r"""Classification (paper §4.1): PointNet's widths (the defaults are the paper's), the
+    batch size of its training, and its staircase step.
+
+    The progressive sampler trains against vanilla PointNet, as the authors' did; the
+    cosine or staircase :obj:`lr_schedule` applies to PointNet and to the samplers.
+    """
+
+    k: int = 7
+    fixed_loss: LossWeights = CLASSIFICATION_LOSS
+    progressive_loss: LossWeights = CLASSIFICATION_PROGRESSIVE_LOSS
+    lr_schedule: str = "staircase"
+    task_batch_size: Optional[int] = None
+    task_decay_samples: int = 200_000
+    point_channels: tuple[int, ...] = (64, 64, 64, 128)
+    head_channels: tuple[int, ...] = (512, 256)
+    tnet_point_channels: tuple[int, ...] = (64, 128, 1024)
+    tnet_head_channels: tuple[int, ...] = (512, 256)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegistrationProfile(Profile):
+    r"""Registration (paper §4.2): rotations per shape, the angle bound and PCRNet's widths
+    (its global feature is :obj:`task_width`). One sampler samples both clouds of a pair;
+    SampleNet-Progressive (not in the paper for this task) averages over control sizes."""
+
+    k: int = 8
+    fixed_loss: LossWeights = REGISTRATION_LOSS
+    progressive_loss: LossWeights = REGISTRATION_LOSS
+    progressive_reduction: str = "mean"
+    rotations_per_shape: int
+    test_rotations_per_shape: int
+    max_degrees: float = 45.0
+    point_channels: tuple[int, ...] = (64, 64, 64, 128)
+    head_channels: tuple[int, ...] = (1024, 1024, 512, 512, 256)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReconstructionProfile(Profile):
+    r"""Reconstruction (paper §4.3): the autoencoder's per-point widths before its
+    bottleneck (:obj:`task_width`) and its decoder widths; the classes to reconstruct."""
+
+    k: int = 16
+    fixed_loss: LossWeights = RECONSTRUCTION_LOSS
+    progressive_loss: LossWeights = RECONSTRUCTION_LOSS
+    progressive_reduction: str = "mean"
+    encoder_channels: tuple[int, ...]
+    decoder_channels: tuple[int, ...]
+    categories: tuple[str, ...] = ("chair", "table", "car", "airplane")
+
+
+# Every task's smoke profile: the whole pipeline on tiny clouds, two epochs each.
+_SMOKE = dict(
+    num_points=128,
+    sizes=(32, 16, 8),
+    train_sizes=(16,),
+    task_epochs=2,
+    sampler_epochs=2,
+    batch_size=8,
+    task_width=32,
+    control_sizes=(8, 16, 32, 64, 128),
+)
+# The paper's sizes for 1024-point clouds (classification and registration).
+_PAPER_1024 = dict(
+    num_points=1024,
+    sizes=(512, 256, 128, 64, 32, 16, 8),
+    train_sizes=(512, 256, 128, 64, 32, 16, 8),
+    control_sizes=(2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+)
+
+CLASSIFICATION = {
+    "smoke": ClassificationProfile(
+        **_SMOKE,
+        samples_per_class=4,
+        test_samples_per_class=2,
+        task_lr=1e-3,
+        sampler_lr=1e-3,
+        lr_schedule="cosine",
+        point_channels=(16, 16, 16, 32),
+        head_channels=(32, 16),
+        tnet_point_channels=(16, 16, 32),
+        tnet_head_channels=(16, 16),
+    ),
+    # A narrower PointNet than the paper's (1024 wide) so that the run takes minutes;
+    # samplers train on batches of 16 (more steps in few epochs), PointNet on 32, both with
+    # the paper's learning rates decayed to zero by a cosine.
+    "cpu": ClassificationProfile(
+        num_points=1024,
+        sizes=(512, 256, 128, 64, 32, 16, 8),
+        train_sizes=(32,),
+        samples_per_class=40,
+        test_samples_per_class=20,
+        task_epochs=20,
+        sampler_epochs=40,
+        batch_size=16,
+        task_lr=1e-3,
+        sampler_lr=1e-2,
+        task_width=128,
+        control_sizes=(8, 16, 32, 64, 128, 256, 512),
+        lr_schedule="cosine",
+        task_batch_size=32,
+        point_channels=(32, 32, 32, 64),
+        head_channels=(128, 64),
+        tnet_point_channels=(32, 64, 128),
+        tnet_head_channels=(128, 64),
+    ),
+    "paper": ClassificationProfile(
+        **_PAPER_1024,
+        samples_per_class=100,
+        test_samples_per_class=30,
+        task_epochs=250,
+        sampler_epochs=500,
+        batch_size=32,
+        task_lr=1e-3,
+        sampler_lr=1e-2,
+        task_width=1024,
+    ),
+}
+
+# The samplers of the registration and reconstruction smoke and CPU profiles. The authors
+# start at t = 1 and train for 400 epochs; Adam moves t by about lr per step, so the CPU
+# profiles' few hundred steps would end with sigma ~ 0.5-0.7, a projection that averages its
+# k neighbours almost uniformly and trains on points unlike the hard samples of inference
+# (SampleNet then lost to S-NET and FPS). They start at t = 0.1 (sigma = 0.01, the order of
+# the squared point spacing), still learned.
+_SMOKE_SAMPLER = dict(
+    sampler_point_channels=(16, 32), sampler_head_channels=(64,), initial_temperature=1.0
+)
+_CPU_SAMPLER = dict(
+    sampler_point_channels=(64, 64, 128), sampler_head_channels=(256, 256), initial_temperature=0.1
+)
+
+REGISTRATION = {
+    "smoke": RegistrationProfile(
+        **_SMOKE,
+        samples_per_class=6,
+        test_samples_per_class=4,
+        task_lr=1e-3,
+        sampler_lr=1e-3,
+        rotations_per_shape=3,
+        test_rotations_per_shape=2,
+        point_channels=(16, 16),
+        head_channels=(32, 16),
+        **_SMOKE_SAMPLER,
+    ),
+    "cpu": RegistrationProfile(
+        num_points=1024,
+        sizes=(512, 256, 128, 64, 32, 16, 8),
+        train_sizes=(32,),
+        samples_per_class=40,
+        test_samples_per_class=50,
+        task_epochs=15,
+        sampler_epochs=15,
+        batch_size=32,
+        task_lr=1e-3,
+        sampler_lr=1e-3,
+        task_width=256,
+        control_sizes=(8, 16, 32, 64, 128, 256, 512),
+        rotations_per_shape=12,
+        test_rotations_per_shape=2,
+        point_channels=(64, 64, 128),
+        head_channels=(256, 128),
+        **_CPU_SAMPLER,
+    ),
+    # The authors' settings (reference §4, Registration): 197 training shapes of ModelNet40
+    # Car x 25 rotations = 4925 pairs, 100 test pairs (their code's --test uses 500: five
+    # rotations per test shape, seed 1), PCRNet 500 epochs, SampleNet 400, Adam 1e-3.
+    "paper": RegistrationProfile(
+        **_PAPER_1024,
+        samples_per_class=197,
+        test_samples_per_class=100,
+        task_epochs=500,
+        sampler_epochs=400,
+        batch_size=32,
+        task_lr=1e-3,
+        sampler_lr=1e-3,
+        task_width=1024,
+        rotations_per_shape=25,
+        test_rotations_per_shape=1,
+        point_channels=(64, 64, 64, 128),
+        head_channels=(1024, 1024, 512, 512, 256),
+        sampler_point_channels=(64, 64, 64, 128, 128),
+        sampler_head_channels=(256, 256, 256),
+        initial_temperature=1.0,
+    ),
+}
+
+RECONSTRUCTION = {
+    "smoke": ReconstructionProfile(
+        **_SMOKE,
+        samples_per_class=4,
+        test_samples_per_class=2,
+        task_lr=5e-4,
+        sampler_lr=5e-4,
+        encoder_channels=(16, 32),
+        decoder_channels=(64,),
+        **_SMOKE_SAMPLER,
+    ),
+    "cpu": ReconstructionProfile(
+        num_points=512,
+        sizes=(256, 128, 64, 32, 16, 8),
+        train_sizes=(16,),
+        samples_per_class=50,
+        test_samples_per_class=25,
+        task_epochs=25,
+        sampler_epochs=20,
+        batch_size=25,
+        task_lr=1e-3,
+        sampler_lr=1e-3,
+        task_width=128,
+        control_sizes=(8, 16, 32, 64, 128, 256, 512),
+        encoder_channels=(64, 128, 128),
+        decoder_channels=(256, 256),
+        **_CPU_SAMPLER,
+    ),
+    # The authors' settings (reference §4, Reconstruction): 2048 points, AE 500 epochs,
+    # SampleNet 400, Adam 5e-4, batch 50, control sizes 16..2048; the sampler as theirs
+    # (per-point 64, 128, 128, 256, 128; head 256, 256).
+    "paper": ReconstructionProfile(
+        num_points=2048,
+        sizes=(1024, 512, 256, 128, 64, 32, 16),
+        train_sizes=(1024, 512, 256, 128, 64, 32, 16),
+        samples_per_class=500,
+        test_samples_per_class=100,
+        task_epochs=500,
+        sampler_epochs=400,
+        batch_size=50,
+        task_lr=5e-4,
+        sampler_lr=5e-4,
+        task_width=128,
+        control_sizes=(16, 32, 64, 128, 256, 512, 1024, 2048),
+        encoder_channels=(64, 128, 128, 256),
+        decoder_channels=(256, 256),
+        sampler_point_channels=(64, 128, 128, 256, 128),
+        sampler_head_channels=(256, 256),
+        initial_temperature=1.0,
+    ),
+}

@@ -1,0 +1,171 @@
+r"""Plots of the examples and benchmarks: the task metric against the sampling ratio (like
+the paper's Figs. 5, 9 and 11) and renderings of sampled clouds (Figs. 7, 10 and 12)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from tg_samplenet.tasks.rotations import rotate_points
+
+__all__ = [
+    "plot_metric_vs_ratio",
+    "render_clouds",
+    "render_registration",
+    "render_samples",
+]
+
+PathLike = Union[str, os.PathLike]
+IndexSampler = Callable[[Tensor, Tensor, int], Tensor]
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_metric_vs_ratio(
+    data: Mapping[str, Any],
+    num_points: int,
+    path: PathLike,
+    ax: Any = None,
+    title: Optional[str] = None,
+):
+    r"""Plots each sampler's metric against the sampling ratio :math:`n/m` on a log2 axis,
+    with the complete-cloud value as a dashed line, and saves it to :obj:`path` (unless an
+    :obj:`ax` to draw into is given)."""
+    plt = _pyplot()
+    own = ax is None
+    if own:
+        fig, ax = plt.subplots(figsize=(6, 4.2))
+    for name, row in data["results"].items():
+        sizes = sorted(int(m) for m in row)
+        ratios = [num_points / m for m in sizes]
+        ax.plot(ratios, [row[str(m)] for m in sizes], marker="o", label=name)
+    ax.axhline(data["complete"], color="k", ls="--", lw=1, label="complete")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("sampling ratio (n / m)")
+    ax.set_ylabel(data["metric"])
+    ax.set_title(title or data["task"])
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    if own:
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+
+
+def render_clouds(
+    panels: Sequence[tuple[str, np.ndarray, Optional[np.ndarray]]],
+    path: PathLike,
+    elev: float = 20.0,
+    azim: float = -60.0,
+):
+    r"""Renders point clouds side by side and saves a PNG. Each panel is
+    :obj:`(title, points [N, 3], highlighted [M, 3] or None)`: the cloud is drawn in light
+    grey and the highlighted points (a sample) large and red on top of it."""
+    plt = _pyplot()
+    fig = plt.figure(figsize=(3.4 * len(panels), 3.6))
+    for i, (title, points, highlight) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1, projection="3d")
+        # y is "up" in the data sets: draw it as the vertical axis.
+        ax.scatter(points[:, 0], points[:, 2], points[:, 1], s=1, c="0.6", alpha=0.5)
+        if highlight is not None:
+            ax.scatter(highlight[:, 0], highlight[:, 2], highlight[:, 1], s=14, c="tab:red")
+        ax.set_title(title, fontsize=9)
+        ax.view_init(elev=elev, azim=azim)
+        ax.set_axis_off()
+        lim = float(np.abs(points).max()) if len(points) else 1.0
+        for set_lim in (ax.set_xlim, ax.set_ylim, ax.set_zlim):
+            set_lim(-lim, lim)
+        ax.set_box_aspect((1, 1, 1), zoom=1.5)
+    fig.subplots_adjust(left=0, right=1, bottom=0, top=0.9, wspace=0)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def render_samples(
+    pos: Tensor,
+    samplers: Sequence[tuple[str, IndexSampler]],
+    m: int,
+    path: PathLike,
+    reconstruct: Optional[Callable[[Tensor, Tensor], Tensor]] = None,
+):
+    r"""One cloud :obj:`pos` :obj:`[n, 3]` and its :obj:`m`-point samples, one panel per
+    :obj:`(label, sample(pos, batch, m) -> index)`; with :obj:`reconstruct(pos, batch) ->
+    points`, each sample (and the complete cloud) is followed by its reconstruction (paper
+    Fig. 12)."""
+    batch = torch.zeros(pos.size(0), dtype=torch.long, device=pos.device)
+    full = pos.cpu().numpy()
+    panels: list[tuple[str, np.ndarray, Optional[np.ndarray]]] = [("input", full, None)]
+    with torch.no_grad():
+        if reconstruct is not None:
+            panels.append(("reconstruction of the input", _numpy(reconstruct(pos, batch)), None))
+        for label, sample in samplers:
+            index = sample(pos, batch, m)
+            panels.append((f"{label}, {m} points", full, pos[index].cpu().numpy()))
+            if reconstruct is not None:
+                recon = _numpy(reconstruct(pos[index], batch[index]))
+                panels.append((f"reconstruction from {label}", recon, None))
+    render_clouds(panels, path)
+
+
+def _numpy(points: Tensor) -> np.ndarray:
+    return points.detach().cpu().numpy()
+
+
+def render_registration(
+    template: Tensor,
+    source: Tensor,
+    estimate: Callable[[Tensor, Tensor], Tensor],
+    samplers: Sequence[tuple[str, IndexSampler]],
+    m: int,
+    path: PathLike,
+):
+    r"""One registration pair before and after registration from each sampler's samples
+    (paper Fig. 10): the template in grey, the source in light blue, the sampled template
+    points in orange and the sampled source points in magenta; after registration the
+    source is rotated back by the rotation :obj:`estimate(template_sample, source_sample)`
+    (:obj:`[3, 3]`, template to source) returns."""
+    plt = _pyplot()
+    batch = torch.zeros(template.size(0), dtype=torch.long, device=template.device)
+    fig = plt.figure(figsize=(6.4, 3.2 * len(samplers)))
+    fig.suptitle(
+        "grey: template, blue: source, orange / magenta: their samples", fontsize=9, y=0.99
+    )
+    lim = float(template.abs().max()) * 0.8
+    with torch.no_grad():
+        for r, (name, sample) in enumerate(samplers):
+            t_pos = template[sample(template, batch, m)]
+            s_pos = source[sample(source, batch, m)]
+            back = estimate(t_pos, s_pos).transpose(0, 1)  # source -> template frame
+            for c, (title, cloud, sampled) in enumerate(
+                (
+                    ("before", source, s_pos),
+                    ("after", rotate_points(source, back), rotate_points(s_pos, back)),
+                )
+            ):
+                ax = fig.add_subplot(len(samplers), 2, 2 * r + c + 1, projection="3d")
+                for points, color, size in (
+                    (template, "0.6", 1),
+                    (cloud, "tab:blue", 1),
+                    (t_pos, "tab:orange", 14),
+                    (sampled, "m", 14),
+                ):
+                    p = _numpy(points)
+                    ax.scatter(p[:, 0], p[:, 2], p[:, 1], s=size, c=color, alpha=0.6)
+                ax.set_title(f"{name}, {m} points: {title} registration", fontsize=9)
+                ax.set_axis_off()
+                for set_lim in (ax.set_xlim, ax.set_ylim, ax.set_zlim):
+                    set_lim(-lim, lim)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,176 @@
+r"""The samplers every example trains against its frozen task network, and the samplers it
+evaluates, behind two signatures: :obj:`sample(pos, batch, m) -> index` (as the baselines)
+and :obj:`points(pos, batch) -> (pos, batch)` (what a task network consumes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from torch import Tensor
+
+from tg_samplenet.experiments.config import Profile
+from tg_samplenet.fit_sampler import default_inputs, fit_sampler
+from tg_samplenet.nn.sampler import SampleNet
+from tg_samplenet.temperature import TemperatureProfile
+
+__all__ = [
+    "PROGRESSIVE_MODES",
+    "gather_sample",
+    "learned_samplers",
+    "make_sampler",
+    "progressive_points",
+    "samplenet_indices",
+    "train_sampler",
+    "train_samplers",
+]
+
+IndexSampler = Callable[[Tensor, Tensor, int], Tensor]
+PointSampler = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
+TaskLoss = Callable[[Any, Any], Tensor]
+
+# What SampleNet-Progressive's first m points are evaluated as (paper Fig. 6).
+PROGRESSIVE_MODES = ("sampled", "simplified", "projected")
+
+
+def make_sampler(profile: Profile, m: int, device: Any = "cpu", **kwargs: Any) -> SampleNet:
+    r"""A :class:`~tg_samplenet.SampleNet` of :obj:`m` outputs on :obj:`device` with the
+    profile's :obj:`k`, and its widths and initial temperature where it sets them (the
+    defaults otherwise); :obj:`kwargs` go to the constructor."""
+    settings = {
+        "initial_temperature": profile.initial_temperature,
+        "point_channels": profile.sampler_point_channels,
+        "head_channels": profile.sampler_head_channels,
+    }
+    settings = {name: value for name, value in settings.items() if value is not None}
+    return SampleNet(m, k=profile.k, **settings, **kwargs).to(device)
+
+
+def train_sampler(
+    sampler: SampleNet,
+    profile: Profile,
+    task_loss: TaskLoss,
+    loader: Any,
+    checkpoint: Path,
+    device: Any,
+    progress: bool = True,
+    inputs: Callable[[Any], tuple[Tensor, Tensor, int]] = default_inputs,
+    temperature: Optional[TemperatureProfile] = None,
+) -> SampleNet:
+    r"""Trains (or resumes) one sampler with :func:`~tg_samplenet.fit_sampler` and the
+    profile's epochs, learning rate and schedule, loss weights (those of
+    SampleNet-Progressive for a progressive sampler) and control sizes. Returns it in eval
+    mode; the trained sampler is saved beside :obj:`checkpoint` as :obj:`*.sampler.pt`."""
+    fit_sampler(
+        sampler,
+        task_loss,
+        loader,
+        epochs=profile.sampler_epochs,
+        lr=profile.sampler_lr,
+        loss_weights=profile.progressive_loss if sampler.progressive else profile.fixed_loss,
+        control_sizes=profile.control_sizes,
+        reduction=profile.progressive_reduction,
+        temperature=temperature,
+        lr_schedule=profile.lr_schedule,
+        decay_samples=profile.sampler_decay_samples,
+        inputs=inputs,
+        checkpoint=checkpoint,
+        device=device,
+        progress=progress,
+        desc=f"train {checkpoint.stem}",
+    )
+    return sampler
+
+
+def train_samplers(
+    profile: Profile,
+    task_loss: TaskLoss,
+    loader: Any,
+    checkpoints: Path,
+    device: Any,
+    progress: bool = True,
+    inputs: Callable[[Any], tuple[Tensor, Tensor, int]] = default_inputs,
+    progressive_task_loss: Optional[TaskLoss] = None,
+) -> tuple[dict[tuple[str, int], SampleNet], SampleNet]:
+    r"""The samplers every example trains, in this order: for each of the profile's
+    :obj:`train_sizes` :math:`m`, SampleNet and S-NET (:obj:`skip_projection=True`), then
+    one SampleNet-Progressive of :obj:`num_points` outputs (trained with
+    :obj:`progressive_task_loss` when given). Each resumes from
+    :obj:`checkpoints/<name>_<m>.pt` (:obj:`samplenet_progressive.pt`).
+
+    :rtype: :obj:`({(name, m): sampler}, progressive)`, all in eval mode
+    """
+    fixed = {}
+    for m in profile.train_sizes:
+        for name, skip in (("samplenet", False), ("snet", True)):
+            sampler = make_sampler(profile, m, device, skip_projection=skip)
+            checkpoint = checkpoints / f"{name}_{m}.pt"
+            fixed[name, m] = train_sampler(
+                sampler, profile, task_loss, loader, checkpoint, device, progress, inputs
+            )
+    progressive = make_sampler(profile, profile.num_points, device, progressive=True)
+    train_sampler(
+        progressive,
+        profile,
+        progressive_task_loss or task_loss,
+        loader,
+        checkpoints / "samplenet_progressive.pt",
+        device,
+        progress,
+        inputs,
+    )
+    return fixed, progressive
+
+
+def samplenet_indices(sampler: SampleNet) -> IndexSampler:
+    r"""A trained sampler (in eval mode) as :obj:`sample(pos, batch, m) -> index`: its first
+    :math:`m` hard samples."""
+    return lambda pos, batch, m: sampler(pos, batch, num_samples=m).index
+
+
+def learned_samplers(
+    fixed: dict[tuple[str, int], SampleNet], m: int, progressive: Optional[SampleNet] = None
+) -> dict[str, IndexSampler]:
+    r"""What :func:`train_samplers` returned, as :obj:`sample(pos, batch, m) -> index` for
+    size :obj:`m`: S-NET and SampleNet where one was trained for :obj:`m`, and the first
+    :obj:`m` points of :obj:`progressive` when given."""
+    samplers = {
+        name: samplenet_indices(fixed[name, m])
+        for name in ("snet", "samplenet")
+        if (name, m) in fixed
+    }
+    if progressive is not None:
+        samplers["samplenet_progressive"] = samplenet_indices(progressive)
+    return samplers
+
+
+def gather_sample(sample: IndexSampler, m: int) -> PointSampler:
+    r"""Turns :obj:`sample(pos, batch, m) -> index` into :obj:`(pos, batch) -> (pos[index],
+    batch[index])` with :math:`m` points per cloud."""
+
+    def gather(pos: Tensor, batch: Tensor) -> tuple[Tensor, Tensor]:
+        index = sample(pos, batch, m)
+        return pos[index], batch[index]
+
+    return gather
+
+
+def progressive_points(sampler: SampleNet, m: int, mode: str = "sampled") -> PointSampler:
+    r"""The first :obj:`m` points of a (progressive) sampler in eval mode as
+    :obj:`(pos, batch) -> (pos, batch)`: its hard samples (:obj:`"sampled"`), its
+    simplified points (:obj:`"simplified"`, not on the surface) or their soft projection
+    (:obj:`"projected"`), as the paper's Fig. 6 compares them."""
+    if mode not in PROGRESSIVE_MODES:
+        raise ValueError(f"mode must be one of {PROGRESSIVE_MODES} (got {mode!r})")
+
+    def points(pos: Tensor, batch: Tensor) -> tuple[Tensor, Tensor]:
+        out = sampler(pos, batch, num_samples=m)
+        if mode == "sampled":
+            return out.pos, out.batch
+        part = out.prefix(m)
+        q, q_batch = part.simplified, part.simplified_batch
+        if mode == "simplified":
+            return q, q_batch
+        return sampler.projection(pos, q, batch, q_batch).pos, q_batch
+
+    return points

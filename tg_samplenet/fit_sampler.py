@@ -1,0 +1,211 @@
+r"""Training a SampleNet for any frozen task network, given only its task loss."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
+
+import torch
+from torch import Tensor
+
+from tg_samplenet.fit import fit_model
+from tg_samplenet.losses import progressive_loss, samplenet_loss
+from tg_samplenet.nn.output import SampleNetOutput
+from tg_samplenet.nn.sampler import SampleNet
+from tg_samplenet.temperature import TemperatureProfile
+
+__all__ = ["LossWeights", "default_inputs", "fit_sampler", "freeze"]
+
+PathLike = Union[str, os.PathLike]
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    r"""The weights of SampleNet's objective (paper Eqs. 4, 10 and 11):
+
+    .. math::
+        L = L_{task}(R) + \alpha \left(L_a(Q, P) + \beta L_m(Q, P)
+        + (\gamma + \delta |Q|) L_a(P, Q)\right) + \lambda \sigma
+
+    The authors' values per task are in
+    :mod:`tg_samplenet.experiments.config` (:obj:`CLASSIFICATION_LOSS`, ...).
+
+    Args:
+        alpha (float): :math:`\alpha`, the simplification loss.
+        lmbda (float): :math:`\lambda`, the temperature term.
+        gamma (float): :math:`\gamma`.
+        delta (float): :math:`\delta`.
+        beta (float, optional): :math:`\beta`. (default: :obj:`1.0`)
+    """
+
+    alpha: float
+    lmbda: float
+    gamma: float
+    delta: float
+    beta: float = 1.0
+
+
+def freeze(module: torch.nn.Module) -> torch.nn.Module:
+    r"""Puts a task network in eval mode with no gradients to its parameters, as the paper
+    trains only the sampler against it. Returns :obj:`module`."""
+    module.eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module
+
+
+def default_inputs(data: Any) -> tuple[Tensor, Tensor, int]:
+    r"""What a sampler samples from a PyG :class:`~torch_geometric.data.Batch`:
+    :obj:`(data.pos, data.batch, data.num_graphs)`."""
+    return data.pos, data.batch, data.num_graphs
+
+
+def fit_sampler(
+    sampler: SampleNet,
+    task_loss: Callable[[SampleNetOutput, Any], Tensor],
+    loader: Iterable,
+    *,
+    epochs: int,
+    lr: float,
+    loss_weights: Optional[LossWeights] = None,
+    control_sizes: Optional[Sequence[int]] = None,
+    reduction: str = "sum",
+    temperature: Optional[TemperatureProfile] = None,
+    lr_schedule: str = "constant",
+    decay_samples: int = 600_000,
+    inputs: Callable[[Any], tuple[Tensor, Tensor, int]] = default_inputs,
+    checkpoint: Optional[PathLike] = None,
+    out: Optional[PathLike] = None,
+    device: Optional[Union[str, torch.device]] = None,
+    progress: bool = True,
+    desc: str = "train sampler",
+) -> list[float]:
+    r"""Trains :obj:`sampler` (a fixed-size SampleNet, an S-NET with
+    :obj:`skip_projection=True`, or a SampleNet-Progressive with :obj:`progressive=True`)
+    against a frozen task network, from the `"SampleNet: Differentiable Point Cloud
+    Sampling" <https://arxiv.org/abs/1912.03663>`_ paper.
+
+    Each step samples the batch, :obj:`out = sampler(pos, batch)`, and minimises
+
+    .. math::
+        L = L_{task}(\text{out}) + \alpha L_s(Q, P) + \lambda \sigma
+
+    (:func:`~tg_samplenet.samplenet_loss`), or for a progressive sampler the sum (or mean)
+    over the control sizes :math:`c` of :math:`L_{task}(\text{out}_{1:c}) + \alpha
+    L_s(Q_{1:c}, P)` plus :math:`\lambda\sigma` (:func:`~tg_samplenet.progressive_loss`).
+    Only the sampler's parameters are optimised (Adam); freeze the task network first
+    (:func:`freeze`). With a :obj:`checkpoint`, every epoch is saved atomically and a
+    rerun resumes exactly where it stopped; the trained sampler is then written with its
+    configuration to :obj:`out` (:meth:`SampleNet.save`, read back by
+    :meth:`SampleNet.load`).
+
+    .. code-block:: python
+
+        freeze(classifier)
+
+        def task_loss(out, data):  # out: the sampler's output on data
+            return F.cross_entropy(classifier(out.pos, out.batch), data.y)
+
+        sampler = SampleNet(32)
+        fit_sampler(sampler, task_loss, loader, epochs=100, lr=1e-2,
+                    checkpoint="runs/sampler.pt")
+        sampler.eval()  # hard samples: sampler(pos, batch).index
+
+    Args:
+        sampler (SampleNet): The sampler to train.
+        task_loss (callable): :obj:`task_loss(out, data) -> Tensor`, the task network's
+            loss on the sampled points :obj:`out.pos` (soft-projected in training) with
+            batch vector :obj:`out.batch`; :obj:`data` is the batch from :obj:`loader`.
+        loader (iterable): The training batches, e.g. a PyG
+            :class:`~torch_geometric.loader.DataLoader`.
+        epochs (int): Total number of epochs.
+        lr (float): Adam's initial learning rate.
+        loss_weights (LossWeights, optional): :math:`\alpha, \lambda, \beta, \gamma,
+            \delta`. (default: :obj:`None`, the authors' classification values, the defaults
+            of :func:`~tg_samplenet.samplenet_loss` / :func:`~tg_samplenet.progressive_loss`)
+        control_sizes (Sequence[int], optional): The control sizes :math:`C_s` of a
+            progressive sampler. (default: :obj:`None`, the powers of two up to :math:`m`)
+        reduction (str, optional): :obj:`"sum"` or :obj:`"mean"` over the control sizes.
+            (default: :obj:`"sum"`)
+        temperature (TemperatureProfile, optional): A schedule of :math:`\sigma` per epoch;
+            a scheduled (not learned) temperature drops the :math:`\lambda\sigma` term, as
+            the paper's study does. (default: :obj:`None`, learned)
+        lr_schedule (str, optional): :obj:`"constant"`, :obj:`"cosine"` or
+            :obj:`"staircase"` (:func:`~tg_samplenet.fit.learning_rate_schedule`).
+            (default: :obj:`"constant"`)
+        decay_samples (int, optional): The staircase's step in samples.
+            (default: :obj:`600000`)
+        inputs (callable, optional): :obj:`inputs(data) -> (pos, batch, num_clouds)`, the
+            clouds to sample from a batch, e.g. the templates and sources of registration
+            pairs as one batch. (default: :func:`default_inputs`)
+        checkpoint (str or Path, optional): Resumable training state. (default: :obj:`None`)
+        out (str or Path, optional): Where the trained sampler is saved; rewritten only when
+            older than :obj:`checkpoint`. (default: :obj:`None`, the checkpoint's name with
+            suffix :obj:`.sampler.pt`, or no file without a checkpoint)
+        device (torch.device, optional): Where the batches go. (default: :obj:`None`, the
+            sampler's device)
+        progress (bool, optional): Show a tqdm bar. (default: :obj:`True`)
+        desc (str, optional): Progress-bar label. (default: :obj:`"train sampler"`)
+
+    :rtype: the mean loss of each epoch, :obj:`list[float]`; the sampler is left in eval
+        mode
+    """
+    if not isinstance(sampler, SampleNet):
+        raise TypeError(f"sampler must be a SampleNet (got {type(sampler).__name__})")
+    if not callable(task_loss):
+        raise TypeError("task_loss must be callable as task_loss(out, data)")
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"reduction must be 'sum' or 'mean' (got {reduction!r})")
+    weights: dict[str, float] = {} if loss_weights is None else asdict(loss_weights)
+    if temperature is not None and not temperature.learned:
+        weights["lmbda"] = 0.0
+    if device is None:
+        device = next(sampler.parameters()).device
+
+    def loss_fn(data) -> Tensor:
+        pos, batch, num_clouds = inputs(data)
+        result = sampler(pos, batch, num_clouds=num_clouds)
+        if sampler.progressive:
+            return progressive_loss(
+                lambda part: task_loss(part, data),
+                result,
+                pos,
+                batch,
+                control_sizes,
+                reduction=reduction,
+                **weights,
+            )
+        return samplenet_loss(task_loss(result, data), result, pos, batch, **weights)
+
+    def epoch_start(epoch: int) -> None:
+        if temperature is not None:
+            temperature.apply(sampler.projection, epoch)
+
+    history = fit_model(
+        sampler,
+        loss_fn,
+        loader,
+        epochs=epochs,
+        lr=lr,
+        checkpoint=checkpoint,
+        lr_schedule=lr_schedule,
+        decay_samples=decay_samples,
+        device=device,
+        on_epoch_start=epoch_start,
+        progress=progress,
+        desc=desc,
+    )
+    sampler.eval()
+    if out is None and checkpoint is not None:
+        out = Path(checkpoint).with_suffix(".sampler.pt")
+    if out is not None:
+        out = Path(out)
+        trained = Path(checkpoint) if checkpoint is not None else None
+        stale = trained is None or not trained.exists() or not out.exists()
+        if not stale:
+            stale = out.stat().st_mtime_ns < trained.stat().st_mtime_ns
+        if stale:
+            sampler.save(out)
+    return history

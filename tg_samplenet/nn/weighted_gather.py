@@ -1,0 +1,68 @@
+r"""The one weighted gather that takes per-point tensors (features, normals, colours, labels)
+through a sampler's choice: :meth:`SampleNetOutput.carry`, :class:`SampleNetSelect` and the
+:class:`~tg_samplenet.transforms.SampleNetSampling` transform all go through it."""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+__all__ = ["weighted_gather"]
+
+
+def weighted_gather(src: Tensor, index: Tensor, weight: Optional[Tensor] = None) -> Tensor:
+    r"""Gathers the rows of :obj:`src` at :obj:`index` and, given :obj:`weight`, mixes the
+    :math:`k` rows of each output with its weights, as the soft projection mixes positions:
+
+    .. math::
+        \mathbf{s}^{\prime}_m = \sum_{j=1}^{k} w_{m,j} \, \mathbf{s}_{\mathrm{index}_{m,j}}
+
+    Integer and boolean tensors (labels, masks) cannot be mixed: they take the row of the
+    highest-weight neighbour instead. This equals PyG's reduction of a
+    :class:`~torch_geometric.nn.pool.select.SelectOutput`,
+    :obj:`scatter(src[node_index] * weight, cluster_index, reduce="sum")`, on the
+    :obj:`[M, k]` layout of the soft projection.
+
+    .. code-block:: python
+
+        src = torch.tensor([[1.0], [2.0], [4.0]])
+        index = torch.tensor([[0, 1], [2, 2]])
+        weight = torch.tensor([[0.5, 0.5], [1.0, 0.0]])
+        weighted_gather(src, index, weight)  # [[1.5], [4.0]]
+        weighted_gather(src, index[:, 0])    # [[1.0], [4.0]]
+
+    Args:
+        src (torch.Tensor): A per-point tensor :obj:`[N, *]`.
+        index (torch.LongTensor): Indices into :obj:`src`: :obj:`[M]` for a plain gather, or
+            :obj:`[M, k]` neighbour tables with :obj:`weight`.
+        weight (torch.Tensor, optional): :obj:`[M, k]` weights of the neighbours (padding
+            slots weigh 0). Gradients reach both :obj:`src` and :obj:`weight`.
+            (default: :obj:`None`)
+
+    :rtype: :class:`torch.Tensor` of shape :obj:`[M, *]`, in :obj:`src`'s dtype
+    """
+    if not isinstance(src, Tensor) or src.dim() < 1:
+        raise TypeError(f"src must be a per-point tensor [N, *] (got {_describe(src)})")
+    if weight is None:
+        if index.dim() != 1:
+            raise ValueError(f"index must be [M] without weight (got shape {list(index.shape)})")
+        return src[index]
+    if index.dim() != 2 or weight.shape != index.shape:
+        raise ValueError(
+            f"index and weight must both be [M, k] (got {list(index.shape)} and "
+            f"{list(weight.shape)})"
+        )
+    if not torch.is_floating_point(src):
+        return src[index.gather(1, weight.argmax(1, keepdim=True)).view(-1)]
+    rows = src[index].reshape(*index.shape, math.prod(src.shape[1:]))  # [M, k, C]
+    mixed = torch.bmm(weight.to(src.dtype).unsqueeze(1), rows)
+    return mixed.view(index.size(0), *src.shape[1:])
+
+
+def _describe(value) -> str:
+    if isinstance(value, Tensor):
+        return f"a tensor of shape {list(value.shape)}"
+    return type(value).__name__

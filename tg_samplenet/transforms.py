@@ -1,0 +1,99 @@
+r"""A PyG transform that samples a point cloud with a trained SampleNet and keeps every
+per-point attribute, as :class:`torch_geometric.transforms.FixedPoints` does."""
+
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+from torch import Tensor
+from torch_geometric.data import Batch, Data
+from torch_geometric.transforms import BaseTransform
+
+from tg_samplenet.nn.fps_drop_in import hard_sample_indices
+from tg_samplenet.nn.sampler import SampleNet
+from tg_samplenet.nn.weighted_gather import weighted_gather
+from tg_samplenet.ops.checks import check_positive_int, check_ratio
+
+__all__ = ["SampleNetSampling"]
+
+
+class SampleNetSampling(BaseTransform):
+    r"""Samples the points of a :class:`~torch_geometric.data.Data` object with a trained
+    :class:`~tg_samplenet.SampleNet` (`"SampleNet: Differentiable Point Cloud Sampling"
+    <https://arxiv.org/abs/1912.03663>`_), like
+    :class:`~torch_geometric.transforms.FixedPoints` samples them at random.
+
+    The sampler runs in eval mode without gradients (its mode is restored) and selects
+    :math:`\min(m, n)` input points, or :math:`\lceil n \cdot r \rceil` with :obj:`ratio`.
+    Every per-point attribute (:obj:`pos`, :obj:`x`, :obj:`normal`, colours, per-point
+    labels, ...) is gathered at the selected points, with
+    :class:`~torch_geometric.transforms.FixedPoints`'s rule: a tensor whose first
+    dimension is the number of points (and not 1), on a key without :obj:`"edge"` in its
+    name. Graph-level attributes such as :obj:`y` are kept as they are.
+
+    .. code-block:: python
+
+        from torch_geometric.datasets import ModelNet
+        from tg_samplenet import SampleNet
+        from tg_samplenet.transforms import SampleNetSampling
+
+        sampler = SampleNet.load("sampler.pt")
+        dataset = ModelNet(root, transform=SampleNetSampling(sampler, num_samples=64))
+
+    Args:
+        sampler (SampleNet): A trained sampler, on the device the data will be on when
+            transformed (inputs are moved to it and the index back).
+        num_samples (int, optional): Points to keep, :math:`\min(m, n)`. (default:
+            :obj:`None`, the sampler's :obj:`num_out_points`)
+        ratio (float, optional): Keep :math:`\lceil n \cdot r \rceil` points (float32, as
+            :func:`torch_geometric.nn.fps`). (default: :obj:`None`)
+    """
+
+    def __init__(
+        self,
+        sampler: SampleNet,
+        num_samples: Optional[int] = None,
+        ratio: Optional[float] = None,
+    ):
+        if not isinstance(sampler, SampleNet):
+            raise TypeError(f"SampleNetSampling needs a SampleNet (got {type(sampler).__name__})")
+        if num_samples is not None and ratio is not None:
+            raise ValueError("SampleNetSampling takes num_samples or ratio, not both")
+        if num_samples is not None:
+            check_positive_int(num_samples, "num_samples")
+        if ratio is not None:
+            ratio = check_ratio(ratio)
+        self.sampler = sampler
+        self.num_samples = num_samples
+        self.ratio = ratio
+
+    def forward(self, data: Data) -> Data:
+        if isinstance(data, Batch) or not isinstance(data, Data):
+            raise TypeError(
+                f"SampleNetSampling transforms one Data object (got {type(data).__name__}); "
+                "apply it in the data set, or sample a Batch with SampleNet directly"
+            )
+        if getattr(data, "pos", None) is None:
+            raise ValueError("SampleNetSampling needs data.pos (the points to sample)")
+        num_nodes = data.num_nodes
+        device = next(self.sampler.parameters()).device
+        index = hard_sample_indices(
+            self.sampler, data.pos.to(device), None, self.ratio, self.num_samples
+        ).to(data.pos.device)
+
+        for key, value in data.items():
+            if key == "num_nodes":
+                data.num_nodes = index.numel()
+            elif re.search("edge", key):
+                continue
+            elif isinstance(value, Tensor) and value.dim() > 0 and value.size(0) == num_nodes != 1:
+                data[key] = weighted_gather(value, index.to(value.device))
+        return data
+
+    def __repr__(self) -> str:
+        if self.ratio is not None:
+            size = f"ratio={self.ratio}"
+        else:
+            size = f"num_samples={self.num_samples or self.sampler.num_out_points}"
+        return f"{self.__class__.__name__}({self.sampler}, {size})"
