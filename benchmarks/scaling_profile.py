@@ -131,6 +131,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--backend", choices=available_backends(), default=get_backend())
     parser.add_argument("--min-run-time", type=float, default=1.0, help="timed s per stage")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument("--smoke", action="store_true", help=f"sizes {SMOKE_SIZES}, short runs")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     args = parser.parse_args(argv)
@@ -138,6 +139,10 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
         args.sizes, args.min_run_time = list(SMOKE_SIZES), 0.05
     if len(set(args.sizes)) < 2 or min(args.sizes) < 32:
         parser.error("--sizes needs at least two distinct sizes of 32 points or more")
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error("--threads must be at least 1")
+        torch.set_num_threads(args.threads)
     sizes = sorted(set(args.sizes))
 
     times: dict[str, dict[str, float]] = {stage: {} for stage in STAGES}

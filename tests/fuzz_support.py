@@ -38,10 +38,16 @@ def promise(entry: str, fn: Callable, *args, extra: tuple[str, ...] = (), **kwar
     try:
         return fn(*args, **kwargs), None
     except InputError as error:
-        names = set(inspect.signature(fn).parameters) | set(extra)
+        target = fn.forward if isinstance(fn, torch.nn.Module) else fn
+        names = set(inspect.signature(target).parameters) | set(extra)
         root = error.argument.split(".")[0].split("[")[0]
         assert root in names, f"{entry}: error names {error.argument!r}, not one of {names}"
-        assert error.argument in str(error), f"{entry}: message lacks the name: {error}"
+        try:  # a file argument is named by its path
+            value = str(inspect.signature(target).bind_partial(*args, **kwargs).arguments[root])
+        except (KeyError, TypeError):
+            value = error.argument
+        named = error.argument in str(error) or value in str(error)
+        assert named, f"{entry}: message names neither {error.argument!r} nor its value: {error}"
         return None, error
 
 

@@ -98,8 +98,8 @@ def test_help_lists_the_commands(capsys):
     assert code == 0
     for command in ("sample", "info", "train"):
         assert command in out
-    code, _, err = cli(capsys, "sample", "--help")
-    assert code == 0
+    code, out, _ = cli(capsys, "sample", "--help")
+    assert code == 0 and "--checkpoint" in out and "--ratio" in out
 
 
 def test_sample_ply_keeps_every_vertex_property(tmp_path, capsys, checkpoint):

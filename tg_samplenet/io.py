@@ -70,6 +70,7 @@ def load_checkpoint(path: Union[str, os.PathLike], map_location: Any = "cpu") ->
         IndexError,
         TypeError,
         UnicodeDecodeError,
+        OSError,  # e.g. "Invalid argument" when garbage is read as a legacy archive
     ) as error:
         # torch.load reports truncated archives, foreign pickles and disallowed types with
         # many exception types and without the file's name.

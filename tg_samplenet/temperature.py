@@ -45,7 +45,7 @@ class TemperatureProfile:
     def __init__(self, kind: str, start: float = 1.0, end: float = 1e-3, num_epochs: int = 100):
         if not isinstance(kind, str) or kind not in self.KINDS:
             raise InputError(
-                "kind", f"Unknown temperature profile {kind!r}; choose from {self.KINDS}"
+                "kind", f"Unknown temperature profile {kind!r} (kind must be one of {self.KINDS})"
             )
         for name, value in (("start", start), ("end", end)):
             try:

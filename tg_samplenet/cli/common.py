@@ -54,7 +54,8 @@ def unit_ratio(text: str) -> float:
 
 def command_parser(subparsers: Any, name: str, summary: str, doc: str) -> argparse.ArgumentParser:
     r"""A sub-command's parser: :obj:`summary` in the command list, the module docstring
-    :obj:`doc` (after its first paragraph) as its description."""
+    :obj:`doc` (after its first paragraph) as its description, so that paragraph is plain
+    text (no reST roles: ``--help`` prints it as it is)."""
     return subparsers.add_parser(
         name,
         help=summary,

@@ -1,9 +1,9 @@
 r"""``tg-samplenet info``: what a checkpoint holds.
 
-For a sampler written by :meth:`SampleNet.save` (or ``tg-samplenet train``): its
-configuration, size, temperature and, where the file records it, what it was trained on.
-For a training checkpoint of the resumable loop: its epoch and losses. What a file does not
-record is said so.
+For a sampler written by SampleNet.save() or `tg-samplenet train`: its configuration,
+size, temperature and, where the file records it, what it was trained on. For a training
+checkpoint of the resumable loop: its epochs and losses. What a file does not record is
+said so.
 """
 
 from __future__ import annotations

@@ -175,10 +175,16 @@ def _as_pos(xyz: np.ndarray) -> np.ndarray:
 # PLY ---------------------------------------------------------------------------------------
 
 
-def _read_ply(path: Path) -> PointFile:
-    from plyfile import PlyData
+def _plyfile(path: Path):
+    try:
+        import plyfile
+    except ImportError:  # an extra: pip install "tg_samplenet[data]"
+        raise PointFileError(path, "PLY needs the plyfile package (pip install plyfile)") from None
+    return plyfile
 
-    ply = PlyData.read(str(path))
+
+def _read_ply(path: Path) -> PointFile:
+    ply = _plyfile(path).PlyData.read(str(path))
     names = [el.name for el in ply.elements]
     if "vertex" not in names:
         raise PointFileError(path, f"PLY has no 'vertex' element (elements: {names})")
@@ -198,8 +204,8 @@ def _read_ply(path: Path) -> PointFile:
 
 
 def _write_ply(file: PointFile, index: np.ndarray, f):
-    from plyfile import PlyData, PlyElement
-
+    plyfile = _plyfile(file.path)
+    PlyData, PlyElement = plyfile.PlyData, plyfile.PlyElement
     ply = file.header["ply"]
     vertex = ply["vertex"]
     sampled = PlyElement.describe(

@@ -2,16 +2,16 @@ r"""``tg-samplenet train``: a SampleNet-Progressive for one of the examples' tas
 trained on a folder of point files.
 
 The clouds are centred, scaled into the unit sphere and resampled to the profile's number
-of points (PyG's :class:`~torch_geometric.transforms.FixedPoints`); a held-out part
-(``--val-fraction``) measures the result. The task network of the example (vanilla
-PointNet for ``classification``, labels from the first-level sub-folders; the point-cloud
-autoencoder for ``reconstruction``, no labels) is trained on the complete clouds and frozen,
-then the progressive sampler is trained against it with the example's profile
-(:func:`~tg_samplenet.fit_sampler`). Every stage resumes from its checkpoint in
-``OUTDIR/checkpoints``. ``OUTDIR/samplenet_progressive.sampler.pt`` holds the sampler with
-a record of its training (``tg-samplenet info`` prints it); ``OUTDIR/train.json`` the
-validation table (the task metric on the complete clouds, on FPS samples and on the
-sampler's). Bad files are reported and left out; the exit status is their number.
+of points (PyG's FixedPoints); a held-out part (--val-fraction) measures the result. The
+example's task network (vanilla PointNet for classification, with labels from the
+first-level sub-folders DATA/<class>/...; the point-cloud autoencoder for reconstruction,
+no labels) is trained on the complete clouds and frozen, then the progressive sampler is
+trained against it with the example's profile (tg_samplenet.fit_sampler). Every stage
+resumes from its checkpoint in OUTDIR/checkpoints. OUTDIR/samplenet_progressive.sampler.pt
+holds the sampler and a record of its training (`tg-samplenet info` prints it),
+OUTDIR/train.json the held-out table: the task metric on the complete clouds, on FPS
+samples and on the sampler's. Bad files are reported and left out; the exit status is
+their number.
 """
 
 from __future__ import annotations
@@ -38,7 +38,12 @@ from tg_samplenet.cli.common import (
     positive_int,
     report_error,
 )
-from tg_samplenet.cli.point_files import PointFileError, find_point_files, read_point_file
+from tg_samplenet.cli.point_files import (
+    PointFileError,
+    atomic_write,
+    find_point_files,
+    read_point_file,
+)
 from tg_samplenet.datasets.normalize import NormalizeUnitSphere
 from tg_samplenet.experiments.baselines import baseline_samplers
 from tg_samplenet.experiments.config import CLASSIFICATION, RECONSTRUCTION, Profile
@@ -71,7 +76,9 @@ SUMMARY = "train a progressive sampler for an example's task network on a folder
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = command_parser(subparsers, "train", SUMMARY, __doc__)
     parser.add_argument("data", metavar="DATA", help="folder of point files (searched recursively)")
-    parser.add_argument("--task", choices=sorted(PROFILES), required=True)
+    parser.add_argument(
+        "--task", choices=sorted(PROFILES), required=True, help="whose task network"
+    )
     parser.add_argument("-o", "--out", required=True, metavar="OUTDIR", help="output folder")
     parser.add_argument(
         "--profile",
@@ -109,6 +116,9 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.val_fraction < 1.0:
         report_error(f"--val-fraction must be in [0, 1) (got {args.val_fraction})")
         return 2
+    if not Path(args.data).is_dir():
+        report_error(f"{args.data}: not a folder (DATA is a folder of point files)")
+        return 1
     started = time.time()
     profile = _profile(args)
     out = Path(args.out)
@@ -180,7 +190,8 @@ def run(args: argparse.Namespace) -> int:
     record["command"] = shlex.join(["tg-samplenet", *args.argv])
     state = {"config": sampler.config, "state_dict": sampler.state_dict(), "training": record}
     atomic_save(state, out / SAMPLER_FILE)
-    (out / "train.json").write_text(json.dumps(record, indent=2) + "\n")
+    text = json.dumps(record, indent=2) + "\n"
+    atomic_write(out / "train.json", lambda f: f.write(text.encode()))
     if validation is not None:
         print(_table(validation, task.metric), file=sys.stderr)
     print(f"wrote {out / SAMPLER_FILE} and {out / 'train.json'}", file=sys.stderr)

@@ -125,7 +125,10 @@ class ModelNetPointClouds(ModelNet):
                 data_list.append(Data(pos=data.pos, y=torch.tensor([target])))
         self.bad_files.report()
         if len(data_list) == 0:
-            raise FileNotFoundError(f"no meshes {self.raw_dir}/<category>/{dataset}/*.off found")
+            skipped = " usable (bad files were skipped)" if self.bad_files.problems else ""
+            raise FileNotFoundError(
+                f"no meshes {self.raw_dir}/<category>/{dataset}/*.off found{skipped}"
+            )
         return data_list
 
     def __repr__(self) -> str:

@@ -42,9 +42,9 @@ def check_cloud(pos: Tensor, path: str, what: str = "the cloud") -> Tensor:
     if pos.dim() != 2 or pos.size(1) != 3:
         raise InputError("path", f"{path}: {what} must have shape [P, 3] (got {list(pos.shape)})")
     if pos.size(0) == 0:
-        raise InputError("path", f"{path}: {what} holds no points")
+        raise InputError("path", f"{path}: no points in {what}")
     if not bool(torch.isfinite(pos).all()):
-        raise InputError("path", f"{path}: {what} contains NaN or infinite coordinates")
+        raise InputError("path", f"{path}: NaN or infinite coordinates in {what}")
     return pos
 
 
@@ -178,9 +178,9 @@ class BadFiles:
     reports every bad file instead of stopping at the first.
 
     Args:
-        on_bad_file (str): :obj:`"raise"` raises one :class:`InputError` naming every bad
-            file (and why) once all files were read; :obj:`"skip"` leaves the bad files (or
-            clouds) out and warns once per file.
+        on_bad_file (str): :obj:`"raise"` raises one :class:`InputError` (for the argument
+            :obj:`root`) naming every bad file (and why) once all files were read;
+            :obj:`"skip"` leaves the bad files (or clouds) out and warns once per file.
         what (str): What the files make up, for the message.
     """
 
@@ -210,10 +210,10 @@ class BadFiles:
                 warnings.warn(f"{self.what}: skipped {problem}", stacklevel=3)
             return
         if len(self.problems) == 1:
-            raise InputError("path", self.problems[0])
+            raise InputError("root", self.problems[0])
         listed = "\n".join(f"  - {problem}" for problem in self.problems)
         raise InputError(
-            "path",
+            "root",
             f"{len(self.problems)} bad files in {self.what} (pass on_bad_file='skip' to leave "
             f"them out):\n{listed}",
         )

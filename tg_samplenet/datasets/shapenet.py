@@ -107,7 +107,14 @@ class ShapeNetPointClouds(InMemoryDataset):
         self.classes = [names.get(synset, synset) for synset in self.synset_ids]
 
         super().__init__(root, transform, pre_transform, force_reload=force_reload)
-        self.load(self.processed_paths[_SPLITS.index(split)])
+        path = self.processed_paths[_SPLITS.index(split)]
+        if _is_empty_split(path):
+            raise InputError(
+                "split",
+                f"split: the {split} split of {root} holds no clouds (too few usable models per "
+                f"class for its {_SPLIT_FRACTIONS[_SPLITS.index(split)]:.0%})",
+            )
+        self.load(path)
 
     @property
     def processed_file_names(self) -> list[str]:
@@ -137,7 +144,10 @@ class ShapeNetPointClouds(InMemoryDataset):
         for data_list, path in zip(splits, self.processed_paths, strict=True):
             if self.pre_transform is not None:
                 data_list = [self.pre_transform(data) for data in data_list]
-            self.save(data_list, path)
+            if data_list:
+                self.save(data_list, path)
+            else:  # PyG cannot collate an empty list: mark the split as empty instead
+                torch.save(_EMPTY_SPLIT, path)
 
     def _read(self, path: str, label: int) -> Data:
         pos = read_ply_points(path)
@@ -168,6 +178,19 @@ def split_indices(num_models: int, seed: int = 42) -> tuple[np.ndarray, np.ndarr
     train_end = int(round(_SPLIT_FRACTIONS[0] * num_models))
     val_end = int(round((_SPLIT_FRACTIONS[0] + _SPLIT_FRACTIONS[1]) * num_models))
     return perm[:train_end], perm[train_end:val_end], perm[val_end:]
+
+
+_EMPTY_SPLIT = {"tg_samplenet_empty_split": True}
+
+
+def _is_empty_split(path: str) -> bool:
+    # The marker process() writes for a split without clouds: a tiny file of one flag.
+    if os.path.getsize(path) > 4096:
+        return False
+    try:
+        return torch.load(path, weights_only=True) == _EMPTY_SPLIT
+    except Exception:  # a real (small) data set file is not a plain dict
+        return False
 
 
 def _resolve_synsets(root: str, categories: list[str] | None) -> list[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -98,8 +99,6 @@ def example_metadata(
     r"""What :obj:`results.json` records of an example's run: command, date, machine and
     versions (:func:`~tg_samplenet.experiments.environment.run_metadata`), and the profile's
     name and settings, the data set, seed, device and the seconds since :obj:`started`."""
-    import sys
-
     meta = run_metadata(script, sys.argv[1:] if argv is None else list(argv), str(args.device))
     meta.update(
         profile=args.profile,

@@ -123,7 +123,8 @@ def check_cloud_batch(
             raise InputTypeError(
                 name, f"{name} must be a torch.Tensor or None (got {type(batch).__name__})"
             )
-        if batch.dtype not in _INTEGER_DTYPES:
+        # An empty tensor holds no value to misread, whatever its dtype (torch.tensor([])).
+        if batch.dtype not in _INTEGER_DTYPES and batch.numel() > 0:
             raise InputTypeError(name, f"{name} must be an integer tensor (got {batch.dtype})")
         if batch.dim() != 1 or batch.numel() != pos.size(0):
             raise InputError(

@@ -93,7 +93,8 @@ class TNet(torch.nn.Module):
         head_channels: Sequence[int] = (512, 256),
     ):
         super().__init__()
-        self.k = check_positive_int(k, "k")
+        check_positive_int(k, "k")
+        self.k = k
         self.point_channels = check_widths(point_channels, "point_channels")
         self.head_channels = check_widths(head_channels, "head_channels", min_len=0)
         self.point_mlp = MLP([k, *self.point_channels], plain_last=False)

@@ -84,7 +84,8 @@ class PointCloudAE(torch.nn.Module):
         decoder_channels: Sequence[int] = (256, 256),
     ):
         super().__init__()
-        self.num_points = check_positive_int(num_points, "num_points")
+        check_positive_int(num_points, "num_points")
+        self.num_points = num_points
         self.encoder_channels = check_widths(encoder_channels, "encoder_channels")
         self.decoder_channels = check_widths(decoder_channels, "decoder_channels", min_len=0)
         self.encoder = MLP([3, *self.encoder_channels], plain_last=False)
