@@ -26,5 +26,5 @@ if ! "$venv/bin/python" -c "import torch_scatter, torch_cluster" 2>/dev/null; th
   "${pip[@]}" -c "$pins" --no-build-isolation torch-scatter torch-cluster
 fi
 
-"${pip[@]}" -c "$pins" --no-build-isolation -e ".[full,data,examples,test]"
+"${pip[@]}" -c "$pins" --no-build-isolation -e ".[full,data,examples,bench,test]"
 echo "tg_samplenet is set up in $venv"

@@ -15,9 +15,12 @@ from hypothesis import strategies as st
 from tg_samplenet.losses import average_nn_distance, chamfer_distance, max_nn_distance
 from tg_samplenet.ops import available_backends, fps, nearest_index, padded_knn, use_backend
 
-pytestmark = pytest.mark.skipif(
-    "torch_cluster" not in available_backends(), reason="torch_cluster is not installed"
-)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::RuntimeWarning"),
+    pytest.mark.skipif(
+        "torch_cluster" not in available_backends(), reason="torch_cluster is not installed"
+    ),
+]
 FUZZ = settings(
     max_examples=100,
     deadline=None,

@@ -2,7 +2,6 @@ import math
 
 import pytest
 import torch
-from torch_geometric.utils import scatter
 
 import tg_samplenet.ops.neighbors as backend_module
 from tg_samplenet.ops.batch import sample_counts
@@ -222,31 +221,3 @@ def test_fps_without_points(backend, device):
 def test_fps_rejects_a_ratio_outside_the_unit_interval(ratio):
     with pytest.raises(ValueError, match=r"ratio must lie in \(0, 1\]"):
         fps(torch.rand(10, 3), ratio=ratio)
-
-
-@pytest.mark.parametrize("reduce", ["sum", "mean", "max", "min"])
-def test_scatter_matches_brute_force(backend, device, reduce):
-    generator = torch.Generator().manual_seed(10)
-    src = torch.randn(10, 2, generator=generator).to(device)
-    index = torch.tensor([0, 0, 3, 3, 3, 1, 4, 4, 0, 1], device=device)
-    out = scatter(src, index, 6, reduce)  # groups 2 and 5 have no members
-    assert out.shape == (6, 2)
-    rows, groups = src.tolist(), index.tolist()
-    for group in range(6):
-        members = [row for row, g in zip(rows, groups, strict=True) if g == group]
-        for channel in range(2):
-            values = [row[channel] for row in members]
-            if not values:
-                expected = 0.0
-            elif reduce == "sum":
-                expected = sum(values)
-            elif reduce == "mean":
-                expected = sum(values) / len(values)
-            else:
-                expected = max(values) if reduce == "max" else min(values)
-            assert float(out[group, channel]) == pytest.approx(expected, abs=1e-6)
-
-
-def test_scatter_rejects_an_unknown_reduction():
-    with pytest.raises(ValueError, match="reduce must be"):
-        scatter(torch.rand(3, 2), torch.tensor([0, 1, 1]), 2, "prod")

@@ -155,3 +155,45 @@ def test_missing_datasets_in_file(tmp_path):
     (tmp_path / "train_files.txt").write_text("bad.h5\n")
     with pytest.raises(ValueError, match="'data'"):
         HDF5PointClouds(str(tmp_path))
+
+
+def test_every_bad_file_is_named_in_one_error(tmp_path):
+    _write(tmp_path, "good.h5", np.zeros((2, 5, 3)) + np.arange(5)[:, None], [0, 1])
+    nan = np.random.default_rng(1).normal(size=(3, 5, 3))
+    nan[2, 1, 1] = np.nan
+    _write(tmp_path, "nan.h5", nan, [0, 1, 2])
+    (tmp_path / "corrupt.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(64))
+    (tmp_path / "train_files.txt").write_text("good.h5\nnan.h5\ncorrupt.h5\n")
+    with pytest.raises(ValueError, match="2 bad files") as info:
+        HDF5PointClouds(str(tmp_path))
+    message = str(info.value)
+    assert "nan.h5: clouds [2] contain NaN or infinite coordinates" in message
+    assert "corrupt.h5 cannot be read as HDF5" in message and "good.h5" not in message
+    assert not (tmp_path / "processed").exists() or not os.listdir(tmp_path / "processed")
+
+
+def test_skipping_bad_files_keeps_the_good_clouds(tmp_path):
+    rng = np.random.default_rng(2)
+    _write(tmp_path, "good.h5", rng.normal(size=(2, 5, 3)), [0, 1])
+    nan = rng.normal(size=(3, 5, 3))
+    nan[0, 0, 0] = np.inf
+    _write(tmp_path, "nan.h5", nan, [2, 3, 1])
+    (tmp_path / "corrupt.h5").write_bytes(b"not an HDF5 file at all")
+    (tmp_path / "train_files.txt").write_text("good.h5\nnan.h5\ncorrupt.h5\n")
+    with pytest.warns(UserWarning) as warned:
+        ds = HDF5PointClouds(str(tmp_path), on_bad_file="skip")
+    assert sorted(str(w.message).split(": skipped ")[1].split(" ")[0] for w in warned) == [
+        str(tmp_path / "corrupt.h5"),
+        str(tmp_path / "nan.h5:"),
+    ]
+    assert ds._data.y.tolist() == [0, 1, 3, 1]  # the finite clouds of nan.h5 stay
+    assert bool(torch.isfinite(ds._data.pos).all())
+    with pytest.raises(ValueError, match="on_bad_file must be 'raise' or 'skip'"):
+        HDF5PointClouds(str(tmp_path), on_bad_file="ignore")
+
+
+def test_a_file_without_clouds_is_bad(tmp_path):
+    _write(tmp_path, "empty.h5", np.zeros((0, 5, 3)), np.zeros((0, 1), dtype=np.int64))
+    (tmp_path / "train_files.txt").write_text("empty.h5\n")
+    with pytest.raises(ValueError, match="'data' in .*empty.h5 holds no clouds"):
+        HDF5PointClouds(str(tmp_path))

@@ -135,3 +135,23 @@ def test_modelnet10_folders_must_exist(tmp_path):
     root = _write_modelnet(tmp_path, others, train_per_category=1)
     with pytest.raises(FileNotFoundError, match="is not downloaded here"):
         ModelNetPointClouds(str(root), "10")
+
+
+def test_bad_off_files_are_named_or_skipped(tmp_path):
+    root = _write_modelnet(tmp_path)
+    bad = {
+        "bed/train/bed_0001.off": "OFF\nfour 4 0\n",
+        "chair/train/chair_0002.off": TETRAHEDRON.replace("1 0 0\n", "nan 0 0\n", 1),
+        "sofa/train/sofa_0001.off": TETRAHEDRON.replace("3 1 2 3", "3 1 2 7"),
+    }
+    for name, text in bad.items():
+        (root / "raw" / name).write_text(text)
+    with pytest.raises(ValueError, match="3 bad files") as info:
+        ModelNetPointClouds(str(root), "10", "train", num_points=16)
+    message = str(info.value)
+    assert "bed_0001.off cannot be read as OFF" in message
+    assert "chair_0002.off: NaN or infinite coordinates" in message
+    assert "sofa_0001.off has faces that index vertices outside [0, 4)" in message
+    with pytest.warns(UserWarning, match="sofa_0001.off"):
+        kept = ModelNetPointClouds(str(root), "10", "train", 16, on_bad_file="skip")
+    assert len(kept) == 20 - 3 and bool(torch.isfinite(kept._data.pos).all())

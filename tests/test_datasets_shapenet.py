@@ -144,3 +144,28 @@ def test_bad_root_split_and_files(tmp_path):
     )
     with pytest.raises(ValueError, match="'z'"):
         read_ply_points(str(tmp_path / "flat.ply"))
+
+
+def test_bad_ply_files_are_named_or_skipped(tmp_path):
+    _make_root(tmp_path, {CHAIR: 6}, num_points=10)
+    folder = tmp_path / CHAIR
+    (folder / "model001.ply").write_bytes(b"ply\nformat ascii 1.0\nelement vertex two\n")
+    _write_ply(folder / "model004.ply", [[0.0, 0.0, np.nan]] * 10, text=True)
+    _write_ply(folder / "model005.ply", [], text=False)
+    with pytest.raises(ValueError, match="3 bad files") as info:
+        ShapeNetPointClouds(str(tmp_path))
+    message = str(info.value)
+    assert "model001.ply cannot be read as PLY" in message
+    assert "model004.ply: NaN or infinite coordinates" in message
+    assert "model005.ply: no points" in message
+    with pytest.warns(UserWarning, match="model004.ply"):
+        kept = ShapeNetPointClouds(str(tmp_path), on_bad_file="skip")
+    good_in_train = [i for i in split_indices(6)[0] if i not in (1, 4, 5)]
+    assert len(kept) == len(good_in_train) and bool(torch.isfinite(kept._data.pos).all())
+
+
+def test_a_split_without_models_says_so(tmp_path):
+    _make_root(tmp_path, {CHAIR: 3})  # round(0.85 * 3) = 3: train takes every model
+    with pytest.raises(ValueError, match="the val split of .* holds no clouds"):
+        ShapeNetPointClouds(str(tmp_path), "val")
+    assert len(ShapeNetPointClouds(str(tmp_path), "train")) == 3

@@ -14,10 +14,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tg_samplenet"
 # Layers from the bottom up: a module may import its own layer and those below it.
 LAYERS = {
     "ops": 0,
+    "io": 1,  # atomic checkpoint files: SampleNet.save and load use it
     "nn": 1,
     "losses": 2,
     "temperature": 2,
-    "io": 2,
+    "distributed": 2,
     "fit": 2,
     "fit_sampler": 2,
     "transforms": 2,

@@ -11,6 +11,7 @@ from tg_samplenet.datasets.hdf5 import HDF5PointClouds
 from tg_samplenet.datasets.modelnet import ModelNetPointClouds
 from tg_samplenet.datasets.shapenet import ShapeNetPointClouds
 from tg_samplenet.datasets.synthetic import SyntheticShapes
+from tg_samplenet.ops.checks import InputError, InputTypeError
 
 __all__ = ["DATASET_NAMES", "get_dataset"]
 
@@ -79,10 +80,12 @@ def get_dataset(
     :rtype: :class:`~torch_geometric.data.InMemoryDataset`
     """
     if not isinstance(name, str):
-        raise TypeError(f"name must be a str (got {type(name).__name__})")
+        raise InputTypeError("name", f"name must be a str (got {type(name).__name__})")
     key = name.lower()
     if key not in DATASET_NAMES:
-        raise ValueError(f"unknown data set {name!r}: choose from {list(DATASET_NAMES)}")
+        raise InputError(
+            "name", f"unknown data set {name!r}: choose a name from {list(DATASET_NAMES)}"
+        )
     seeded = {} if seed is None else {"seed": seed}
 
     if key == "synthetic":
@@ -91,7 +94,9 @@ def get_dataset(
         )
     kwargs.pop("samples_per_class", None)
     if root is None:
-        raise ValueError(f"the data set {name!r} needs root, the folder that holds its files")
+        raise InputError(
+            "root", f"the data set {name!r} needs root, the folder that holds its files"
+        )
     if key in ("modelnet10", "modelnet40"):
         return ModelNetPointClouds(
             root, key[-2:], split, num_points, categories, **seeded, **kwargs

@@ -2,9 +2,12 @@ r"""Centring and scaling point clouds into the unit sphere."""
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.transforms import BaseTransform
+
+from tg_samplenet.ops.checks import InputError, InputTypeError
 
 __all__ = ["normalize_unit_sphere", "NormalizeUnitSphere"]
 
@@ -28,10 +31,12 @@ def normalize_unit_sphere(pos: Tensor) -> Tensor:
 
     :rtype: :class:`torch.Tensor`
     """
+    if not isinstance(pos, Tensor) or not torch.is_floating_point(pos):
+        raise InputTypeError("pos", f"pos must be a floating-point tensor (got {pos!r:.60})")
     if pos.dim() not in (2, 3) or pos.size(-1) != 3:
-        raise ValueError(f"pos must have shape [P, 3] or [B, P, 3] (got {list(pos.shape)})")
+        raise InputError("pos", f"pos must have shape [P, 3] or [B, P, 3] (got {list(pos.shape)})")
     if pos.size(-2) == 0:
-        raise ValueError("pos must hold at least one point per cloud")
+        raise InputError("pos", "pos must hold at least one point per cloud")
     pos = pos - pos.mean(dim=-2, keepdim=True)
     scale = pos.norm(dim=-1).amax(dim=-1, keepdim=True)
     scale = scale.masked_fill(scale == 0, 1.0)
@@ -44,6 +49,6 @@ class NormalizeUnitSphere(BaseTransform):
 
     def forward(self, data: Data) -> Data:
         if data.pos is None:
-            raise ValueError("NormalizeUnitSphere needs data.pos")
+            raise InputError("data", "data.pos is missing: NormalizeUnitSphere needs points")
         data.pos = normalize_unit_sphere(data.pos)
         return data

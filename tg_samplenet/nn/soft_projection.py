@@ -30,7 +30,7 @@ class SoftProjectionOutput(NamedTuple):
     r"""What :class:`SoftProjection` returns for :math:`M` query points.
 
     Attributes:
-        pos (torch.Tensor): Projected points :math:`\mathbf{r}`, :obj:`[M, 3]`.
+        pos (torch.Tensor): Projected points :math:`\mathbf{r}`, :obj:`[M, D]`.
         weights (torch.Tensor): Softmax weights over the neighbours, :obj:`[M, k]`; 0 on
             padding slots (clouds with fewer than :obj:`k` points).
         neighbors (torch.LongTensor): Indices of the :obj:`k` nearest input points,
@@ -73,16 +73,17 @@ class SoftProjection(torch.nn.Module):
 
     Args:
         k (int, optional): Number of neighbours :math:`k`. (default: :obj:`7`)
-        initial_temperature (float, optional): Initial :math:`t`. (default: :obj:`1.0`)
-        min_sigma (float, optional): The lower bound :math:`\sigma_{\min}`.
-            (default: :obj:`1e-4`)
+        initial_temperature (float, optional): Initial :math:`t`, finite. (default: :obj:`1.0`)
+        min_sigma (float, optional): The lower bound :math:`\sigma_{\min} \geq 0`; with
+            :math:`t = 0` it must be positive, as :math:`\sigma = 0` leaves the softmax
+            undefined. (default: :obj:`1e-4`)
         learn_temperature (bool, optional): If :obj:`False`, :math:`t` is a buffer set from
             outside (see :mod:`tg_samplenet.temperature`). (default: :obj:`True`)
 
     Shapes:
-        - **input:** input points :math:`(N, 3)`, query points :math:`(M, 3)`, batch
-          vectors :math:`(N)` and :math:`(M)` (optional)
-        - **output:** :class:`SoftProjectionOutput` with :obj:`pos` :math:`(M, 3)`,
+        - **input:** input points :math:`(N, D)`, query points :math:`(M, D)` (any
+          :math:`D \geq 1`, usually 3), batch vectors :math:`(N)` and :math:`(M)` (optional)
+        - **output:** :class:`SoftProjectionOutput` with :obj:`pos` :math:`(M, D)`,
           :obj:`weights` and :obj:`neighbors` :math:`(M, k)`
     """
 
@@ -178,10 +179,11 @@ class SoftProjection(torch.nn.Module):
 def check_sigma(sigma: Tensor):
     r"""Checks that the soft projection's :math:`\sigma` is finite and positive (a learned
     temperature that diverged is not). One host sync on CUDA."""
+    sigma = sigma.detach()
     if not bool(torch.isfinite(sigma) & (sigma > 0)):
         raise InputError(
             "temperature",
-            f"temperature gives sigma = {float(sigma)}: the soft projection needs a finite "
+            f"temperature gives sigma = {sigma.item()}: the soft projection needs a finite "
             "sigma > 0 (has the learned temperature diverged?)",
         )
 

@@ -4,7 +4,8 @@ Every public function checks its arguments once, at its top, with the helpers be
 hands validated tensors to private helpers that never check again. A failed check raises
 :class:`InputError` (a :class:`ValueError`; :class:`InputTypeError`, also a
 :class:`TypeError`, for an argument of the wrong type) whose :attr:`~InputError.argument`
-names the argument and whose message starts with that name and says what was wrong.
+names the argument and whose message names it too (a file argument by its path) and says
+what was wrong.
 
 Checks that read values (finite coordinates, a sorted batch vector, indices in range) need
 the result on the host: on CUDA each such helper costs one device synchronisation, and none
@@ -48,12 +49,15 @@ _INTEGER_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint
 
 
 class InputError(ValueError):
-    r"""Bad input to a public function of :obj:`tg_samplenet`: the message starts with the
-    name of the argument, which :attr:`argument` holds as well."""
+    r"""Bad input to a public function of :obj:`tg_samplenet`: :attr:`argument` holds the
+    name of the bad argument, which the message names too (a file by its path)."""
 
     def __init__(self, argument: str, message: str):
         super().__init__(message)
         self.argument = argument
+
+    def __reduce__(self):  # picklable, e.g. from a DataLoader worker
+        return type(self), (self.argument, str(self))
 
 
 class InputTypeError(InputError, TypeError):

@@ -1,0 +1,68 @@
+r"""The kd-tree neighbour engine (scipy's cKDTree) against a brute-force reference: the same
+neighbours (equal distances, so only exact ties may be ordered differently), padding where a
+cloud holds fewer than k points, the Z-order path, and other dimensions."""
+
+import pytest
+import torch
+
+import tg_samplenet.ops.kdtree_search as kdtree_search
+from tg_samplenet.ops.kdtree_search import kdtree_knn, locality_order
+from tg_samplenet.testing import brute_knn, random_clouds
+
+pytest.importorskip("scipy")
+
+
+def check_against_brute_force(pos, batch, query, query_batch, k, B):
+    index, mask = kdtree_knn(pos, query, k, batch, query_batch, B)
+    expected = brute_knn(pos, query, batch, query_batch, k)
+    assert index.shape == mask.shape == (query.size(0), k)
+    for row, (got, real, want) in enumerate(zip(index.tolist(), mask.tolist(), expected)):
+        assert real == [slot < len(want) for slot in range(k)], row
+        q = query[row].double()
+        got_dist = (pos[got].double() - q).pow(2).sum(-1).tolist()
+        want_dist = [d for d, _ in want]
+        # Real neighbours: the brute force's distances in order; padding repeats the first.
+        assert got_dist[: len(want)] == pytest.approx(want_dist, rel=1e-12, abs=1e-300), row
+        assert all(j == got[0] for j in got[len(want) :]), row
+        assert all(batch[j] == query_batch[row] for j in got), row
+
+
+@pytest.mark.parametrize("k", [1, 3, 7])
+def test_matches_brute_force_on_clouds_of_any_size(k):
+    pos, batch = random_clouds([40, 1, 0, 5, 60], seed=0, dtype=torch.float64)
+    query, query_batch = random_clouds([9, 3, 0, 4, 11], seed=1, dtype=torch.float64)
+    check_against_brute_force(pos, batch, query, query_batch, k, 5)
+
+
+def test_matches_brute_force_in_zorder(monkeypatch):
+    # The Z-order path (normally from 16k points) on a small input, float32 points.
+    monkeypatch.setattr(kdtree_search, "ZORDER_ABOVE", 1)
+    pos, batch = random_clouds([300, 2, 150], seed=2)
+    query, query_batch = random_clouds([50, 6, 20], seed=3)
+    check_against_brute_force(pos, batch, query, query_batch, 4, 3)
+
+
+@pytest.mark.parametrize("dim", [1, 2, 5])
+def test_other_dimensions(dim, monkeypatch):
+    monkeypatch.setattr(kdtree_search, "ZORDER_ABOVE", 1)
+    generator = torch.Generator().manual_seed(dim)
+    pos = torch.rand(80, dim, generator=generator, dtype=torch.float64)
+    query = torch.rand(15, dim, generator=generator, dtype=torch.float64)
+    batch = torch.zeros(80, dtype=torch.long)
+    query_batch = torch.zeros(15, dtype=torch.long)
+    check_against_brute_force(pos, batch, query, query_batch, 3, 1)
+
+
+def test_duplicate_points_are_all_found():
+    pos = torch.tensor([[0.0, 0, 0], [1, 0, 0], [1, 0, 0], [1, 0, 0], [3, 0, 0]])
+    batch = torch.zeros(5, dtype=torch.long)
+    query = torch.tensor([[0.9, 0, 0]])
+    index, mask = kdtree_knn(pos, query, 3, batch, batch[:1], 1)
+    assert sorted(index[0].tolist()) == [1, 2, 3] and bool(mask.all())
+
+
+def test_locality_order_keeps_clouds_in_place():
+    pos, batch = random_clouds([100, 0, 30, 70], seed=4)
+    order = locality_order(pos, batch)
+    assert sorted(order.tolist()) == list(range(200))
+    assert torch.equal(batch[order], batch)
