@@ -1,5 +1,6 @@
 r"""The resumable training loop: tqdm progress, an atomic checkpoint after every epoch, and
-resuming from it exactly where it stopped; the learning-rate schedules; seeding."""
+resuming from it exactly where it stopped; the learning-rate schedules; seeding. Under
+torchrun it trains data-parallel (:mod:`tg_samplenet.distributed`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from tg_samplenet.io import atomic_save, load_checkpoint
+from tg_samplenet.distributed import (
+    all_reduce_mean,
+    broadcast_checkpoint,
+    data_parallel,
+    is_main_process,
+    set_epoch,
+)
+from tg_samplenet.io import atomic_save
 
 __all__ = [
     "LR_SCHEDULES",
@@ -124,6 +132,11 @@ def fit(
     random generators. If :obj:`checkpoint` exists, training resumes after its last epoch
     and reproduces the uninterrupted run; a finished run returns at once.
 
+    Under torchrun only rank 0 writes the checkpoint and shows the bar; every rank resumes
+    from the checkpoint rank 0 reads, the loader's sampler is told each epoch
+    (:func:`~tg_samplenet.distributed.set_epoch`), and each epoch's loss is the mean over the
+    ranks.
+
     Args:
         step (callable): Trains on one batch and returns its loss as a float.
         loader (iterable): The training batches.
@@ -141,21 +154,23 @@ def fit(
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     history: list[float] = []
     start = 0
-    if checkpoint is not None and checkpoint.exists():
-        saved = load_checkpoint(checkpoint)
+    saved = broadcast_checkpoint(checkpoint)
+    if saved is not None:
         for name, obj in state.items():
             obj.load_state_dict(saved["state"][name])
         start, history = saved["epoch"], list(saved["history"])
         set_rng_state(saved["rng"])
 
-    bar = tqdm(range(start, num_epochs), desc=desc, disable=not progress, leave=False)
+    show = progress and is_main_process()
+    bar = tqdm(range(start, num_epochs), desc=desc, disable=not show, leave=False)
     for epoch in bar:
         if on_epoch_start is not None:
             on_epoch_start(epoch)
+        set_epoch(loader, epoch)
         losses = [step(batch) for batch in loader]
-        history.append(float(np.mean(losses)) if losses else float("nan"))
+        history.append(all_reduce_mean(float(np.mean(losses)) if losses else float("nan")))
         bar.set_postfix(loss=f"{history[-1]:.4g}")
-        if checkpoint is not None:
+        if checkpoint is not None and is_main_process():
             atomic_save(
                 {
                     "epoch": epoch + 1,
@@ -185,7 +200,9 @@ def fit_model(
 ) -> list[float]:
     r"""Trains :obj:`model` with Adam on :obj:`loss_fn(data)` for every batch of
     :obj:`loader` (moved to :obj:`device`), with a :func:`learning_rate_schedule`, through
-    the resumable :func:`fit`.
+    the resumable :func:`fit`. Under torchrun the model trains through
+    :func:`~tg_samplenet.distributed.data_parallel` (DistributedDataParallel with
+    synchronised BatchNorm); give it a :func:`~tg_samplenet.distributed.training_loader`.
 
     Args:
         model (torch.nn.Module): The model; it is put in training mode before every step.
@@ -209,22 +226,25 @@ def fit_model(
     """
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     num_steps = epochs * len(loader)  # type: ignore[arg-type]
-    batch_size = getattr(loader, "batch_size", None) or 1
+    batches = getattr(loader, "batch_sampler", None)  # a DistributedBatchSampler's is global
+    batch_size = getattr(loader, "batch_size", None) or getattr(batches, "batch_size", None) or 1
     scheduler = learning_rate_schedule(optimizer, lr_schedule, num_steps, batch_size, decay_samples)
     state: dict[str, Any] = {"model": model, "optimizer": optimizer}
     if scheduler is not None:
         state["scheduler"] = scheduler
 
-    def step(data) -> float:
-        model.train()
-        if device is not None:
-            data = data.to(device)
-        loss = loss_fn(data)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        return loss.item()
+    with data_parallel(model, loss_fn, getattr(batches, "loss_scale", 1.0)) as objective:
 
-    return fit(step, loader, epochs, checkpoint, state, desc, on_epoch_start, progress)
+        def step(data) -> float:
+            model.train()
+            if device is not None:
+                data = data.to(device)
+            loss = objective(data)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            return loss.item()
+
+        return fit(step, loader, epochs, checkpoint, state, desc, on_epoch_start, progress)

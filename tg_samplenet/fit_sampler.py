@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence, Union
 import torch
 from torch import Tensor
 
+from tg_samplenet.distributed import barrier, is_main_process
 from tg_samplenet.fit import fit_model
 from tg_samplenet.losses import progressive_loss, samplenet_loss
 from tg_samplenet.nn.output import SampleNetOutput
@@ -99,7 +100,8 @@ def fit_sampler(
     (:func:`freeze`). With a :obj:`checkpoint`, every epoch is saved atomically and a
     rerun resumes exactly where it stopped; the trained sampler is then written with its
     configuration to :obj:`out` (:meth:`SampleNet.save`, read back by
-    :meth:`SampleNet.load`).
+    :meth:`SampleNet.load`). Under torchrun it trains data-parallel (see
+    :func:`~tg_samplenet.fit.fit_model`) and only rank 0 writes files.
 
     .. code-block:: python
 
@@ -200,7 +202,7 @@ def fit_sampler(
     sampler.eval()
     if out is None and checkpoint is not None:
         out = Path(checkpoint).with_suffix(".sampler.pt")
-    if out is not None:
+    if out is not None and is_main_process():
         out = Path(out)
         trained = Path(checkpoint) if checkpoint is not None else None
         stale = trained is None or not trained.exists() or not out.exists()
@@ -208,4 +210,5 @@ def fit_sampler(
             stale = out.stat().st_mtime_ns < trained.stat().st_mtime_ns
         if stale:
             sampler.save(out)
+    barrier()  # the saved sampler is there before any rank goes on
     return history
