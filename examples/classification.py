@@ -16,6 +16,12 @@ r"""SampleNet for classification (paper §4.1, Figs. 5 and 6, Table 1), on PyG b
 
 Every stage resumes from its checkpoint in --out/checkpoints: rerunning a finished or
 interrupted command continues where it stopped.
+
+    torchrun --nproc_per_node 4 examples/classification.py --device cuda  # 4 GPUs, DDP
+
+Under torchrun every batch is split over the processes (tg_samplenet.distributed), each
+process evaluates part of the test batches and the results are gathered, so the numbers are
+those of one process; only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -34,6 +40,15 @@ from torch_geometric.loader import DataLoader
 
 from tg_samplenet import TemperatureProfile
 from tg_samplenet.datasets import get_dataset
+from tg_samplenet.distributed import (
+    all_reduce_sum,
+    init_distributed,
+    is_distributed,
+    is_main_process,
+    main_process_first,
+    shard_loader,
+    training_loader,
+)
 from tg_samplenet.experiments.baselines import baseline_samplers
 from tg_samplenet.experiments.command_line import common_parser, resolve_device, resolve_profile
 from tg_samplenet.experiments.config import CLASSIFICATION
@@ -63,7 +78,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     )
     args = parser.parse_args(argv)
     profile = resolve_profile(args, CLASSIFICATION)
-    device = resolve_device(args.device)
+    device = init_distributed(resolve_device(args.device))  # cuda:LOCAL_RANK under torchrun
     out_dir = Path(args.out or f"runs/classification-{args.profile}")
     ckpt_dir = out_dir / "checkpoints"
     progress = not args.no_progress
@@ -80,13 +95,26 @@ def main(argv: Optional[list[str]] = None) -> dict:
             samples_per_class=samples_per_class,
         )
 
-    train_set = split("train", profile.samples_per_class)
-    test_set = split("test", profile.test_samples_per_class)
+    with main_process_first():  # rank 0 writes a data set's cache, the others read it
+        train_set = split("train", profile.samples_per_class)
+        test_set = split("test", profile.test_samples_per_class)
     num_classes = len(train_set.classes)
-    train_loader = DataLoader(train_set, profile.batch_size, shuffle=True, drop_last=True)
+    train_loader = training_loader(train_set, profile.batch_size, seed=args.seed)
     task_batch_size = profile.task_batch_size or profile.batch_size
-    task_loader = DataLoader(train_set, task_batch_size, shuffle=True, drop_last=True)
+    task_loader = training_loader(train_set, task_batch_size, seed=args.seed)
     test_loader = DataLoader(test_set, profile.batch_size)
+    test_shard = shard_loader(test_loader)  # this rank's test batches (all in one process)
+
+    def accuracy(model: PointNet, sample=None, whole: bool = False) -> float:
+        # Each rank counts the correct predictions of its whole test batches; the counts add
+        # up. A sampler that draws from one generator across calls sees every batch (whole)
+        # so that it draws what it draws in one process.
+        if whole or not is_distributed():
+            return evaluate_accuracy(model, test_loader, device, sample)
+        n = len(test_shard.dataset)
+        correct = round(evaluate_accuracy(model, test_shard, device, sample) * n) if n else 0
+        return all_reduce_sum(correct) / len(test_set)
+
     print(
         f"{args.dataset}: {len(train_set)} training / {len(test_set)} test clouds, "
         f"{num_classes} classes, {profile.num_points} points; profile {args.profile}"
@@ -117,8 +145,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
             desc=f"train {name}",
         )
         freeze(model)
-    complete = evaluate_accuracy(pointnet, test_loader, device)
-    complete_vanilla = evaluate_accuracy(vanilla, test_loader, device)
+    complete = accuracy(pointnet)
+    complete_vanilla = accuracy(vanilla)
     print(f"complete clouds: PointNet {complete:.3f}, vanilla PointNet {complete_vanilla:.3f}")
 
     # 2. Samplers against the frozen networks; the progressive one against vanilla PointNet.
@@ -138,13 +166,13 @@ def main(argv: Optional[list[str]] = None) -> dict:
     # 3. Accuracy against the sample size.
     results: dict[str, dict[int, float]] = {}
 
-    def record(name: str, m: int, model: PointNet, sample) -> None:
-        results.setdefault(name, {})[m] = evaluate_accuracy(model, test_loader, device, sample)
+    def record(name: str, m: int, model: PointNet, sample, whole: bool = False) -> None:
+        results.setdefault(name, {})[m] = accuracy(model, sample, whole)
 
     baselines = baseline_samplers(args.seed)
     for m in profile.sizes:
         for name, sample in {**baselines, **learned_samplers(fixed, m)}.items():
-            record(name, m, pointnet, gather_sample(sample, m))
+            record(name, m, pointnet, gather_sample(sample, m), whole=name == "random")
         record("fps_vanilla", m, vanilla, gather_sample(baselines["fps"], m))
         for mode in PROGRESSIVE_MODES:
             key = "samplenet_progressive" + ("" if mode == "sampled" else f"_{mode}")
@@ -158,11 +186,13 @@ def main(argv: Optional[list[str]] = None) -> dict:
             task_loss(vanilla),
             vanilla,
             train_loader,
-            test_loader,
+            accuracy,
             ckpt_dir,
             device,
             progress,
         )
+    if not is_main_process():
+        return {}  # rank 0 writes and reports
     n = profile.num_points
     data = write_results(out_dir, "classification", "accuracy", True, complete, results, n, **meta)
     plot_metric_vs_ratio(
@@ -183,10 +213,11 @@ def main(argv: Optional[list[str]] = None) -> dict:
 
 
 def temperature_study(
-    profile, task_loss, model, train_loader, test_loader, ckpt_dir, device, progress
+    profile, task_loss, model, train_loader, accuracy, ckpt_dir, device, progress
 ) -> dict[str, dict[str, float]]:
     r"""SampleNet-Progressive trained with each temperature profile (Table 1): accuracy of
-    :obj:`model` on its first m points, per profile and m."""
+    :obj:`model` on its first m points (:obj:`accuracy(model, sample)`), per profile and
+    m."""
     table = {}
     for kind in TemperatureProfile.KINDS:
         schedule = TemperatureProfile(kind, 1.0, 1e-3, max(1, profile.sampler_epochs))
@@ -202,8 +233,7 @@ def temperature_study(
             sampler, profile, task_loss, train_loader, ckpt, device, progress, temperature=schedule
         )
         table[kind] = {
-            str(m): evaluate_accuracy(model, test_loader, device, progressive_points(sampler, m))
-            for m in profile.sizes
+            str(m): accuracy(model, progressive_points(sampler, m)) for m in profile.sizes
         }
     return table
 

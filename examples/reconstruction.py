@@ -20,6 +20,12 @@ r"""SampleNet for reconstruction (paper §4.3, Figs. 11 and 12), on PyG batches.
 
 Every stage resumes from its checkpoint in --out/checkpoints: rerunning a finished or
 interrupted command continues where it stopped.
+
+    torchrun --nproc_per_node 4 examples/reconstruction.py --device cuda  # 4 GPUs, DDP
+
+Under torchrun every batch is split over the processes (tg_samplenet.distributed), each
+process evaluates part of the test clouds and the per-cloud errors are gathered, so the
+numbers are those of one process; only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -38,6 +44,15 @@ from typing import Optional
 from torch_geometric.loader import DataLoader
 
 from tg_samplenet.datasets import get_dataset
+from tg_samplenet.distributed import (
+    gather_cat,
+    init_distributed,
+    is_distributed,
+    is_main_process,
+    main_process_first,
+    shard_loader,
+    training_loader,
+)
 from tg_samplenet.experiments.baselines import baseline_samplers
 from tg_samplenet.experiments.command_line import common_parser, resolve_device, resolve_profile
 from tg_samplenet.experiments.config import RECONSTRUCTION
@@ -75,7 +90,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     )
     args = parser.parse_args(argv)
     profile = resolve_profile(args, RECONSTRUCTION)
-    device = resolve_device(args.device)
+    device = init_distributed(resolve_device(args.device))  # cuda:LOCAL_RANK under torchrun
     out_dir = Path(args.out or f"runs/reconstruction-{args.profile}")
     ckpt_dir = out_dir / "checkpoints"
     progress = not args.no_progress
@@ -93,11 +108,24 @@ def main(argv: Optional[list[str]] = None) -> dict:
             samples_per_class=samples_per_class,
         )
 
-    train_set = split("train", profile.samples_per_class)
-    test_set = split("test", profile.test_samples_per_class)
+    with main_process_first():  # rank 0 writes a data set's cache, the others read it
+        train_set = split("train", profile.samples_per_class)
+        test_set = split("test", profile.test_samples_per_class)
     classes = list(train_set.classes)
-    train_loader = DataLoader(train_set, profile.batch_size, shuffle=True, drop_last=True)
+    train_loader = training_loader(train_set, profile.batch_size, seed=args.seed)
     test_loader = DataLoader(test_set, profile.batch_size)
+    test_shard = shard_loader(test_loader)  # this rank's test batches (all in one process)
+
+    def evaluate(sample=None, whole: bool = False):
+        # Per-cloud errors of this rank's whole test batches, gathered in the loader's order.
+        # A sampler that draws from one generator across calls sees every batch (whole) so
+        # that it draws what it draws in one process.
+        if whole or not is_distributed():
+            return evaluate_reconstruction(ae, test_loader, device, sample)
+        if len(test_shard) == 0:  # fewer test batches than processes
+            return gather_cat(None)
+        return gather_cat(evaluate_reconstruction(ae, test_shard, device, sample))
+
     print(
         f"{args.dataset}: {len(train_set)} training / {len(test_set)} test clouds of "
         f"{', '.join(classes)}, {profile.num_points} points; profile {args.profile}"
@@ -118,7 +146,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
         desc="train autoencoder",
     )
     freeze(ae)
-    complete_cd, labels = evaluate_reconstruction(ae, test_loader, device)
+    complete_cd, labels = evaluate()
     print(f"complete clouds: mean Chamfer distance of the reconstruction {complete_cd.mean():.5f}")
 
     # 2. Samplers against the frozen autoencoder: the task loss is the Chamfer distance
@@ -136,7 +164,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     per_class: dict[str, dict[str, dict[str, float]]] = {}
     for m in profile.sizes:
         for name, sample in {**baselines, **learned_samplers(fixed, m, progressive)}.items():
-            cd, _ = evaluate_reconstruction(ae, test_loader, device, gather_sample(sample, m))
+            cd, _ = evaluate(gather_sample(sample, m), whole=name == "random")
             overall, by_class = nre_summary(cd, complete_cd, labels, classes)
             nre.setdefault(name, {})[m] = overall
             per_class.setdefault(name, {})[str(m)] = by_class
@@ -149,6 +177,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
         complete_cd_per_class={c: float(v) for c, v in zip(classes, complete_per_class)},
         per_class=per_class,
     )
+    if not is_main_process():
+        return {}  # rank 0 writes and reports
     n = profile.num_points
     data = write_results(out_dir, "reconstruction", "nre", False, 1.0, nre, n, **meta)
     plot_metric_vs_ratio(data, n, out_dir / "nre.png", title=f"Reconstruction ({args.dataset})")

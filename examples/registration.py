@@ -26,6 +26,12 @@ The MRE here is the geodesic angle itself. The authors' code reports twice that 
 
 Every stage resumes from its checkpoint in --out/checkpoints: rerunning a finished or
 interrupted command continues where it stopped.
+
+    torchrun --nproc_per_node 4 examples/registration.py --device cuda  # 4 GPUs, DDP
+
+Under torchrun every batch is split over the processes (tg_samplenet.distributed), each
+process evaluates part of the test pairs and the per-pair results are gathered, so the
+numbers are those of one process; only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -45,6 +51,15 @@ import torch
 from torch_geometric.loader import DataLoader
 
 from tg_samplenet.datasets import get_dataset
+from tg_samplenet.distributed import (
+    gather_cat,
+    init_distributed,
+    is_distributed,
+    is_main_process,
+    main_process_first,
+    shard_loader,
+    training_loader,
+)
 from tg_samplenet.experiments.baselines import baseline_samplers
 from tg_samplenet.experiments.command_line import common_parser, resolve_device, resolve_profile
 from tg_samplenet.experiments.config import REGISTRATION
@@ -79,7 +94,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     )
     args = parser.parse_args(argv)
     profile = resolve_profile(args, REGISTRATION)
-    device = resolve_device(args.device)
+    device = init_distributed(resolve_device(args.device))  # cuda:LOCAL_RANK under torchrun
     out_dir = Path(args.out or f"runs/registration-{args.profile}")
     ckpt_dir = out_dir / "checkpoints"
     progress = not args.no_progress
@@ -98,14 +113,27 @@ def main(argv: Optional[list[str]] = None) -> dict:
         )
 
     # Seeds as the authors': training pairs from seed s, test pairs from seed s + 1.
-    train_shapes = shapes("train", profile.samples_per_class)
-    test_shapes = shapes("test", profile.test_samples_per_class)
+    with main_process_first():  # rank 0 writes a data set's cache, the others read it
+        train_shapes = shapes("train", profile.samples_per_class)
+        test_shapes = shapes("test", profile.test_samples_per_class)
     degrees = profile.max_degrees
     train_pairs = make_pairs(train_shapes, profile.rotations_per_shape, args.seed, degrees)
     test_pairs = make_pairs(test_shapes, profile.test_rotations_per_shape, args.seed + 1, degrees)
     loader_args = dict(batch_size=profile.batch_size, follow_batch=["source"])
-    train_loader = DataLoader(train_pairs, shuffle=True, drop_last=True, **loader_args)
+    train_loader = training_loader(train_pairs, seed=args.seed, **loader_args)
     test_loader = DataLoader(test_pairs, **loader_args)
+    test_shard = shard_loader(test_loader)  # this rank's test batches (all in one process)
+
+    def evaluate(sample=None, whole: bool = False):
+        # Per-pair errors of this rank's whole test batches, gathered in the loader's order.
+        # A sampler that draws from one generator across calls sees every batch (whole) so
+        # that it draws what it draws in one process.
+        if whole or not is_distributed():
+            return evaluate_registration(pcrnet, test_loader, device, sample)
+        if len(test_shard) == 0:  # fewer test batches than processes
+            return gather_cat(None)
+        return gather_cat(evaluate_registration(pcrnet, test_shard, device, sample))
+
     print(
         f"{args.dataset} {args.category}: {len(train_pairs)} training pairs "
         f"({len(train_shapes)} shapes), {len(test_pairs)} test pairs, "
@@ -128,7 +156,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
         desc="train pcrnet",
     )
     freeze(pcrnet)
-    complete_errors, _ = evaluate_registration(pcrnet, test_loader, device)
+    complete_errors, _ = evaluate()
     print(f"complete clouds: MRE {complete_errors.mean():.2f} degrees")
 
     # 2. SampleNet and S-NET per size, and one SampleNet-Progressive, against the frozen
@@ -157,13 +185,12 @@ def main(argv: Optional[list[str]] = None) -> dict:
 
     # 3. Rotation error and consistency against the sample size.
     samplers = {**baseline_samplers(args.seed), "fps": random_start_fps(args.seed)}
+    drawing = {"random", "fps"}  # one generator across all calls each
     mre: dict[str, dict[int, float]] = {}
     consistency: dict[str, dict[str, float]] = {}
     for m in profile.sizes:
         for name, sample in {**samplers, **learned_samplers(fixed, m, progressive)}.items():
-            errors, cons = evaluate_registration(
-                pcrnet, test_loader, device, gather_sample(sample, m)
-            )
+            errors, cons = evaluate(gather_sample(sample, m), whole=name in drawing)
             mre.setdefault(name, {})[m] = float(errors.mean())
             consistency.setdefault(name, {})[str(m)] = float(cons.mean())
 
@@ -175,6 +202,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
         consistency=consistency,
         complete_std=float(complete_errors.std()),
     )
+    if not is_main_process():
+        return {}  # rank 0 writes and reports
     n = profile.num_points
     data = write_results(
         out_dir, "registration", "mre_deg", False, float(complete_errors.mean()), mre, n, **meta

@@ -32,7 +32,7 @@ BACKENDS = [name for name in available_backends() if name != "pyg_lib"]
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
 FUZZ = settings(
-    max_examples=120,
+    max_examples=100,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],

@@ -201,12 +201,13 @@ def soft_project(
     r"""The soft projection for checked input (see :class:`SoftProjection`; no argument is
     checked here).
 
-    The weights are computed from :math:`\|\mathbf{q} - \mathbf{p}_i\|^2 - \min_j
-    \|\mathbf{q} - \mathbf{p}_j\|^2`, which gives the same softmax (and gradients) as the
-    plain distances, on each cloud scaled by a power of two: distances of coordinates near
-    :math:`10^{20}` neither overflow to :math:`\infty - \infty` nor give NaN weights, and
-    the nearest neighbour keeps weight :math:`1` where the others vanish. Half-precision
-    weights are computed in float32.
+    Distances are computed on each cloud scaled by an exact power of two :math:`s`, so
+    :math:`s^{-2} \|s(\mathbf{q} - \mathbf{p}_i)\|^2` is bit for bit the plain squared
+    distance wherever that is finite. Where it is not (coordinates near :math:`10^{20}`),
+    the logits are computed from :math:`\|\mathbf{q} - \mathbf{p}_i\|^2 - \min_j
+    \|\mathbf{q} - \mathbf{p}_j\|^2` instead, the same softmax without
+    :math:`\infty - \infty`: the nearest neighbour keeps weight :math:`1` where the others
+    vanish. Half-precision weights are computed in float32.
     """
     neighbors, mask = _padded_knn(pos, query, k, batch, query_batch, num_clouds)
     grouped = pos[neighbors]  # [M, k, D]
@@ -218,18 +219,26 @@ def soft_project(
     # Scaled offsets s * (p_i - q): s is an exact power of two; gradients reach p and q.
     offset = grouped.to(work) * scale.unsqueeze(1) - (query.to(work) * scale).unsqueeze(1)
     dist = offset.pow(2).sum(-1)  # [M, k]; padding slots repeat slot 0, so stay finite
-    nearest = dist.masked_fill(~mask, float("inf")).amin(1, keepdim=True)
-    excess = dist - nearest  # exactly 0 at the nearest neighbour
     if hard:
-        best = excess.masked_fill(~mask, float("inf")).argmin(1, keepdim=True)
-        weights = torch.zeros_like(excess).scatter_(1, best, 1.0)
+        best = dist.masked_fill(~mask, float("inf")).argmin(1, keepdim=True)
+        weights = torch.zeros_like(dist).scatter_(1, best, 1.0)
     else:
-        # excess / s^2 / sigma in the original units. The factor saturates instead of
-        # overflowing, so that the nearest neighbour keeps logit 0 and no 0 * inf arises.
-        factor = power_of_two(2 * exponent, torch.float64) / sigma.double()
-        factor = factor.clamp(max=torch.finfo(work).max).to(work).unsqueeze(1)
-        logits = (-excess * factor).masked_fill(~mask, float("-inf"))
-        weights = torch.softmax(logits, dim=1)
+        with torch.no_grad():
+            nearest = dist.masked_fill(~mask, float("inf")).amin(1, keepdim=True)
+            unscale = power_of_two(2 * exponent, torch.float64).unsqueeze(1)  # 1 / s^2
+            limit = torch.finfo(work).max
+            # Rows whose distances in the original units stay finite take the plain form,
+            # -d / sigma, bit for bit the textbook one (an exact power of two undoes s).
+            plain = (unscale <= limit) & (nearest.double() * unscale / sigma.double() <= limit)
+        plain_logits = -(torch.where(plain, dist, 0.0) * torch.where(plain, unscale, 1.0).to(work))
+        plain_logits = plain_logits / sigma
+        # Other rows (coordinates near 1e20) shift by the nearest distance first, and the
+        # factor saturates instead of overflowing: the nearest neighbour keeps logit 0 and no
+        # 0 * inf arises.
+        factor = (unscale / sigma.double()).clamp(max=limit).to(work)
+        shifted_logits = -(dist - nearest) * torch.where(plain, 1.0, factor)
+        logits = torch.where(plain, plain_logits, shifted_logits)
+        weights = torch.softmax(logits.masked_fill(~mask, float("-inf")), dim=1)
     weights = weights.to(pos.dtype)
     out = (weights.unsqueeze(-1) * grouped).sum(1)
     return SoftProjectionOutput(out, weights, neighbors)
