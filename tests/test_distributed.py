@@ -46,6 +46,7 @@ from tg_samplenet.fit_sampler import LossWeights
 WORLD = 2
 SEED = 3
 BATCH = 6  # global batch, split 3 + 3
+ODD_BATCH = 5  # split 3 + 2
 EPOCHS, HALF = 4, 2
 ATOL = 1e-7
 WEIGHTS = LossWeights(alpha=0.5, lmbda=0.01, gamma=1.0, delta=0.0)
@@ -103,9 +104,9 @@ def weights(sampler: SampleNet) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in sampler.state_dict().items()}
 
 
-def single_process_loader(data):
+def single_process_loader(data, batch_size: int = BATCH):
     # One process seeing the very global batches of the two-process run.
-    batches = DistributedBatchSampler(data, BATCH, seed=SEED, num_replicas=1, rank=0)
+    batches = DistributedBatchSampler(data, batch_size, seed=SEED, num_replicas=1, rank=0)
     return DataLoader(data, batch_sampler=batches)
 
 
@@ -132,6 +133,11 @@ def worker(out: Path):
     resumed = new_sampler()
     result["resumed_history"] = train(resumed, loader, EPOCHS, out / "from_single.pt")
     result["resumed"] = weights(resumed)
+
+    # Batches of 5 split 3 + 2: each rank's loss is scaled by its share.
+    odd = new_sampler()
+    train(odd, tdist.training_loader(data, ODD_BATCH, seed=SEED), EPOCHS, out / "odd.pt")
+    result["odd"] = weights(odd)
 
     # The same run without synchronised BatchNorm: what the tolerance must exclude.
     unsynced = new_sampler()
@@ -168,7 +174,9 @@ def free_port() -> int:
 
 
 def launch(out: Path):
-    env = dict(os.environ, OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    if sys.platform.startswith("linux"):
+        env["GLOO_SOCKET_IFNAME"] = "lo"  # gloo's connections on the loopback only
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parents[1]), env.get("PYTHONPATH", "")])
     command = [
         sys.executable,
@@ -204,8 +212,11 @@ def runs(tmp_path_factory):
     ranks = [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
     back = new_sampler()
     back_history = train(back, single_process_loader(data), EPOCHS, out / "two_half.pt")
+    odd = new_sampler()
+    train(odd, single_process_loader(data, ODD_BATCH), EPOCHS, out / "odd.pt")
     test = DataLoader(clouds(13), batch_size=4)
     return dict(
+        odd=weights(odd),
         reference=weights(reference),
         history=history,
         evaluation=evaluate(reference.eval(), test),
@@ -236,6 +247,10 @@ def test_two_processes_match_one_on_the_same_global_batches(runs):
     assert two["history"] == pytest.approx(runs["history"], rel=1e-12)
     # The same comparison without SyncBatchNorm fails by far: the tolerance means something.
     assert max_difference(two["unsynced"], runs["reference"]) > 1e-2
+
+
+def test_batches_that_do_not_split_evenly(runs):
+    assert max_difference(runs["ranks"][0]["odd"], runs["odd"]) < ATOL
 
 
 def test_resume_on_a_different_number_of_processes(runs):

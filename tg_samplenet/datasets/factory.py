@@ -3,13 +3,14 @@ r"""One entry point to every data set, used by the examples and benchmarks."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Optional
 
 from torch_geometric.data import InMemoryDataset
 
 from tg_samplenet.datasets.hdf5 import HDF5PointClouds
 from tg_samplenet.datasets.modelnet import ModelNetPointClouds
 from tg_samplenet.datasets.shapenet import ShapeNetPointClouds
+from tg_samplenet.datasets.split import check_val_fraction, holdout
 from tg_samplenet.datasets.synthetic import SyntheticShapes
 from tg_samplenet.ops.checks import InputError, InputTypeError
 
@@ -25,6 +26,7 @@ def get_dataset(
     num_points: int | None = 1024,
     categories: Sequence[str] | None = None,
     seed: int | None = None,
+    val_fraction: Optional[float] = None,
     **kwargs: Any,
 ) -> InMemoryDataset:
     r"""Builds one split of a data set by name. Every item is :obj:`Data(pos=[P, 3], y=[1])`
@@ -56,6 +58,8 @@ def get_dataset(
 
         train = get_dataset("synthetic", split="train", num_points=1024)
         test = get_dataset("modelnet40", "data/ModelNet40", split="test", num_points=1024)
+        # model selection on a data set without a validation split: 20 % of each class
+        val = get_dataset("h5", "data/modelnet10", split="val", val_fraction=0.2)
 
     Args:
         name (str): One of :obj:`"synthetic"`, :obj:`"modelnet10"`, :obj:`"modelnet40"`,
@@ -72,6 +76,11 @@ def get_dataset(
             point sampling of ModelNet, the split of :obj:`"shapenet"`); :obj:`None` keeps
             each data set's default. :obj:`"h5"` has no randomness and ignores it.
             (default: :obj:`None`)
+        val_fraction (float, optional): If set, :obj:`"train"` and :obj:`"val"` are the two
+            parts of a class-stratified hold-out of this share of the training split
+            (:func:`~tg_samplenet.datasets.split.holdout`, drawn with :obj:`seed` or 0),
+            for any data set; :obj:`"test"` stays the data set's own test split.
+            (default: :obj:`None`)
         **kwargs (optional): Further arguments of the data set's class, e.g.
             :obj:`transform`, or :obj:`samples_per_class` of :class:`SyntheticShapes` (which
             sizes the synthetic data only: the other data sets keep all their clouds and
@@ -86,6 +95,11 @@ def get_dataset(
         raise InputError(
             "name", f"unknown data set {name!r}: choose a name from {list(DATASET_NAMES)}"
         )
+    if val_fraction is not None:
+        val_fraction = check_val_fraction(val_fraction)
+        if split in ("train", "val"):
+            full = get_dataset(name, root, "train", num_points, categories, seed, **kwargs)
+            return holdout(full, split, val_fraction, 0 if seed is None else seed)
     seeded = {} if seed is None else {"seed": seed}
 
     if key == "synthetic":

@@ -18,7 +18,7 @@ from tg_samplenet.ops.checks import (
     check_number,
 )
 
-__all__ = ["stratified_split", "holdout"]
+__all__ = ["stratified_split", "holdout", "check_val_fraction"]
 
 
 def stratified_split(y: Tensor, val_fraction: float, seed: int = 0) -> tuple[Tensor, Tensor]:
@@ -44,11 +44,7 @@ def stratified_split(y: Tensor, val_fraction: float, seed: int = 0) -> tuple[Ten
         the training part and of the validation part.
     """
     y = check_index_vector(y, "y").cpu()
-    val_fraction = check_number(val_fraction, "val_fraction", minimum=0.0)
-    if val_fraction >= 1.0:
-        raise InputError(
-            "val_fraction", f"val_fraction must lie in [0, 1) (got {val_fraction})"
-        )
+    val_fraction = check_val_fraction(val_fraction)
     seed = check_int(seed, "seed", minimum=0)
     if y.numel() and int(y.min()) < 0:
         raise InputError("y", f"y must hold class labels >= 0 (got {int(y.min())})")
@@ -90,6 +86,14 @@ def holdout(dataset: Dataset, split: str, val_fraction: float, seed: int = 0) ->
     split = check_choice(split, "split", ("train", "val"))
     train, val = stratified_split(_labels(dataset), val_fraction, seed)
     return dataset[train if split == "train" else val]
+
+
+def check_val_fraction(val_fraction: float) -> float:
+    r"""Checks a hold-out share: a real number in :math:`[0, 1)`."""
+    val_fraction = check_number(val_fraction, "val_fraction", minimum=0.0)
+    if val_fraction >= 1.0:
+        raise InputError("val_fraction", f"val_fraction must lie in [0, 1) (got {val_fraction})")
+    return val_fraction
 
 
 def _labels(dataset: Dataset) -> Tensor:

@@ -26,6 +26,7 @@ from tg_samplenet.ops.checks import (
     check_ratio,
     check_same_device,
 )
+from tg_samplenet.ops.custom_ops import is_compiling
 from tg_samplenet.ops.matching import _hard_sample
 from tg_samplenet.ops.neighbors import _nearest_index
 
@@ -210,7 +211,8 @@ class SampleNet(torch.nn.Module):
         counts = _sample_counts(sizes, num_samples or self.num_out_points, ratio)
 
         simplified = self.simplify(pos, batch, B).reshape(-1, 3)
-        _check_simplified(simplified, pos)
+        if not is_compiling():  # a value read: compiled code skips it (see ops.checks)
+            _check_simplified(simplified, pos)
         simplified_batch = torch.arange(B, device=pos.device).repeat_interleave(self.num_out_points)
         # Empty clouds have nothing to project onto, match with or be compared to.
         present = (sizes > 0)[simplified_batch]
@@ -233,7 +235,8 @@ class SampleNet(torch.nn.Module):
             index = _nearest_index(pos, query, batch, query_batch, B)
             return SampleNetOutput(pos=query, index=index, batch=query_batch, **out)
         sigma = self.projection.sigma
-        check_sigma(sigma)
+        if not is_compiling():
+            check_sigma(sigma)
         proj = soft_project(pos, query, batch, query_batch, B, self.k, sigma)
         index = proj.neighbors.gather(1, proj.weights.argmax(1, keepdim=True)).view(-1)
         return SampleNetOutput(

@@ -10,6 +10,12 @@ what was wrong.
 Checks that read values (finite coordinates, a sorted batch vector, indices in range) need
 the result on the host: on CUDA each such helper costs one device synchronisation, and none
 costs more than one. Checks of shapes, dtypes and devices cost nothing.
+
+While :func:`torch.compile` traces (:func:`torch.compiler.is_compiling`), the checks that
+read values are skipped, because a value read breaks the graph: compiled code gets the
+shape, dtype and device checks only, so check input eagerly first where it may be bad. The
+one value still read is the number of clouds a batch vector implies (its last id plus one),
+and only when no :obj:`num_clouds` is given: pass it to keep that read out of the graph.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from typing import Any, Optional
 
 import torch
 from torch import Tensor
+
+from tg_samplenet.ops.custom_ops import is_compiling
 
 __all__ = [
     "InputError",
@@ -66,8 +74,9 @@ class InputTypeError(InputError, TypeError):
 
 
 def _has_values(tensor: Tensor) -> bool:
-    # Meta tensors carry a shape but no values to check.
-    return tensor.numel() > 0 and tensor.device.type != "meta"
+    # Meta tensors carry a shape but no values to check; while torch.compile traces, values
+    # are symbolic and reading one would break the graph.
+    return not is_compiling() and tensor.numel() > 0 and tensor.device.type != "meta"
 
 
 def check_points(
@@ -138,7 +147,8 @@ def check_cloud_batch(
             )
         check_same_device(pos, batch, names=(pos_name, name))
         batch = batch.long()
-        implied = check_sorted(batch, name)
+        # Compiled code with a given count reads no value of the batch vector at all.
+        implied = given if given is not None and is_compiling() else check_sorted(batch, name)
     if given is None:
         return batch, implied
     if given < implied:
@@ -153,7 +163,9 @@ def check_cloud_batch(
 def check_sorted(batch: Tensor, name: str = "batch") -> int:
     r"""Checks that an integer vector of cloud ids is non-negative and sorted, and returns
     the number of clouds it implies (its last id plus one; 0 when empty). One host sync on
-    CUDA."""
+    CUDA. While compiling, only the count is read (the check is skipped)."""
+    if is_compiling():
+        return int(batch[-1]) + 1 if batch.numel() > 0 else 0
     if not _has_values(batch):
         return 0
     unsorted = (batch[1:] < batch[:-1]).any().long()

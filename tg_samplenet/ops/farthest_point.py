@@ -20,6 +20,7 @@ from tg_samplenet.ops.checks import (
     check_points,
     check_ratio,
 )
+from tg_samplenet.ops.custom_ops import FARTHEST_POINT_SAMPLING, is_compiling
 from tg_samplenet.ops.neighbors import _nearest_index, _zorder, get_backend
 from tg_samplenet.ops.scaling import scale_clouds
 
@@ -98,6 +99,10 @@ def _farthest_point_sampling(
     # farthest_point_sampling for checked input (selected unique, counts that fit).
     from torch_geometric.utils import to_dense_batch
 
+    if is_compiling() and generator is None:  # a loop of counts.max() steps: one operator
+        return torch.ops.tg_samplenet.farthest_point_sampling(
+            pos.detach(), batch, counts, selected, random_start
+        )
     B = counts.numel()
     steps = int(counts.max()) if B > 0 else 0
     if steps == 0:
@@ -144,6 +149,15 @@ def _farthest_point_sampling(
         picked = _steps_dense(planes, dist, first, steps)
     keep = torch.arange(steps, device=pos.device).unsqueeze(0) < counts.unsqueeze(1)
     return (picked + ptr[:-1].unsqueeze(1))[keep]
+
+
+@torch.library.impl(FARTHEST_POINT_SAMPLING, ("CPU", "CUDA"))
+@torch.compiler.disable
+def _farthest_point_sampling_operator(
+    pos: Tensor, batch: Tensor, counts: Tensor, selected: Optional[Tensor], random_start: bool
+) -> Tensor:
+    # What tg_samplenet::farthest_point_sampling runs when a compiled graph calls it.
+    return _farthest_point_sampling(pos, batch, counts, selected, random_start)
 
 
 # Clouds of at least this many points update only the chunks a new point can reach.

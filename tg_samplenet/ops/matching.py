@@ -38,11 +38,13 @@ def first_occurrence(index: Tensor) -> Tensor:
     index = check_index_vector(index, "index")
     if index.numel() == 0:
         return torch.zeros(0, dtype=torch.bool, device=index.device)
-    _, inverse = torch.unique(index, return_inverse=True)
-    position = torch.arange(index.numel(), device=index.device)
-    first = torch.full((int(inverse.max()) + 1,), index.numel(), device=index.device)
-    first = first.scatter_reduce(0, inverse, position, "amin")
-    return first[inverse] == position
+    # A stable sort puts each value's first occurrence at the head of its run: static
+    # shapes, no read of a value (torch.unique's output size depends on the values).
+    order = torch.sort(index, stable=True).indices
+    ordered = index[order]
+    head = torch.ones_like(index, dtype=torch.bool)
+    head[1:] = ordered[1:] != ordered[:-1]
+    return torch.empty_like(head).scatter_(0, order, head)
 
 
 def hard_sample(

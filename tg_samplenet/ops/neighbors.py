@@ -26,6 +26,7 @@ from tg_samplenet.ops.checks import (
     check_positive_int,
     check_references,
 )
+from tg_samplenet.ops.custom_ops import PADDED_KNN, is_compiling
 from tg_samplenet.ops.scaling import center_clouds, scale_clouds
 
 __all__ = [
@@ -265,6 +266,11 @@ def _padded_knn(
     x: Tensor, y: Tensor, k: int, batch_x: Tensor, batch_y: Tensor, num_clouds: int
 ) -> KNNResult:
     # padded_knn for checked input: every cloud with queries has reference points.
+    if is_compiling():  # one opaque operator: the extensions have no fake kernel
+        index, mask = torch.ops.tg_samplenet.padded_knn(
+            x.detach(), y.detach(), k, batch_x, batch_y, num_clouds
+        )
+        return KNNResult(index, mask)
     if y.size(0) == 0:
         empty = torch.empty((0, k), dtype=torch.long, device=y.device)
         return KNNResult(empty, empty.bool())
@@ -294,6 +300,15 @@ def _padded_knn(
                 return _edges_to_padded(row[regroup], col[regroup], y.size(0), k)
             edges = torch_cluster.knn(x, y, k, batch_x, batch_y, batch_size=B)
         return _edges_to_padded(edges[0], edges[1], y.size(0), k)
+
+
+@torch.library.impl(PADDED_KNN, ("CPU", "CUDA"))
+@torch.compiler.disable
+def _padded_knn_operator(
+    x: Tensor, y: Tensor, k: int, batch_x: Tensor, batch_y: Tensor, num_clouds: int
+) -> tuple[Tensor, Tensor]:
+    # What tg_samplenet::padded_knn runs when a compiled graph calls it (eagerly).
+    return tuple(_padded_knn(x, y, k, batch_x, batch_y, num_clouds))
 
 
 def nearest_index(
