@@ -1,12 +1,15 @@
 r"""The kd-tree neighbour engine (scipy's cKDTree) against a brute-force reference: the same
 neighbours (equal distances, so only exact ties may be ordered differently), padding where a
-cloud holds fewer than k points, the Z-order path, and other dimensions."""
+cloud holds fewer than k points, the Z-order path, and other dimensions; and the back-end
+choice that routes CPU searches to it."""
 
 import pytest
 import torch
 
 import tg_samplenet.ops.kdtree_search as kdtree_search
+import tg_samplenet.ops.neighbors as neighbors
 from tg_samplenet.ops.kdtree_search import kdtree_knn, locality_order
+from tg_samplenet.ops.neighbors import available_backends, get_backend, padded_knn, use_backend
 from tg_samplenet.testing import brute_knn, random_clouds
 
 pytest.importorskip("scipy")
@@ -66,3 +69,76 @@ def test_locality_order_keeps_clouds_in_place():
     order = locality_order(pos, batch)
     assert sorted(order.tolist()) == list(range(200))
     assert torch.equal(batch[order], batch)
+
+
+# The back-end choice in tg_samplenet.ops.neighbors.
+
+
+def record_kdtree_calls(monkeypatch):
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(args[0].size(0))
+        return kdtree_knn(*args, **kwargs)
+
+    monkeypatch.setattr(neighbors, "kdtree_knn", spy)
+    return calls
+
+
+def test_default_takes_the_kdtree_where_references_are_at_least_the_queries(monkeypatch):
+    if "torch_cluster" not in available_backends():
+        pytest.skip("torch_cluster is not installed")
+    if get_backend() != "torch_cluster":
+        pytest.skip("the default back-end here is not torch_cluster")
+    calls = record_kdtree_calls(monkeypatch)
+    pos, batch = random_clouds([50, 0, 30], seed=5)
+    query, query_batch = random_clouds([8, 0, 30], seed=6)
+    index = padded_knn(pos, query, 3, batch, query_batch).index  # 80 references, 38 queries
+    assert calls == [80]
+    with use_backend("torch_cluster"):  # a forced back-end runs that package
+        forced = padded_knn(pos, query, 3, batch, query_batch).index
+    assert calls == [80]
+    same_distances = (query.unsqueeze(1) - pos[index]).pow(2).sum(-1)
+    assert torch.allclose(same_distances, (query.unsqueeze(1) - pos[forced]).pow(2).sum(-1))
+    padded_knn(query, pos, 1, query_batch, batch)  # more queries than references
+    assert calls == [80]
+
+
+def test_plain_torch_uses_the_kdtree_on_cpu(monkeypatch):
+    calls = record_kdtree_calls(monkeypatch)
+    pos, batch = random_clouds([20, 40], seed=7)
+    query, query_batch = random_clouds([60, 70], seed=8)
+    with use_backend("torch"):
+        padded_knn(pos, query, 2, batch, query_batch)
+        padded_knn(query, pos, 2, query_batch, batch)
+    assert calls == [60, 130]
+
+
+@pytest.mark.parametrize("k", [1, 5])
+def test_brute_force_without_scipy_matches_brute_force(k, monkeypatch):
+    # Where scipy is missing (or on a GPU), plain torch searches by brute force.
+    monkeypatch.setattr(neighbors, "_KDTREE", False)
+    calls = record_kdtree_calls(monkeypatch)
+    pos, batch = random_clouds([40, 1, 0, 25], seed=9, dtype=torch.float64)
+    query, query_batch = random_clouds([7, 3, 0, 30], seed=10, dtype=torch.float64)
+    with use_backend("torch"):
+        index, mask = padded_knn(pos, query, k, batch, query_batch)
+    assert calls == []
+    expected = brute_knn(pos, query, batch, query_batch, k)
+    for row, want in enumerate(expected):
+        assert mask[row].tolist() == [slot < len(want) for slot in range(k)]
+        got = (pos[index[row]] - query[row]).pow(2).sum(-1).tolist()[: len(want)]
+        assert got == pytest.approx([d for d, _ in want], rel=1e-12, abs=1e-300)
+
+
+@pytest.mark.parametrize("swap", [False, True])
+def test_default_choice_matches_brute_force_on_both_sides_of_the_rule(swap):
+    pos, batch = random_clouds([90, 2, 40], seed=11, dtype=torch.float64)
+    query, query_batch = random_clouds([10, 5, 60], seed=12, dtype=torch.float64)
+    if swap:
+        pos, batch, query, query_batch = query, query_batch, pos, batch
+    index, mask = padded_knn(pos, query, 4, batch, query_batch)
+    for row, want in enumerate(brute_knn(pos, query, batch, query_batch, 4)):
+        assert mask[row].tolist() == [slot < len(want) for slot in range(4)]
+        got = (pos[index[row]] - query[row]).pow(2).sum(-1).tolist()[: len(want)]
+        assert got == pytest.approx([d for d, _ in want], rel=1e-12, abs=1e-300)

@@ -324,9 +324,9 @@ def training_loader(
         dataset (Dataset): The training data.
         batch_size (int): Items per (global) batch.
         shuffle (bool, optional): Shuffle every epoch. (default: :obj:`True`)
-        drop_last (bool, optional): Drop the incomplete last batch; under torchrun it is
-            always dropped, as every process needs its share of every batch.
-            (default: :obj:`True`)
+        drop_last (bool, optional): Drop the incomplete last batch. Under torchrun it
+            must be :obj:`True` unless :obj:`batch_size` divides the data set, as every
+            process needs its share of every batch. (default: :obj:`True`)
         seed (int, optional): The shuffle's seed under torchrun. (default: :obj:`0`)
         **kwargs (optional): Further arguments of the loader, e.g. :obj:`follow_batch`.
     """

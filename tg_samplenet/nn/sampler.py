@@ -48,7 +48,7 @@ class SampleNet(torch.nn.Module):
     - in **eval** mode, each :math:`\mathbf{q}` is matched to its nearest input point,
       repeats are dropped per cloud (first occurrence kept) and farthest point sampling
       continued from the matched set completes the sample
-      (:func:`~tg_samplenet.matching.hard_sample`).
+      (:func:`~tg_samplenet.ops.hard_sample`).
 
     Each cloud yields :math:`\min(m, n_i)` points, or, with :obj:`ratio`,
     :math:`\lceil n_i \cdot r \rceil` (float32, as :func:`torch_geometric.nn.fps`) taken as
@@ -258,7 +258,9 @@ class SampleNet(torch.nn.Module):
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike], map_location: Any = "cpu") -> SampleNet:
-        r"""Rebuilds a sampler saved with :meth:`save` (in training mode, like a new module).
+        r"""Rebuilds a sampler saved with :meth:`save`, in **eval mode**: a loaded sampler is
+        almost always used to sample (hard indices, :obj:`out.index`); call :meth:`train` to
+        fine-tune it.
 
         Raises:
             FileNotFoundError: If :obj:`path` does not exist.
@@ -285,7 +287,7 @@ class SampleNet(torch.nn.Module):
             raise InputError(
                 "path", f"{path} holds weights that do not fit its configuration: {reason}"
             ) from error
-        return sampler
+        return sampler.eval()
 
     def __repr__(self) -> str:
         extra = ""

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 from torch.nn import Parameter
 
+from tg_samplenet.nn.weighted_gather import weighted_gather
 from tg_samplenet.ops.checks import (
     InputError,
     check_bool,
@@ -45,10 +46,7 @@ class SoftProjectionOutput(NamedTuple):
         r"""Projects any per-point tensor :obj:`src` :obj:`[N, *]` with the same weights:
         :math:`\sum_i w_i \, \mathbf{s}_i`. Integer tensors (labels) cannot be mixed and
         take the value of the highest-weight neighbour instead."""
-        if not torch.is_floating_point(src):
-            return src[self.neighbors.gather(1, self.weights.argmax(1, keepdim=True)).view(-1)]
-        w = self.weights.view(*self.weights.shape, *([1] * (src.dim() - 1)))
-        return (w * src[self.neighbors]).sum(1)
+        return weighted_gather(src, self.neighbors, self.weights)
 
 
 class SoftProjection(torch.nn.Module):

@@ -22,6 +22,7 @@ from tg_samplenet.ops.checks import (
 )
 from tg_samplenet.ops.custom_ops import FARTHEST_POINT_SAMPLING, is_compiling
 from tg_samplenet.ops.neighbors import _nearest_index, _zorder, get_backend
+from tg_samplenet.ops.pruned_fps import pruned_fps_steps
 from tg_samplenet.ops.scaling import scale_clouds
 
 __all__ = ["farthest_point_sampling", "fps"]
@@ -49,7 +50,11 @@ def farthest_point_sampling(
     index. For clouds of 32768 points or more, the points are ordered along a Z-order curve
     in chunks, and a step only updates the chunks whose bounding box the new point can
     affect, so that a step costs far less than :math:`O(N)`; exact ties may then be broken
-    in another order. Distances are computed on each cloud scaled by a power of two (exact),
+    in another order. When every cloud that needs points continues from selected points
+    (SampleNet's completion of its matches) and :obj:`random_start` is :obj:`False`, the steps
+    run only on the points that can be picked
+    (:func:`~tg_samplenet.ops.pruned_fps.pruned_fps_steps`), with the dense steps' picks and
+    ties. Distances are computed on each cloud scaled by a power of two (exact),
     so that no coordinate range overflows; half-precision points are sampled in float32.
 
     Args:
@@ -113,22 +118,26 @@ def _farthest_point_sampling(
         pos = pos.float()
     (pos,) = scale_clouds([(pos, batch)], B)
     ptr = cloud_ptr(batch, B)
-    dense, valid = to_dense_batch(pos, batch, batch_size=B)  # [B, Nmax, D]
-    rank = torch.arange(batch.numel(), device=pos.device) - ptr[batch]
 
     # Distance of every point to the selected set: +inf where a cloud has none yet, so the
-    # first argmax picks the cloud's first point; -inf marks padding, -1 chosen points.
-    dist = torch.full(valid.shape, float("inf"), dtype=dense.dtype, device=pos.device)
+    # first argmax picks the cloud's first point; -1 marks chosen points.
+    dist = torch.full((pos.size(0),), float("inf"), dtype=pos.dtype, device=pos.device)
     seeded = torch.zeros(B, dtype=torch.bool, device=pos.device)
     if selected is not None and selected.numel() > 0:
         seeded[batch[selected]] = True
         query = seeded[batch].nonzero().view(-1)
         # selected is sorted (torch.unique), so its batch vector is sorted too.
         near = _nearest_index(pos[selected], pos[query], batch[selected], batch[query], B)
-        d = (pos[query] - pos[selected][near]).pow(2).sum(-1)
-        dist[batch[query], rank[query]] = d
-        dist[batch[selected], rank[selected]] = -1.0
-    dist = dist.masked_fill(~valid, float("-inf"))
+        dist[query] = (pos[query] - pos[selected][near]).pow(2).sum(-1)
+        dist[selected] = -1.0
+        if not random_start and not bool(((counts > 0) & ~seeded).any()):
+            # Every cloud continues from its selected points (hard sampling's completion):
+            # only the points farthest from them can be picked, the same picks as below.
+            return pruned_fps_steps(pos, batch, dist, counts, B)
+
+    dense, valid = to_dense_batch(pos, batch, batch_size=B)  # [B, Nmax, D]
+    rank = torch.arange(batch.numel(), device=pos.device) - ptr[batch]
+    dist = to_dense_batch(dist, batch, float("-inf"), batch_size=B)[0]  # -inf: padding
 
     first = dist.argmax(dim=1)
     if random_start:
