@@ -39,18 +39,21 @@ from typing import Optional
 from torch_geometric.loader import DataLoader
 
 from tg_samplenet import TemperatureProfile
-from tg_samplenet.datasets import get_dataset
 from tg_samplenet.distributed import (
     all_reduce_sum,
     init_distributed,
     is_distributed,
     is_main_process,
-    main_process_first,
     shard_loader,
     training_loader,
 )
 from tg_samplenet.experiments.baselines import baseline_samplers
-from tg_samplenet.experiments.command_line import common_parser, resolve_device, resolve_profile
+from tg_samplenet.experiments.command_line import (
+    common_parser,
+    load_splits,
+    resolve_device,
+    resolve_profile,
+)
 from tg_samplenet.experiments.config import CLASSIFICATION
 from tg_samplenet.experiments.plots import plot_metric_vs_ratio, render_samples
 from tg_samplenet.experiments.reporting import example_metadata, results_table, write_results
@@ -85,19 +88,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     started = time.time()
     seed_everything(args.seed)
 
-    def split(name: str, samples_per_class: int):
-        return get_dataset(
-            args.dataset,
-            args.data_root,
-            name,
-            num_points=profile.num_points,
-            seed=args.seed,
-            samples_per_class=samples_per_class,
-        )
-
-    with main_process_first():  # rank 0 writes a data set's cache, the others read it
-        train_set = split("train", profile.samples_per_class)
-        test_set = split("test", profile.test_samples_per_class)
+    train_set, test_set, _ = load_splits(args, profile)
     num_classes = len(train_set.classes)
     train_loader = training_loader(train_set, profile.batch_size, seed=args.seed)
     task_batch_size = profile.task_batch_size or profile.batch_size

@@ -50,18 +50,21 @@ from typing import Optional
 import torch
 from torch_geometric.loader import DataLoader
 
-from tg_samplenet.datasets import get_dataset
 from tg_samplenet.distributed import (
     gather_cat,
     init_distributed,
     is_distributed,
     is_main_process,
-    main_process_first,
     shard_loader,
     training_loader,
 )
 from tg_samplenet.experiments.baselines import baseline_samplers
-from tg_samplenet.experiments.command_line import common_parser, resolve_device, resolve_profile
+from tg_samplenet.experiments.command_line import (
+    common_parser,
+    load_splits,
+    resolve_device,
+    resolve_profile,
+)
 from tg_samplenet.experiments.config import REGISTRATION
 from tg_samplenet.experiments.plots import plot_metric_vs_ratio, render_registration
 from tg_samplenet.experiments.reporting import (
@@ -101,21 +104,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
     started = time.time()
     seed_everything(args.seed)
 
-    def shapes(split: str, samples_per_class: int):
-        return get_dataset(
-            args.dataset,
-            args.data_root,
-            split,
-            num_points=profile.num_points,
-            categories=[args.category],
-            seed=args.seed,
-            samples_per_class=samples_per_class,
-        )
-
     # Seeds as the authors': training pairs from seed s, test pairs from seed s + 1.
-    with main_process_first():  # rank 0 writes a data set's cache, the others read it
-        train_shapes = shapes("train", profile.samples_per_class)
-        test_shapes = shapes("test", profile.test_samples_per_class)
+    train_shapes, test_shapes, _ = load_splits(args, profile, categories=[args.category])
     degrees = profile.max_degrees
     train_pairs = make_pairs(train_shapes, profile.rotations_per_shape, args.seed, degrees)
     test_pairs = make_pairs(test_shapes, profile.test_rotations_per_shape, args.seed + 1, degrees)

@@ -81,3 +81,19 @@ def test_hdf5_data_set_trains_and_evaluates_with_flags_only(tmp_path, write_hdf5
     for row in data["results"].values():
         assert all(abs(6 * v - round(6 * v)) < 1e-9 for v in row.values())
     assert set(data["results"]["samplenet"]) == {str(m) for m in SMOKE.train_sizes}
+
+
+@pytest.mark.slow
+def test_val_fraction_evaluates_on_a_held_out_share_of_the_training_split(
+    tmp_path, write_hdf5_dataset
+):
+    # The real ModelNet10 data here has a training split only: --val-fraction holds out a
+    # class-stratified share of it and evaluates there.
+    classes = ["bathtub", "bed", "chair"]
+    write_hdf5_dataset(tmp_path, classes, {"train": 24}, 200)
+    flags = ("--dataset", "h5", "--data-root", str(tmp_path), "--val-fraction", "0.25")
+    data = run_classification(tmp_path / "out", *flags)
+    assert data["evaluated_on"] == "val" and data["val_fraction"] == 0.25
+    # 25 % of 8 clouds per class: 6 validation clouds, so every accuracy is a multiple of 1/6.
+    for row in data["results"].values():
+        assert all(abs(6 * v - round(6 * v)) < 1e-9 for v in row.values())

@@ -1,5 +1,5 @@
 r"""The command line every example shares: the flags, the chosen profile with its overrides,
-and the device."""
+the device, and the training and evaluation splits they name."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 import torch
+from torch_geometric.data import Dataset
 
-from tg_samplenet.datasets import DATASET_NAMES
+from tg_samplenet.datasets import DATASET_NAMES, get_dataset
+from tg_samplenet.distributed import main_process_first
 from tg_samplenet.experiments.config import Profile
 
-__all__ = ["common_parser", "resolve_device", "resolve_profile"]
+__all__ = ["common_parser", "load_splits", "resolve_device", "resolve_profile"]
 
 # Flags that override the profile field of the same name.
 _OVERRIDES = ("task_epochs", "sampler_epochs", "batch_size", "task_lr", "sampler_lr")
@@ -37,6 +39,13 @@ def common_parser(description: str, profiles: Mapping[str, Profile]) -> argparse
     parser.add_argument("--profile", default="cpu", choices=list(profiles))
     parser.add_argument("--smoke", action="store_true", help="same as --profile smoke")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--val-fraction",
+        type=float,
+        default=None,
+        help="train on a seeded, class-stratified hold-out of the training split and evaluate "
+        "on the held-out share (for data sets without a test split, and model selection)",
+    )
     for name in _OVERRIDES:
         kind = float if name.endswith("lr") else int
         parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None)
@@ -76,3 +85,34 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit(f"--device {name}: CUDA is not available on this machine")
     return device
+
+
+def load_splits(
+    args: argparse.Namespace, profile: Profile, **kwargs
+) -> tuple[Dataset, Dataset, str]:
+    r"""The training split and the split to evaluate on, named by :obj:`--dataset`,
+    :obj:`--data-root`, :obj:`--seed` and :obj:`--val-fraction`: the data set's test split,
+    or with :obj:`--val-fraction` the held-out share of its training split (then the third
+    value is :obj:`"val"`, else :obj:`"test"`). Under :obj:`torchrun` rank 0 builds the
+    caches first. :obj:`kwargs` go to :func:`~tg_samplenet.datasets.get_dataset`.
+
+    :rtype: :obj:`(train_set, eval_set, eval_split)`
+    """
+    eval_split = "test" if args.val_fraction is None else "val"
+
+    def split(name: str, samples_per_class: int) -> Dataset:
+        return get_dataset(
+            args.dataset,
+            args.data_root,
+            name,
+            num_points=profile.num_points,
+            seed=args.seed,
+            val_fraction=args.val_fraction,
+            samples_per_class=samples_per_class,
+            **kwargs,
+        )
+
+    with main_process_first():  # rank 0 writes a data set's cache, the others read it
+        train_set = split("train", profile.samples_per_class)
+        eval_set = split(eval_split, profile.test_samples_per_class)
+    return train_set, eval_set, eval_split

@@ -98,12 +98,15 @@ def example_metadata(
 ) -> dict[str, Any]:
     r"""What :obj:`results.json` records of an example's run: command, date, machine and
     versions (:func:`~tg_samplenet.experiments.environment.run_metadata`), and the profile's
-    name and settings, the data set, seed, device and the seconds since :obj:`started`."""
+    name and settings, the data set, the split evaluated on (:obj:`"val"` with
+    :obj:`--val-fraction`), seed, device and the seconds since :obj:`started`."""
     meta = run_metadata(script, sys.argv[1:] if argv is None else list(argv), str(args.device))
     meta.update(
         profile=args.profile,
         settings=json.loads(json.dumps(asdict(profile))),
         dataset=args.dataset,
+        evaluated_on="test" if getattr(args, "val_fraction", None) is None else "val",
+        val_fraction=getattr(args, "val_fraction", None),
         seed=args.seed,
         device=str(args.device),
         seconds=round(time.time() - started, 1),

@@ -3,8 +3,8 @@ r"""Exact k-nearest-neighbour search within clouds on scipy's kd-tree
 
 One tree per cloud of the reference points, queried by that cloud's queries on
 :func:`torch.get_num_threads` workers. Large inputs are first put in Z-order (Morton order),
-so that the tree's build and consecutive queries read memory in order: at 100k points this
-halves the build and the queries (``benchmarks/results/neighbors.md``). Distances are
+so that the tree's build and consecutive queries read memory in order (about half the
+time of the build and the queries at 100k points, measured while building it). Distances are
 computed in float64, exact for float32 coordinates, so that the neighbours are the exact
 ones; only the order of exactly equal distances is unspecified.
 """

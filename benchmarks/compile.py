@@ -1,0 +1,115 @@
+r"""SampleNet under :func:`torch.compile` against eager: the eval forward and a training step
+(forward, loss, backward) on a batch of clouds, with the compiled program's first call (the
+compilation) reported apart from its steady-state time.
+
+    python benchmarks/compile.py                    # 32 clouds x 1024 points, inductor
+    python benchmarks/compile.py --backend aot_eager --smoke
+
+Writes benchmarks/results/compile.{json,md} (or under --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+import torch._dynamo
+
+from tg_samplenet import SampleNet
+from tg_samplenet.experiments.benchmarking import format_seconds, time_call, write_json
+from tg_samplenet.experiments.environment import metadata_markdown, run_metadata
+from tg_samplenet.experiments.reporting import markdown_table
+from tg_samplenet.losses import simplification_loss
+from tg_samplenet.testing import random_clouds
+
+
+def eval_forward(sampler: SampleNet, pos, batch):
+    return sampler(pos, batch).index
+
+
+def train_step(sampler: SampleNet, pos, batch):
+    out = sampler(pos, batch)
+    loss = out.pos.square().mean() + out.sigma
+    loss = loss + simplification_loss(out.simplified, pos, out.simplified_batch, batch)
+    loss.backward()
+    return loss.detach()
+
+
+def measure(step, sampler, pos, batch, backend: str, min_run_time: float) -> dict[str, Any]:
+    torch._dynamo.reset()
+    compiled = torch.compile(step, backend=backend, dynamic=True)
+    start = time.perf_counter()
+    compiled(sampler, pos, batch)
+    first_call = time.perf_counter() - start
+    eager = time_call(lambda: step(sampler, pos, batch), min_run_time=min_run_time)
+    steady = time_call(lambda: compiled(sampler, pos, batch), min_run_time=min_run_time)
+    return {
+        "eager_s": eager.median,
+        "compiled_s": steady.median,
+        "compile_first_call_s": first_call,
+        "speed_up": eager.median / steady.median,
+    }
+
+
+def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clouds", type=int, default=32)
+    parser.add_argument("--points", type=int, default=1024)
+    parser.add_argument("--num-out-points", type=int, default=32)
+    parser.add_argument("--backend", default="inductor", help="torch.compile back-end")
+    parser.add_argument("--smoke", action="store_true", help="4 clouds x 128 points, aot_eager")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.clouds, args.points, args.num_out_points, args.backend = 4, 128, 8, "aot_eager"
+    min_run_time = 0.2 if args.smoke else 2.0
+
+    torch.manual_seed(0)
+    pos, batch = random_clouds([args.points] * args.clouds, seed=0)
+    sampler = SampleNet(args.num_out_points)
+    rows = {}
+    with torch.no_grad():
+        rows["eval forward"] = measure(
+            eval_forward, sampler.eval(), pos, batch, args.backend, min_run_time
+        )
+    rows["training step"] = measure(
+        train_step, sampler.train(), pos, batch, args.backend, min_run_time
+    )
+
+    report = {
+        "metadata": run_metadata("benchmarks/compile.py", argv or sys.argv[1:]),
+        "case": f"{args.clouds} clouds x {args.points} points, SampleNet({args.num_out_points})",
+        "backend": args.backend,
+        "results": rows,
+    }
+    table = markdown_table(
+        ["call", "eager", "compiled", "speed-up", "first compiled call"],
+        [
+            [
+                name,
+                format_seconds(r["eager_s"]),
+                format_seconds(r["compiled_s"]),
+                f"{r['speed_up']:.2f}x",
+                format_seconds(r["compile_first_call_s"]),
+            ]
+            for name, r in rows.items()
+        ],
+    )
+    text = (
+        f"# torch.compile ({args.backend}, dynamic=True) against eager\n\n"
+        f"{report['case']}; medians of torch.utils.benchmark blocks.\n\n{table}\n\n"
+        f"{metadata_markdown(report['metadata'])}\n"
+    )
+    out = Path(args.out)
+    write_json(out / "compile.json", report)
+    (out / "compile.md").write_text(text)
+    print(text)
+    return report
+
+
+if __name__ == "__main__":
+    main()
