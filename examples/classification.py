@@ -14,26 +14,17 @@ r"""SampleNet for classification (paper §4.1, Figs. 5 and 6, Table 1), on PyG b
     python examples/classification.py --dataset h5 --data-root modelnet40_ply_hdf5_2048 \
         --profile paper --device cuda
 
-Every stage resumes from its checkpoint in --out/checkpoints: rerunning a finished or
-interrupted command continues where it stopped.
-
-    torchrun --nproc_per_node 4 examples/classification.py --device cuda  # 4 GPUs, DDP
-
-Under torchrun every batch is split over the processes (tg_samplenet.distributed), each
-process evaluates part of the test batches and the results are gathered, so the numbers are
-those of one process; only rank 0 writes files.
+Every stage resumes from its checkpoint in --out/checkpoints; see --help for torchrun.
 """
 
 from __future__ import annotations
 
 import os
 
-# Idle OpenMP threads sleep instead of spinning: on a shared or busy CPU spinning threads
-# slowed small kernels down tenfold. Must be set before torch starts its thread pool.
+# Idle OpenMP threads sleep: see tg_samplenet.experiments.command_line. Before torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import time  # noqa: E402
-from pathlib import Path
 from typing import Optional
 
 from torch_geometric.loader import DataLoader
@@ -41,19 +32,13 @@ from torch_geometric.loader import DataLoader
 from tg_samplenet import TemperatureProfile
 from tg_samplenet.distributed import (
     all_reduce_sum,
-    init_distributed,
     is_distributed,
     is_main_process,
     shard_loader,
     training_loader,
 )
 from tg_samplenet.experiments.baselines import baseline_samplers
-from tg_samplenet.experiments.command_line import (
-    common_parser,
-    load_splits,
-    resolve_device,
-    resolve_profile,
-)
+from tg_samplenet.experiments.command_line import common_parser, load_splits, start_example
 from tg_samplenet.experiments.config import CLASSIFICATION
 from tg_samplenet.experiments.plots import plot_metric_vs_ratio, render_samples
 from tg_samplenet.experiments.reporting import example_metadata, results_table, write_results
@@ -67,7 +52,7 @@ from tg_samplenet.experiments.samplers import (
     train_sampler,
     train_samplers,
 )
-from tg_samplenet.fit import fit_model, seed_everything
+from tg_samplenet.fit import fit_model
 from tg_samplenet.fit_sampler import freeze
 from tg_samplenet.tasks.classification import PointNet, classification_loss, evaluate_accuracy
 
@@ -80,13 +65,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
         help="also train SampleNet-Progressive with each temperature profile (paper Table 1)",
     )
     args = parser.parse_args(argv)
-    profile = resolve_profile(args, CLASSIFICATION)
-    device = init_distributed(resolve_device(args.device))  # cuda:LOCAL_RANK under torchrun
-    out_dir = Path(args.out or f"runs/classification-{args.profile}")
-    ckpt_dir = out_dir / "checkpoints"
-    progress = not args.no_progress
-    started = time.time()
-    seed_everything(args.seed)
+    run = start_example(args, CLASSIFICATION, "classification")
+    profile, device, out_dir, ckpt_dir, progress, started = run
 
     train_set, test_set, _ = load_splits(args, profile)
     num_classes = len(train_set.classes)

@@ -18,46 +18,29 @@ r"""SampleNet for reconstruction (paper §4.3, Figs. 11 and 12), on PyG batches.
         --data-root shape_net_core_uniform_samples_2048 \
         --categories chair table car airplane --profile paper --device cuda
 
-Every stage resumes from its checkpoint in --out/checkpoints: rerunning a finished or
-interrupted command continues where it stopped.
-
-    torchrun --nproc_per_node 4 examples/reconstruction.py --device cuda  # 4 GPUs, DDP
-
-Under torchrun every batch is split over the processes (tg_samplenet.distributed), each
-process evaluates part of the test clouds and the per-cloud errors are gathered, so the
-numbers are those of one process; only rank 0 writes files.
+Every stage resumes from its checkpoint in --out/checkpoints; see --help for torchrun.
 """
 
 from __future__ import annotations
 
 import os
 
-# On CPUs shared with other processes, OpenMP threads that spin while waiting stall each other
-# (10x slower steps here); waiting passively costs next to nothing on an idle machine. It only
-# takes effect before torch is imported, i.e. when this file runs as a script.
+# Idle OpenMP threads sleep: see tg_samplenet.experiments.command_line. Before torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import time  # noqa: E402
-from pathlib import Path
 from typing import Optional
 
 from torch_geometric.loader import DataLoader
 
 from tg_samplenet.distributed import (
-    gather_cat,
-    init_distributed,
-    is_distributed,
+    evaluate_sharded,
     is_main_process,
     shard_loader,
     training_loader,
 )
 from tg_samplenet.experiments.baselines import baseline_samplers
-from tg_samplenet.experiments.command_line import (
-    common_parser,
-    load_splits,
-    resolve_device,
-    resolve_profile,
-)
+from tg_samplenet.experiments.command_line import common_parser, load_splits, start_example
 from tg_samplenet.experiments.config import RECONSTRUCTION
 from tg_samplenet.experiments.plots import plot_metric_vs_ratio, render_samples
 from tg_samplenet.experiments.reporting import (
@@ -72,7 +55,7 @@ from tg_samplenet.experiments.samplers import (
     samplenet_indices,
     train_samplers,
 )
-from tg_samplenet.fit import fit_model, seed_everything
+from tg_samplenet.fit import fit_model
 from tg_samplenet.fit_sampler import freeze
 from tg_samplenet.tasks.metrics import per_class_mean
 from tg_samplenet.tasks.reconstruction import (
@@ -92,13 +75,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
         help="the classes to reconstruct (default: the profile's, the paper's four)",
     )
     args = parser.parse_args(argv)
-    profile = resolve_profile(args, RECONSTRUCTION)
-    device = init_distributed(resolve_device(args.device))  # cuda:LOCAL_RANK under torchrun
-    out_dir = Path(args.out or f"runs/reconstruction-{args.profile}")
-    ckpt_dir = out_dir / "checkpoints"
-    progress = not args.no_progress
-    started = time.time()
-    seed_everything(args.seed)
+    run = start_example(args, RECONSTRUCTION, "reconstruction")
+    profile, device, out_dir, ckpt_dir, progress, started = run
 
     categories = args.categories or list(profile.categories)
     train_set, test_set, _ = load_splits(args, profile, categories=categories)
@@ -108,14 +86,11 @@ def main(argv: Optional[list[str]] = None) -> dict:
     test_shard = shard_loader(test_loader)  # this rank's test batches (all in one process)
 
     def evaluate(sample=None, whole: bool = False):
-        # Per-cloud errors of this rank's whole test batches, gathered in the loader's order.
-        # A sampler that draws from one generator across calls sees every batch (whole) so
-        # that it draws what it draws in one process.
-        if whole or not is_distributed():
-            return evaluate_reconstruction(ae, test_loader, device, sample)
-        if len(test_shard) == 0:  # fewer test batches than processes
-            return gather_cat(None)
-        return gather_cat(evaluate_reconstruction(ae, test_shard, device, sample))
+        # Per-cloud errors, this rank's share of the test batches gathered (all of them if whole).
+        def on(loader):
+            return evaluate_reconstruction(ae, loader, device, sample)
+
+        return evaluate_sharded(on, test_loader, test_shard, whole)
 
     print(
         f"{args.dataset}: {len(train_set)} training / {len(test_set)} test clouds of "

@@ -24,47 +24,30 @@ The MRE here is the geodesic angle itself. The authors' code reports twice that 
     python examples/registration.py --dataset h5 --data-root modelnet40_ply_hdf5_2048 \
         --category car --profile paper --device cuda
 
-Every stage resumes from its checkpoint in --out/checkpoints: rerunning a finished or
-interrupted command continues where it stopped.
-
-    torchrun --nproc_per_node 4 examples/registration.py --device cuda  # 4 GPUs, DDP
-
-Under torchrun every batch is split over the processes (tg_samplenet.distributed), each
-process evaluates part of the test pairs and the per-pair results are gathered, so the
-numbers are those of one process; only rank 0 writes files.
+Every stage resumes from its checkpoint in --out/checkpoints; see --help for torchrun.
 """
 
 from __future__ import annotations
 
 import os
 
-# On CPUs shared with other processes, OpenMP threads that spin while waiting stall each other
-# (10x slower steps here); waiting passively costs next to nothing on an idle machine. It only
-# takes effect before torch is imported, i.e. when this file runs as a script.
+# Idle OpenMP threads sleep: see tg_samplenet.experiments.command_line. Before torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import time  # noqa: E402
-from pathlib import Path
 from typing import Optional
 
 import torch
 from torch_geometric.loader import DataLoader
 
 from tg_samplenet.distributed import (
-    gather_cat,
-    init_distributed,
-    is_distributed,
+    evaluate_sharded,
     is_main_process,
     shard_loader,
     training_loader,
 )
 from tg_samplenet.experiments.baselines import baseline_samplers
-from tg_samplenet.experiments.command_line import (
-    common_parser,
-    load_splits,
-    resolve_device,
-    resolve_profile,
-)
+from tg_samplenet.experiments.command_line import common_parser, load_splits, start_example
 from tg_samplenet.experiments.config import REGISTRATION
 from tg_samplenet.experiments.plots import plot_metric_vs_ratio, render_registration
 from tg_samplenet.experiments.reporting import (
@@ -79,7 +62,7 @@ from tg_samplenet.experiments.samplers import (
     samplenet_indices,
     train_samplers,
 )
-from tg_samplenet.fit import fit_model, seed_everything
+from tg_samplenet.fit import fit_model
 from tg_samplenet.fit_sampler import freeze
 from tg_samplenet.tasks.registration import (
     PCRNet,
@@ -96,13 +79,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
         "--category", default="car", help="the one class whose shapes are registered (paper: car)"
     )
     args = parser.parse_args(argv)
-    profile = resolve_profile(args, REGISTRATION)
-    device = init_distributed(resolve_device(args.device))  # cuda:LOCAL_RANK under torchrun
-    out_dir = Path(args.out or f"runs/registration-{args.profile}")
-    ckpt_dir = out_dir / "checkpoints"
-    progress = not args.no_progress
-    started = time.time()
-    seed_everything(args.seed)
+    run = start_example(args, REGISTRATION, "registration")
+    profile, device, out_dir, ckpt_dir, progress, started = run
 
     # Seeds as the authors': training pairs from seed s, test pairs from seed s + 1.
     train_shapes, test_shapes, _ = load_splits(args, profile, categories=[args.category])
@@ -115,14 +93,11 @@ def main(argv: Optional[list[str]] = None) -> dict:
     test_shard = shard_loader(test_loader)  # this rank's test batches (all in one process)
 
     def evaluate(sample=None, whole: bool = False):
-        # Per-pair errors of this rank's whole test batches, gathered in the loader's order.
-        # A sampler that draws from one generator across calls sees every batch (whole) so
-        # that it draws what it draws in one process.
-        if whole or not is_distributed():
-            return evaluate_registration(pcrnet, test_loader, device, sample)
-        if len(test_shard) == 0:  # fewer test batches than processes
-            return gather_cat(None)
-        return gather_cat(evaluate_registration(pcrnet, test_shard, device, sample))
+        # Per-pair errors, this rank's share of the test batches gathered (all of them if whole).
+        def on(loader):
+            return evaluate_registration(pcrnet, loader, device, sample)
+
+        return evaluate_sharded(on, test_loader, test_shard, whole)
 
     print(
         f"{args.dataset} {args.category}: {len(train_pairs)} training pairs "

@@ -18,7 +18,8 @@ import pytest
 import torch
 
 from tg_samplenet.cli.main import main
-from tg_samplenet.cli.point_files import atomic_write, read_point_file
+from tg_samplenet.cli.point_files import read_point_file
+from tg_samplenet.io import atomic_write
 from tg_samplenet.nn.sampler import SampleNet
 
 plyfile = pytest.importorskip("plyfile")

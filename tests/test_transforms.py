@@ -82,7 +82,7 @@ def test_in_a_dataset_pipeline(sampler):
 
 
 def test_bad_input(sampler):
-    with pytest.raises(TypeError, match="needs a SampleNet"):
+    with pytest.raises(TypeError, match="wraps a SampleNet"):
         SampleNetSampling(torch.nn.Linear(3, 3))
     with pytest.raises(ValueError, match="not both"):
         SampleNetSampling(sampler, num_samples=4, ratio=0.5)

@@ -48,6 +48,7 @@ __all__ = [
     "broadcast_checkpoint",
     "broadcast_object",
     "data_parallel",
+    "evaluate_sharded",
     "gather_cat",
     "get_rank",
     "get_world_size",
@@ -463,6 +464,24 @@ class SyncBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
         if self.affine:
             out = out * self.weight.view(shape) + self.bias.view(shape)
         return out
+
+
+def evaluate_sharded(
+    evaluate: Callable[[Any], Any],
+    loader: TorchDataLoader,
+    shard: TorchDataLoader,
+    whole: bool = False,
+) -> Any:
+    r"""Per-item results of :obj:`evaluate(loader)`, computed under :obj:`torchrun` as
+    :obj:`evaluate(shard)` on this rank's whole batches (see :func:`shard_loader`) and
+    gathered in the loader's order (see :func:`gather_cat`). With :obj:`whole`, every rank
+    evaluates every batch: for a sampler that draws from one generator across calls, so that
+    it draws what it draws in one process."""
+    if whole or not is_distributed():
+        return evaluate(loader)
+    if len(shard) == 0:  # fewer batches than processes
+        return gather_cat(None)
+    return gather_cat(evaluate(shard))
 
 
 @contextmanager

@@ -8,13 +8,13 @@ import pickle
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, BinaryIO, Callable, Union
 
 import torch
 
 from tg_samplenet.ops.checks import InputError, InputTypeError
 
-__all__ = ["atomic_save", "load_checkpoint"]
+__all__ = ["atomic_write", "atomic_save", "load_checkpoint"]
 
 
 def _check_path(path: Any) -> Path:
@@ -25,21 +25,32 @@ def _check_path(path: Any) -> Path:
     return Path(path)
 
 
-def atomic_save(obj: Any, path: Union[str, os.PathLike]):
-    r"""Saves :obj:`obj` with :func:`torch.save` to a temporary file beside :obj:`path`, then
-    renames it over :obj:`path` (:func:`os.replace` is atomic on POSIX and Windows)."""
+def atomic_write(path: Union[str, os.PathLike], write: Callable[[BinaryIO], None]):
+    r"""Calls :obj:`write(f)` on a binary temporary file beside :obj:`path`, then renames it
+    over :obj:`path` (:func:`os.replace` is atomic on POSIX and Windows): a failure never
+    leaves a partial file nor replaces a good one.
+
+    Args:
+        path (str or os.PathLike): The file to write; missing parent folders are made.
+        write (callable): Writes the whole content to the open binary file it is given.
+    """
     path = _check_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_save(obj: Any, path: Union[str, os.PathLike]):
+    r"""Saves :obj:`obj` with :func:`torch.save` atomically (see :func:`atomic_write`)."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def load_checkpoint(path: Union[str, os.PathLike], map_location: Any = "cpu") -> Any:

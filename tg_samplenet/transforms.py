@@ -12,8 +12,8 @@ from torch_geometric.transforms import BaseTransform
 
 from tg_samplenet.nn.fps_drop_in import hard_sample_indices
 from tg_samplenet.nn.sampler import SampleNet
+from tg_samplenet.nn.select import check_sampler_and_size, sampler_and_size_repr
 from tg_samplenet.nn.weighted_gather import weighted_gather
-from tg_samplenet.ops.checks import check_positive_int, check_ratio
 
 __all__ = ["SampleNetSampling"]
 
@@ -56,14 +56,7 @@ class SampleNetSampling(BaseTransform):
         num_samples: Optional[int] = None,
         ratio: Optional[float] = None,
     ):
-        if not isinstance(sampler, SampleNet):
-            raise TypeError(f"SampleNetSampling needs a SampleNet (got {type(sampler).__name__})")
-        if num_samples is not None and ratio is not None:
-            raise ValueError("SampleNetSampling takes num_samples or ratio, not both")
-        if num_samples is not None:
-            check_positive_int(num_samples, "num_samples")
-        if ratio is not None:
-            ratio = check_ratio(ratio)
+        ratio = check_sampler_and_size(self, sampler, ratio, num_samples)
         self.sampler = sampler
         self.num_samples = num_samples
         self.ratio = ratio
@@ -92,8 +85,4 @@ class SampleNetSampling(BaseTransform):
         return data
 
     def __repr__(self) -> str:
-        if self.ratio is not None:
-            size = f"ratio={self.ratio}"
-        else:
-            size = f"num_samples={self.num_samples or self.sampler.num_out_points}"
-        return f"{self.__class__.__name__}({self.sampler}, {size})"
+        return sampler_and_size_repr(self)

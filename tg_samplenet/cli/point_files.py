@@ -21,18 +21,18 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Union
 
 import numpy as np
 
+from tg_samplenet.io import atomic_write
+
 __all__ = [
     "FORMATS",
     "PointFile",
     "PointFileError",
-    "atomic_write",
     "find_point_files",
     "read_point_file",
     "write_point_subset",
@@ -126,29 +126,11 @@ def read_point_file(path: Union[str, os.PathLike]) -> PointFile:
 
 def write_point_subset(file: PointFile, index: np.ndarray, path: Union[str, os.PathLike]):
     r"""Writes the rows :obj:`index` of :obj:`file` to :obj:`path` in the file's format,
-    atomically (see :func:`atomic_write`)."""
+    atomically (see :func:`~tg_samplenet.io.atomic_write`)."""
     index = np.asarray(index, dtype=np.int64)
     if index.ndim != 1 or (index.size and (index.min() < 0 or index.max() >= file.num_points)):
         raise PointFileError(path, f"row index out of range for {file.num_points} points")
     atomic_write(path, lambda f: _WRITERS[file.format](file, index, f))
-
-
-def atomic_write(path: Union[str, os.PathLike], write: Callable[[Any], None]):
-    r"""Calls :obj:`write(f)` on a binary temporary file beside :obj:`path`, then renames it
-    over :obj:`path` (:func:`os.replace` is atomic): a failure never leaves a partial file
-    nor replaces a good one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _check_pos(file: PointFile):

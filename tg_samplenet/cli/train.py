@@ -40,7 +40,6 @@ from tg_samplenet.cli.common import (
 )
 from tg_samplenet.cli.point_files import (
     PointFileError,
-    atomic_write,
     find_point_files,
     read_point_file,
 )
@@ -56,7 +55,7 @@ from tg_samplenet.experiments.samplers import (
 )
 from tg_samplenet.fit import fit_model, seed_everything
 from tg_samplenet.fit_sampler import freeze
-from tg_samplenet.io import atomic_save
+from tg_samplenet.io import atomic_save, atomic_write
 from tg_samplenet.nn.sampler import SampleNet
 from tg_samplenet.tasks.classification import PointNet, classification_loss, evaluate_accuracy
 from tg_samplenet.tasks.reconstruction import (

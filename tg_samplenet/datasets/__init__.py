@@ -8,6 +8,7 @@ from tg_samplenet.datasets.modelnet import ModelNetPointClouds
 from tg_samplenet.datasets.normalize import NormalizeUnitSphere, normalize_unit_sphere
 from tg_samplenet.datasets.primitives import sample_surface
 from tg_samplenet.datasets.shapenet import ShapeNetPointClouds, read_ply_points, split_indices
+from tg_samplenet.datasets.split import holdout, stratified_split
 from tg_samplenet.datasets.synthetic import SyntheticShapes
 
 __all__ = [
@@ -18,8 +19,10 @@ __all__ = [
     "ShapeNetPointClouds",
     "SyntheticShapes",
     "get_dataset",
+    "holdout",
     "normalize_unit_sphere",
     "read_ply_points",
     "sample_surface",
     "split_indices",
+    "stratified_split",
 ]

@@ -10,13 +10,11 @@ import torch
 from torch_geometric.data import Data, InMemoryDataset
 
 from tg_samplenet.datasets.normalize import normalize_unit_sphere
-from tg_samplenet.datasets.readers import BadFiles, finite_clouds
+from tg_samplenet.datasets.readers import finite_clouds
 from tg_samplenet.datasets.readers import read_h5_clouds as _read_h5
 from tg_samplenet.datasets.utils import (
+    check_file_loader,
     check_names,
-    check_num_points,
-    check_root,
-    check_split,
     selection_tag,
 )
 from tg_samplenet.ops.checks import InputError
@@ -82,10 +80,9 @@ class HDF5PointClouds(InMemoryDataset):
         force_reload: bool = False,
         on_bad_file: str = "raise",
     ) -> None:
-        self.bad_files = BadFiles(on_bad_file, "HDF5PointClouds")
-        root = check_root(root, "HDF5PointClouds")
-        self.split = check_split(split, _SPLITS, "HDF5PointClouds")
-        self.num_points = check_num_points(num_points, allow_none=True)
+        root, self.split, self.num_points, self.bad_files = check_file_loader(
+            "HDF5PointClouds", root, split, _SPLITS, num_points, on_bad_file
+        )
         self.categories = check_names(categories, "categories")
         self.shape_names = _read_shape_names(root)
         if self.categories is not None:

@@ -14,13 +14,11 @@ from torch_geometric.data import Data
 from torch_geometric.datasets import ModelNet
 
 from tg_samplenet.datasets.normalize import NormalizeUnitSphere
-from tg_samplenet.datasets.readers import BadFiles, read_off_mesh
+from tg_samplenet.datasets.readers import read_off_mesh
 from tg_samplenet.datasets.utils import (
+    check_file_loader,
     check_names,
-    check_num_points,
-    check_root,
     check_seed,
-    check_split,
     selection_tag,
 )
 from tg_samplenet.ops.checks import InputError
@@ -75,12 +73,11 @@ class ModelNetPointClouds(ModelNet):
         force_reload: bool = False,
         on_bad_file: str = "raise",
     ) -> None:
-        self.bad_files = BadFiles(on_bad_file, f"ModelNet{name}")
-        root = check_root(root, f"ModelNet{name}")
+        root, self.split, self.num_points, self.bad_files = check_file_loader(
+            f"ModelNet{name}", root, split, _SPLITS, num_points, on_bad_file, False
+        )
         if not isinstance(name, str) or name not in _NUM_CATEGORIES:
             raise InputError("name", f"name must be '10' or '40' (got {name!r})")
-        self.split = check_split(split, _SPLITS, f"ModelNet{name}")
-        self.num_points = check_num_points(num_points, allow_none=False)
         self.seed = check_seed(seed)
         self.classes = _resolve_categories(root, name, check_names(categories, "categories"))
         self._selection = None if categories is None else list(self.classes)

@@ -12,13 +12,11 @@ import torch
 from torch_geometric.data import Data, InMemoryDataset
 
 from tg_samplenet.datasets.normalize import normalize_unit_sphere
-from tg_samplenet.datasets.readers import BadFiles, read_ply_points
+from tg_samplenet.datasets.readers import read_ply_points
 from tg_samplenet.datasets.utils import (
+    check_file_loader,
     check_names,
-    check_num_points,
-    check_root,
     check_seed,
-    check_split,
     selection_tag,
 )
 from tg_samplenet.ops.checks import InputError
@@ -97,10 +95,9 @@ class ShapeNetPointClouds(InMemoryDataset):
         force_reload: bool = False,
         on_bad_file: str = "raise",
     ) -> None:
-        self.bad_files = BadFiles(on_bad_file, "ShapeNetPointClouds")
-        root = check_root(root, "ShapeNetPointClouds")
-        self.split = check_split(split, _SPLITS, "ShapeNetPointClouds")
-        self.num_points = check_num_points(num_points, allow_none=True)
+        root, self.split, self.num_points, self.bad_files = check_file_loader(
+            "ShapeNetPointClouds", root, split, _SPLITS, num_points, on_bad_file
+        )
         self.seed = check_seed(seed)
         self.synset_ids = _resolve_synsets(root, check_names(categories, "categories"))
         names = {synset: name for name, synset in self.SYNSET_IDS.items()}

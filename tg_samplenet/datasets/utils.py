@@ -7,6 +7,7 @@ import os
 import os.path as osp
 from collections.abc import Sequence
 
+from tg_samplenet.datasets.readers import BadFiles
 from tg_samplenet.ops.checks import (
     InputError,
     InputTypeError,
@@ -15,6 +16,7 @@ from tg_samplenet.ops.checks import (
 )
 
 __all__ = [
+    "check_file_loader",
     "check_root",
     "check_split",
     "check_num_points",
@@ -36,6 +38,27 @@ def check_root(root: str | None, what: str) -> str:
     if not osp.isdir(root):
         raise FileNotFoundError(f"{what}: the data root {root!r} is not a folder")
     return root
+
+
+def check_file_loader(
+    what: str,
+    root: str | None,
+    split: str,
+    splits: Sequence[str],
+    num_points: int | None,
+    on_bad_file: str,
+    allow_all_points: bool = True,
+) -> tuple[str, str, int | None, BadFiles]:
+    r"""The checks every loader of files on disk starts with, in this order:
+    :obj:`on_bad_file`, :obj:`root` (see :func:`check_root`), :obj:`split` (one of
+    :obj:`splits`) and :obj:`num_points` (:obj:`None` where :obj:`allow_all_points`).
+
+    :rtype: :obj:`(root, split, num_points, bad_files)`
+    """
+    bad_files = BadFiles(on_bad_file, what)
+    root = check_root(root, what)
+    split = check_split(split, splits, what)
+    return root, split, check_num_points(num_points, allow_all_points), bad_files
 
 
 def check_split(split: str, allowed: Sequence[str], what: str) -> str:

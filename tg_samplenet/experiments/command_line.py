@@ -1,23 +1,77 @@
 r"""The command line every example shares: the flags, the chosen profile with its overrides,
-the device, and the training and evaluation splits they name."""
+the device, the start-up of a run (:func:`start_example`), and the training and evaluation
+splits they name.
+
+The examples set :obj:`OMP_WAIT_POLICY=PASSIVE` before they import torch: on CPUs shared with
+other processes, OpenMP threads that spin while waiting stall each other (10x slower steps),
+and waiting passively costs next to nothing on an idle machine. It only takes effect before
+torch starts its thread pool, so it cannot be set from here."""
 
 from __future__ import annotations
 
 import argparse
+import time
 from collections.abc import Mapping
 from dataclasses import replace
+from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch_geometric.data import Dataset
 
 from tg_samplenet.datasets import DATASET_NAMES, get_dataset
-from tg_samplenet.distributed import main_process_first
+from tg_samplenet.distributed import init_distributed, main_process_first
 from tg_samplenet.experiments.config import Profile
+from tg_samplenet.fit import seed_everything
 
-__all__ = ["common_parser", "load_splits", "resolve_device", "resolve_profile"]
+__all__ = [
+    "ExampleRun",
+    "common_parser",
+    "load_splits",
+    "resolve_device",
+    "resolve_profile",
+    "start_example",
+]
 
 # Flags that override the profile field of the same name.
 _OVERRIDES = ("task_epochs", "sampler_epochs", "batch_size", "task_lr", "sampler_lr")
+
+
+_EPILOG = (
+    "Every stage resumes from its checkpoint in --out/checkpoints: rerunning a finished or "
+    "interrupted command continues where it stopped. Under torchrun (e.g. torchrun "
+    "--nproc_per_node 4 EXAMPLE --device cuda) every batch is split over the processes, each "
+    "process evaluates part of the test data and the results are gathered, so the numbers are "
+    "those of one process; only rank 0 writes files."
+)
+
+
+class ExampleRun(NamedTuple):
+    r"""What :func:`start_example` sets up for one run of an example."""
+
+    profile: Profile  #: the chosen profile with the command-line overrides
+    device: torch.device  #: :obj:`cuda:LOCAL_RANK` under :obj:`torchrun`
+    out_dir: Path  #: where results, plots and checkpoints go
+    ckpt_dir: Path  #: :obj:`out_dir / "checkpoints"`
+    progress: bool  #: whether to show progress bars
+    started: float  #: :func:`time.time` at the start
+
+
+def start_example(
+    args: argparse.Namespace, profiles: Mapping[str, Profile], task: str
+) -> ExampleRun:
+    r"""Starts a run of the example for :obj:`task`: resolves the profile and the device
+    (joining the process group under :obj:`torchrun`), names the output folder
+    (:obj:`--out`, by default :obj:`runs/<task>-<profile>`) and seeds every generator with
+    :obj:`--seed`."""
+    profile = resolve_profile(args, profiles)
+    device = init_distributed(resolve_device(args.device))
+    out_dir = Path(args.out or f"runs/{task}-{args.profile}")
+    started = time.time()
+    seed_everything(args.seed)
+    return ExampleRun(
+        profile, device, out_dir, out_dir / "checkpoints", not args.no_progress, started
+    )
 
 
 def common_parser(description: str, profiles: Mapping[str, Profile]) -> argparse.ArgumentParser:
@@ -25,7 +79,9 @@ def common_parser(description: str, profiles: Mapping[str, Profile]) -> argparse
     :obj:`--smoke`), seed, overrides of the profile's epochs, batch size, learning rates and
     sample sizes, and :obj:`--no-progress`."""
     parser = argparse.ArgumentParser(
-        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        description=description,
+        epilog=_EPILOG,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
         "--dataset",

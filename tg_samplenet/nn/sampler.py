@@ -27,6 +27,7 @@ from tg_samplenet.ops.checks import (
     check_same_device,
 )
 from tg_samplenet.ops.custom_ops import is_compiling
+from tg_samplenet.ops.distinct_matching import _distinct_sample
 from tg_samplenet.ops.matching import _hard_sample
 from tg_samplenet.ops.neighbors import _nearest_index
 
@@ -74,6 +75,15 @@ class SampleNet(torch.nn.Module):
             sampling; if :obj:`False`, a cloud can get fewer points. (default: :obj:`True`)
         progressive (bool, optional): Marks a SampleNet-Progressive sampler (informative;
             the progressive behaviour comes from its loss). (default: :obj:`False`)
+        matching (str, optional): The inference step: :obj:`"nearest"` (the paper's: each
+            simplified point to its nearest input point, repeats dropped, farthest point
+            completion, :func:`~tg_samplenet.ops.hard_sample`) or :obj:`"distinct"` (greedy
+            matching to distinct input points, :func:`~tg_samplenet.ops.distinct_sample`;
+            ``docs/real-data-study.md``). (default: :obj:`"nearest"`)
+        max_matched (int, optional): With :obj:`matching="distinct"`, match only the first
+            :obj:`max_matched` simplified points of each cloud and complete with farthest
+            point sampling from them (a progressive sampler's later points can cover the
+            shape worse than FPS). (default: :obj:`None`)
         initial_temperature (float, optional): Initial temperature :math:`t`.
             (default: :obj:`1.0`)
         min_sigma (float, optional): Lower bound added to :math:`\sigma = t^2`.
@@ -98,6 +108,8 @@ class SampleNet(torch.nn.Module):
         skip_projection: bool = False,
         complete_fps: bool = True,
         progressive: bool = False,
+        matching: str = "nearest",
+        max_matched: Optional[int] = None,
         initial_temperature: float = 1.0,
         min_sigma: float = 1e-4,
         learn_temperature: bool = True,
@@ -114,6 +126,14 @@ class SampleNet(torch.nn.Module):
             (learn_temperature, "learn_temperature"),
         ]:
             check_bool(flag, name)
+        if matching not in ("nearest", "distinct"):
+            raise InputError(
+                "matching", f"matching must be 'nearest' or 'distinct' (got {matching!r})"
+            )
+        if max_matched is not None:
+            max_matched = check_positive_int(max_matched, "max_matched")
+            if matching != "distinct":
+                raise InputError("max_matched", "max_matched needs matching='distinct'")
         point_channels = _check_channels(point_channels, "point_channels", allow_empty=False)
         head_channels = _check_channels(head_channels, "head_channels", allow_empty=True)
         self.num_out_points = num_out_points
@@ -121,6 +141,8 @@ class SampleNet(torch.nn.Module):
         self.skip_projection = skip_projection
         self.complete_fps = complete_fps
         self.progressive = progressive
+        self.matching = matching
+        self.max_matched = max_matched
         self.point_channels = tuple(point_channels)
         self.head_channels = tuple(head_channels)
         self._config = dict(
@@ -135,6 +157,8 @@ class SampleNet(torch.nn.Module):
             point_channels=list(point_channels),
             head_channels=list(head_channels),
         )
+        if matching != "nearest":
+            self._config.update(matching=matching, max_matched=max_matched)
 
         # A batch of one cloud (or one point) still trains: BatchNorm then falls back to
         # its running statistics.
@@ -220,9 +244,20 @@ class SampleNet(torch.nn.Module):
         out = dict(counts=counts, simplified=simplified, simplified_batch=simplified_batch)
 
         if not self.training:
-            index = _hard_sample(
-                pos, batch, simplified, simplified_batch, counts, self.complete_fps
-            )
+            if self.matching == "distinct":
+                index = _distinct_sample(
+                    pos,
+                    batch,
+                    simplified,
+                    simplified_batch,
+                    counts,
+                    self.max_matched,
+                    complete=self.complete_fps,
+                )
+            else:
+                index = _hard_sample(
+                    pos, batch, simplified, simplified_batch, counts, self.complete_fps
+                )
             if not self.complete_fps:  # de-duplication may leave a cloud short
                 out["counts"] = cloud_sizes(batch[index], B)
             return SampleNetOutput(pos=pos[index], index=index, batch=batch[index], **out)
@@ -297,6 +332,10 @@ class SampleNet(torch.nn.Module):
             extra += ", progressive=True"
         if not self.complete_fps:
             extra += ", complete_fps=False"
+        if self.matching != "nearest":
+            extra += f", matching={self.matching!r}"
+            if self.max_matched is not None:
+                extra += f", max_matched={self.max_matched}"
         return f"{self.__class__.__name__}({self.num_out_points}, k={self.k}{extra})"
 
 

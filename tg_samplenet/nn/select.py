@@ -17,6 +17,36 @@ from tg_samplenet.ops.checks import check_positive_int, check_ratio
 __all__ = ["SampleNetSelect", "SampleNetSelectOutput"]
 
 
+def check_sampler_and_size(
+    owner: torch.nn.Module,
+    sampler: SampleNet,
+    ratio: Optional[float],
+    num_samples: Optional[int],
+) -> Optional[float]:
+    r"""The checks of a module that samples with a trained :obj:`sampler` either
+    :obj:`ratio` of each cloud or :obj:`num_samples` points (at most one of them); returns
+    the checked ratio."""
+    name = type(owner).__name__
+    if not isinstance(sampler, SampleNet):
+        raise TypeError(f"{name} wraps a SampleNet (got {type(sampler).__name__})")
+    if ratio is not None and num_samples is not None:
+        raise ValueError(f"{name} takes ratio or num_samples, not both")
+    if ratio is not None:
+        ratio = check_ratio(ratio)
+    if num_samples is not None:
+        check_positive_int(num_samples, "num_samples")
+    return ratio
+
+
+def sampler_and_size_repr(owner: torch.nn.Module) -> str:
+    r"""The :obj:`__repr__` of such a module: its sampler and its ratio or sample size."""
+    if owner.ratio is not None:
+        size = f"ratio={owner.ratio}"
+    else:
+        size = f"num_samples={owner.num_samples or owner.sampler.num_out_points}"
+    return f"{type(owner).__name__}({owner.sampler}, {size})"
+
+
 class SampleNetSelectOutput(SelectOutput):
     r"""A :class:`~torch_geometric.nn.pool.select.SelectOutput` that also keeps the
     sampler's own output, which SampleNet's losses need.
@@ -109,14 +139,7 @@ class SampleNetSelect(Select):
         num_samples: Optional[int] = None,
     ):
         super().__init__()
-        if not isinstance(sampler, SampleNet):
-            raise TypeError(f"SampleNetSelect wraps a SampleNet (got {type(sampler).__name__})")
-        if ratio is not None and num_samples is not None:
-            raise ValueError("SampleNetSelect takes ratio or num_samples, not both")
-        if ratio is not None:
-            ratio = check_ratio(ratio)
-        if num_samples is not None:
-            check_positive_int(num_samples, "num_samples")
+        ratio = check_sampler_and_size(self, sampler, ratio, num_samples)
         self.sampler = sampler
         self.ratio = ratio
         self.num_samples = num_samples
@@ -155,8 +178,4 @@ class SampleNetSelect(Select):
         )
 
     def __repr__(self) -> str:
-        if self.ratio is not None:
-            size = f"ratio={self.ratio}"
-        else:
-            size = f"num_samples={self.num_samples or self.sampler.num_out_points}"
-        return f"{self.__class__.__name__}({self.sampler}, {size})"
+        return sampler_and_size_repr(self)

@@ -10,6 +10,7 @@ raises :class:`InputError`, naming the argument, for input it cannot take."""
 
 from tg_samplenet.ops.batch import cloud_ptr, cloud_sizes, rank_in_cloud, sample_counts
 from tg_samplenet.ops.checks import InputError, InputTypeError
+from tg_samplenet.ops.distinct_matching import distinct_sample
 from tg_samplenet.ops.farthest_point import farthest_point_sampling, fps
 from tg_samplenet.ops.matching import first_occurrence, hard_sample
 from tg_samplenet.ops.neighbors import (
@@ -29,6 +30,7 @@ __all__ = [
     "available_backends",
     "cloud_ptr",
     "cloud_sizes",
+    "distinct_sample",
     "farthest_point_sampling",
     "first_occurrence",
     "fps",

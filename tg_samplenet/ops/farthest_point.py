@@ -22,7 +22,7 @@ from tg_samplenet.ops.checks import (
 )
 from tg_samplenet.ops.custom_ops import FARTHEST_POINT_SAMPLING, is_compiling
 from tg_samplenet.ops.neighbors import _nearest_index, _zorder, get_backend
-from tg_samplenet.ops.pruned_fps import pruned_fps_steps
+from tg_samplenet.ops.pruned_fps import lower_distances, pruned_fps_steps
 from tg_samplenet.ops.scaling import scale_clouds
 
 __all__ = ["farthest_point_sampling", "fps"]
@@ -183,13 +183,7 @@ def _steps_dense(planes: Tensor, dist: Tensor, first: Tensor, steps: int) -> Ten
     for step in range(steps):
         far = first if step == 0 else dist.argmax(dim=1)
         picked[:, step] = far
-        new = planes[:, arange, far].unsqueeze(-1)  # [D, B, 1]
-        torch.sub(planes[0], new[0], out=d).square_()
-        for axis in range(1, planes.size(0)):
-            torch.sub(planes[axis], new[axis], out=diff)
-            d.addcmul_(diff, diff)
-        torch.minimum(dist, d, out=dist)
-        dist[arange, far] = -1.0
+        lower_distances(planes, dist, far, arange, d, diff)
     return picked
 
 

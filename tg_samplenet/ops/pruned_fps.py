@@ -32,6 +32,23 @@ CANDIDATES_PER_PICK = 16
 MIN_CANDIDATES = 256
 
 
+def lower_distances(
+    planes: Tensor, dist: Tensor, far: Tensor, arange: Tensor, d: Tensor, diff: Tensor
+):
+    r"""One farthest-point step on :obj:`[B, L]` tables, in place: :obj:`dist` becomes its
+    minimum with the squared distances to the points :obj:`far` (:obj:`[B]`) of the
+    coordinate planes :obj:`planes` (:obj:`[D, B, L]`), and the picked points get
+    :obj:`-1`. :obj:`arange` is :obj:`torch.arange(B)`; :obj:`d` and :obj:`diff` are
+    scratch tables shaped like :obj:`dist` (made once per sampling, not per step)."""
+    new = planes[:, arange, far].unsqueeze(-1)  # [D, B, 1]
+    torch.sub(planes[0], new[0], out=d).square_()
+    for axis in range(1, planes.size(0)):
+        torch.sub(planes[axis], new[axis], out=diff)
+        d.addcmul_(diff, diff)
+    torch.minimum(dist, d, out=dist)
+    dist[arange, far] = -1.0
+
+
 def _dense_steps(planes: Tensor, dist: Tensor, steps: int) -> tuple[Tensor, Tensor]:
     # FPS on [B, L] tables (-inf padding, -1 chosen): the picks [B, steps] and the value of
     # each pick [B, steps].
@@ -43,13 +60,7 @@ def _dense_steps(planes: Tensor, dist: Tensor, steps: int) -> tuple[Tensor, Tens
     for step in range(steps):
         best, far = dist.max(dim=1)
         picked[:, step], value[:, step] = far, best
-        new = planes[:, arange, far].unsqueeze(-1)  # [D, B, 1]
-        torch.sub(planes[0], new[0], out=d).square_()
-        for axis in range(1, planes.size(0)):
-            torch.sub(planes[axis], new[axis], out=diff)
-            d.addcmul_(diff, diff)
-        torch.minimum(dist, d, out=dist)
-        dist[arange, far] = -1.0
+        lower_distances(planes, dist, far, arange, d, diff)
     return picked, value
 
 
