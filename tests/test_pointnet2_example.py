@@ -1,35 +1,29 @@
-r"""examples/pointnet2_samplenet.py: its radius search and learned set abstraction against
-independent expectations, and a smoke run as a user runs it (a subprocess), whose second run
-resumes from the checkpoints instead of training again."""
+r"""PointNet++ with learned sampling (tg_samplenet.tasks.pointnet2): the radius search and the
+learned set abstraction against independent expectations; examples/pointnet2_samplenet.py
+run as a user runs it (a subprocess), whose second run resumes from its checkpoints."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 import torch
 
+from tg_samplenet.experiments.pointnet2 import POINTNET2, build_pointnet2
+from tg_samplenet.tasks.pointnet2 import joint_loss, radius
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "pointnet2_samplenet.py"
 
 
-@pytest.fixture(scope="module")
-def example():
-    spec = importlib.util.spec_from_file_location("pointnet2_samplenet", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_radius_is_the_nearest_points_within_r(example, make_clouds):
+def test_radius_is_the_nearest_points_within_r(make_clouds):
     pos, batch = make_clouds([60, 1, 45], seed=0)
     centres = torch.tensor([0, 10, 60, 61, 100])
-    row, col = example.radius(pos, pos[centres], 0.3, batch, batch[centres], max_neighbors=8)
+    row, col = radius(pos, pos[centres], 0.3, batch, batch[centres], max_neighbors=8)
     for query, point in enumerate(centres.tolist()):
         dist = (pos - pos[point]).pow(2).sum(-1)
         dist[batch != batch[point]] = float("inf")
@@ -39,11 +33,11 @@ def test_radius_is_the_nearest_points_within_r(example, make_clouds):
         assert point in expected  # a centre is its own neighbour
 
 
-def test_learned_layer_trains_through_its_soft_centres(example, make_clouds):
-    profile = example.PROFILES["smoke"]
+def test_learned_layer_trains_through_its_soft_centres(make_clouds):
+    profile = POINTNET2["smoke"]
     pos, batch = make_clouds([64, 64], seed=1)
     torch.manual_seed(0)
-    model = example.PointNet2(3, profile, learned=True)
+    model = build_pointnet2(3, profile, learned=True)
     model.train()
     log_probs, samples = model(pos, batch)
     assert log_probs.shape == (2, 3) and len(samples) == 2
@@ -51,7 +45,8 @@ def test_learned_layer_trains_through_its_soft_centres(example, make_clouds):
     assert torch.equal(pos1, pos) and out1.pos.shape == (64, 3)  # ceil(64 * 0.5) per cloud
     assert out2.pos.shape == (2 * math.ceil(32 * 0.25), 3)
     assert out1.weights is not None and not torch.equal(out1.pos, pos[out1.index])
-    loss = example.task_loss(model, _Batch(pos, batch, torch.tensor([0, 2])), profile.fixed_loss)
+    data = _Batch(pos, batch, torch.tensor([0, 2]))
+    loss = joint_loss(model, data, **asdict(profile.fixed_loss))
     loss.backward()
     first = model.sa1_module.sampler
     assert first.projection.temperature.grad is not None
@@ -83,9 +78,9 @@ def smoke_run(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_smoke_writes_every_output(smoke_run, example):
+def test_smoke_writes_every_output(smoke_run):
     out, data, _, _ = smoke_run
-    n = example.PROFILES["smoke"].num_points
+    n = POINTNET2["smoke"].num_points
     assert data["task"] == "pointnet2" and data["metric"] == "accuracy"
     results = data["results"]
     assert set(results) == {
@@ -104,7 +99,7 @@ def test_smoke_writes_every_output(smoke_run, example):
     for name in ("pointnet2_fps", "pointnet2_samplenet"):
         assert data["timing"][name]["seconds_per_train_epoch"] > 0
         assert data["timing"][name]["ms_per_inference_batch"] > 0
-        assert len(data["loss_history"][name]) == example.PROFILES["smoke"].task_epochs
+        assert len(data["loss_history"][name]) == POINTNET2["smoke"].task_epochs
     assert data["command"].endswith("--smoke --no-progress --out " + str(out))
     markdown = (out / "results.md").read_text()
     assert "| pointnet2_samplenet |" in markdown and "SampleNetFPS" in markdown
