@@ -234,17 +234,31 @@ def fit_model(
         state["scheduler"] = scheduler
 
     with data_parallel(model, loss_fn, getattr(batches, "loss_scale", 1.0)) as objective:
-
-        def step(data) -> float:
-            model.train()
-            if device is not None:
-                data = data.to(device)
-            loss = objective(data)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            return loss.item()
-
+        step = training_step(model, objective, optimizer, scheduler, device)
         return fit(step, loader, epochs, checkpoint, state, desc, on_epoch_start, progress)
+
+
+def training_step(
+    model: torch.nn.Module,
+    objective: Callable[[Any], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    scheduler: Optional[Any] = None,
+    device: Optional[Union[str, torch.device]] = None,
+) -> Callable[[Any], float]:
+    r"""One optimisation step as a function of a batch, for :func:`fit`: :obj:`model` in
+    training mode, the batch moved to :obj:`device`, :obj:`objective(data)` minimised by
+    :obj:`optimizer`, then the learning-rate :obj:`scheduler` stepped; returns the loss."""
+
+    def step(data) -> float:
+        model.train()
+        if device is not None:
+            data = data.to(device)
+        loss = objective(data)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        return loss.item()
+
+    return step

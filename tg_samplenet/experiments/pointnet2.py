@@ -22,7 +22,7 @@ from tg_samplenet.experiments.config import (
 from tg_samplenet.experiments.plots import plot_metric_vs_ratio
 from tg_samplenet.experiments.reporting import markdown_table
 from tg_samplenet.experiments.samplers import make_sampler
-from tg_samplenet.fit import fit, learning_rate_schedule
+from tg_samplenet.fit import fit, learning_rate_schedule, training_step
 from tg_samplenet.fit_sampler import LossWeights
 from tg_samplenet.nn.fps_drop_in import SampleNetFPS
 from tg_samplenet.ops.farthest_point import fps
@@ -103,16 +103,9 @@ def optimizer_and_step(model: PointNet2, profile: PointNet2Profile, steps: int, 
     optimizer = torch.optim.Adam(groups)
     scheduler = learning_rate_schedule(optimizer, profile.lr_schedule, steps)
 
-    def step(data) -> float:
-        model.train()
-        loss = joint_loss(model, data.to(device), **asdict(profile.fixed_loss))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        return loss.item()
-
+    weights = asdict(profile.fixed_loss)
+    step = training_step(model, lambda data: joint_loss(model, data, **weights), optimizer,
+                         scheduler, device)  # fmt: skip
     return optimizer, scheduler, step
 
 

@@ -13,17 +13,11 @@ from torch_geometric.utils import to_dense_batch
 from tg_samplenet.ops.batch import _rank_in_cloud, cloud_ptr, cloud_sizes
 from tg_samplenet.ops.checks import (
     check_bool,
-    check_cloud_batch,
-    check_counts,
-    check_counts_fit,
     check_int,
-    check_matching_points,
-    check_points,
     check_positive_int,
-    check_references,
 )
 from tg_samplenet.ops.farthest_point import _farthest_point_sampling
-from tg_samplenet.ops.matching import first_occurrence
+from tg_samplenet.ops.matching import check_sampling_inputs, first_occurrence
 from tg_samplenet.ops.neighbors import _padded_knn
 
 __all__ = ["distinct_sample"]
@@ -101,16 +95,9 @@ def distinct_sample(
         grouped by cloud in batch order: the :math:`j`-th of a cloud matched to its
         :math:`j`-th simplified point, then the farthest points.
     """
-    check_points(pos, "pos", dim=None)
-    check_points(simplified, "simplified", dim=None)
-    check_matching_points(pos, simplified, "pos", "simplified")
-    batch, clouds = check_cloud_batch(batch, pos, "batch")
-    simplified_batch, simplified_clouds = check_cloud_batch(
-        simplified_batch, simplified, "simplified_batch", pos_name="simplified"
+    batch, simplified_batch, counts = check_sampling_inputs(
+        pos, batch, simplified, simplified_batch, counts
     )
-    counts = check_counts(counts, "counts", max(clouds, simplified_clouds))
-    check_counts_fit(counts, "counts", cloud_sizes(batch, counts.numel()), "points")
-    check_references(batch, simplified_batch, counts.numel(), "pos", "simplified")
     if max_matched is not None:
         max_matched = check_int(max_matched, "max_matched", minimum=0)
     k = check_positive_int(k, "k")

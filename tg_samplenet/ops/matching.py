@@ -80,6 +80,24 @@ def hard_sample(
     :rtype: :class:`torch.LongTensor` of indices into :obj:`pos`, grouped by cloud in batch
         order, matched points first.
     """
+    batch, simplified_batch, counts = check_sampling_inputs(
+        pos, batch, simplified, simplified_batch, counts
+    )
+    check_bool(complete, "complete")
+    return _hard_sample(pos, batch, simplified, simplified_batch, counts, complete)
+
+
+def check_sampling_inputs(
+    pos: Tensor,
+    batch: Optional[Tensor],
+    simplified: Tensor,
+    simplified_batch: Optional[Tensor],
+    counts: Tensor,
+) -> tuple[Tensor, Tensor, Tensor]:
+    r"""The checks of a hard sampling's input (see :func:`hard_sample`): points of one
+    dtype and dimension, sorted batch vectors, one count per cloud that fits its cloud, input
+    points for every cloud with simplified points. Returns the checked :obj:`batch`,
+    :obj:`simplified_batch` and :obj:`counts`."""
     check_points(pos, "pos", dim=None)
     check_points(simplified, "simplified", dim=None)
     check_matching_points(pos, simplified, "pos", "simplified")
@@ -90,8 +108,7 @@ def hard_sample(
     counts = check_counts(counts, "counts", max(clouds, simplified_clouds))
     check_counts_fit(counts, "counts", cloud_sizes(batch, counts.numel()), "points")
     check_references(batch, simplified_batch, counts.numel(), "pos", "simplified")
-    check_bool(complete, "complete")
-    return _hard_sample(pos, batch, simplified, simplified_batch, counts, complete)
+    return batch, simplified_batch, counts
 
 
 def _hard_sample(

@@ -317,14 +317,13 @@ def _padded_knn(
 
 
 def _use_kdtree(backend: str, x: Tensor, y: Tensor) -> bool:
-    # scipy's kd-tree on CPU: always for plain torch, and by default instead of
-    # torch_cluster.knn where the references are at least as many as the queries (measured
-    # on one thread, 1k-100k points: 0.3-0.6x its time there, 1.0-1.5x otherwise).
-    if not _KDTREE or x.device.type != "cpu":
-        return False
-    if backend == "torch":
-        return True
-    return backend == "torch_cluster" and _forced is None and x.size(0) >= y.size(0)
+    # scipy's kd-tree on CPU is the plain-torch back-end's engine. It would also beat
+    # torch_cluster.knn where the references are at least as many as the queries (one
+    # thread, 1k-100k points: 0.3-0.6x its time), but it ranks in float64 where
+    # torch_cluster ranks in float32: near-ties then take another order in the [M, k]
+    # table, the soft projection sums in another order, and a training run drifts off the
+    # published one in the last bits. So torch_cluster stays torch_cluster.
+    return _KDTREE and backend == "torch" and x.device.type == "cpu"
 
 
 @torch.library.impl(PADDED_KNN, ("CPU", "CUDA"))
