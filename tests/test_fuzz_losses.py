@@ -102,7 +102,10 @@ def test_nearest_neighbour_terms(data, x, backend):
         lm, lm_error = promise(
             "max_nn_distance", max_nn_distance, x.pos, y, x.batch, y_cloud, num_clouds
         )
-    ok = x.valid and y_ok
+    # One way (x -> y), a cloud that only y holds is no fault: it gets NaN below.
+    covered = set(x.cloud.tolist()) <= set(y_cloud.tolist())
+    same_kind = y.dtype == x.pos.dtype and y.dim() == 2 and y.size(1) == x.pos.size(-1)
+    ok = x.valid and (y_ok or (same_kind and covered and bool(torch.isfinite(y).all())))
     if not ok:
         assert error is not None and la_error is not None and lm_error is not None
         return
