@@ -32,8 +32,9 @@ def kdtree_available() -> bool:
 
 
 def _spread_bits(cell: Tensor) -> Tensor:
-    # Bit i of every 10-bit integer to bit 3i: spread(x) | spread(y) << 1 | spread(z) << 2
-    # is the Morton code of the cell (x, y, z).
+    # Bit i of every 10-bit integer to bit 3i, in four shift-and-mask passes instead of a
+    # loop over bits: spread(x) | spread(y) << 1 | spread(z) << 2 is the Morton code of the
+    # cell (x, y, z). Also behind ops.neighbors.zorder.
     cell = (cell | (cell << 16)) & 0x030000FF
     cell = (cell | (cell << 8)) & 0x0300F00F
     cell = (cell | (cell << 4)) & 0x030C30C3

@@ -35,7 +35,7 @@ from tg_samplenet.ops.checks import (
     check_references,
 )
 from tg_samplenet.ops.custom_ops import PADDED_KNN, is_compiling
-from tg_samplenet.ops.kdtree_search import kdtree_available, kdtree_knn
+from tg_samplenet.ops.kdtree_search import _spread_bits, kdtree_available, kdtree_knn
 from tg_samplenet.ops.scaling import center_clouds, scale_clouds
 
 __all__ = [
@@ -141,16 +141,6 @@ def _edges_to_padded(row: Tensor, col: Tensor, num_queries: int, k: int) -> KNNR
     index[row, slot] = col
     mask = index >= 0
     return KNNResult(torch.where(mask, index, index[:, :1]), mask)
-
-
-def _spread_bits(cell: Tensor) -> Tensor:
-    r"""Moves bit :math:`i` of every 10-bit integer to bit :math:`3i`, so that
-    :obj:`spread(x) | spread(y) << 1 | spread(z) << 2` is the Z-order (Morton) code of a cell
-    :obj:`(x, y, z)`: four shift-and-mask passes instead of a loop over bits."""
-    cell = (cell | (cell << 16)) & 0x030000FF
-    cell = (cell | (cell << 8)) & 0x0300F00F
-    cell = (cell | (cell << 4)) & 0x030C30C3
-    return (cell | (cell << 2)) & 0x09249249
 
 
 def zorder(pos: Tensor, batch: Optional[Tensor] = None, num_clouds: Optional[int] = None) -> Tensor:
