@@ -2,8 +2,11 @@ r"""Data-parallel training with :mod:`tg_samplenet.distributed`: two CPU process
 launched by torchrun on 127.0.0.1 train a small sampler with :func:`fit_sampler` and end
 with identical weights, their loss falls, and they match one process that trains on the
 same global batches; checkpoints resume across different numbers of processes; the
-sharded evaluation gathers exactly the single process's per-cloud results; and
-:class:`SyncBatchNorm` on gloo gives the whole batch's statistics and gradients.
+sharded evaluation gathers exactly the single process's per-cloud results;
+:class:`SyncBatchNorm` on gloo gives the whole batch's statistics and gradients; a rank that
+holds a single cloud of a batch trains in step (PyG's BatchNorm takes no single-row
+shortcut); and the recomputed max pool (SampleNet's path above 2^18 points) merges its
+BatchNorm statistics over the ranks, so it too trains as one process on the global batch.
 
 This file is also the workers' script: torchrun runs it with :obj:`__main__`.
 
@@ -14,11 +17,13 @@ per operation. Adam divides each step by the gradients' running RMS plus eps = 1
 gradients that vanish analytically (the biases before BatchNorm, which it cancels) carry only
 that rounding noise and move by at most lr * 1e-16 / 1e-8 per step: after 12 steps at
 lr = 1e-2 we measured a largest weight difference of 9e-9 (those biases; every other weight
-within 1e-9) and allow ATOL = 1e-7. Without synchronised BatchNorm the same comparison is off
-by more than 1e-2 (asserted below), so the tolerance separates a correct run from a wrong
-one. (In float32 the losses still agree to 1e-6, but Adam turns the float32 noise of those
-vanishing gradients, about 1e-6, into full steps of size lr, so their biases, which do not
-change the sampler's output, end up to 0.05 apart: float32 weights cannot be compared
+within 1e-9), 3e-9 for batches split 3 + 2, 2e-8 for batches split 2 + 1 (28 steps) and
+1e-9 through the recomputed pool, and allow ATOL = 1e-7. Without synchronised BatchNorm the
+same comparison is off by more than 1e-2, and the recomputed pool with each rank's own
+statistics by 2.4 (both asserted below), so the tolerance separates a correct run from a
+wrong one. (In float32 the losses still agree to 1e-6, but Adam turns the float32 noise of
+those vanishing gradients, about 1e-6, into full steps of size lr, so their biases, which do
+not change the sampler's output, end up to 0.05 apart: float32 weights cannot be compared
 tightly.)
 """
 
@@ -31,22 +36,27 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
 from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
+from torch_geometric.nn import MLP
 
+import tg_samplenet.nn.recomputed_max_pool as recomputed
 from tg_samplenet import SampleNet, chamfer_distance, fit_sampler
 from tg_samplenet import distributed as tdist
 from tg_samplenet.distributed import DistributedBatchSampler
 from tg_samplenet.fit import seed_everything
 from tg_samplenet.fit_sampler import LossWeights
+from tg_samplenet.nn.recomputed_max_pool import recomputed_max_pool, use_recomputed_pool
 
 WORLD = 2
 SEED = 3
 BATCH = 6  # global batch, split 3 + 3
 ODD_BATCH = 5  # split 3 + 2
+SINGLE_BATCH = 3  # split 2 + 1: rank 1 holds one cloud, one row for the head's BatchNorm
 EPOCHS, HALF = 4, 2
 ATOL = 1e-7
 WEIGHTS = LossWeights(alpha=0.5, lmbda=0.01, gamma=1.0, delta=0.0)
@@ -138,6 +148,23 @@ def worker(out: Path):
     odd = new_sampler()
     train(odd, tdist.training_loader(data, ODD_BATCH, seed=SEED), EPOCHS, out / "odd.pt")
     result["odd"] = weights(odd)
+    # Batches of 3 split 2 + 1: PyG's BatchNorm would take its running statistics for
+    # rank 1's single cloud and skip the all-reduce that rank 0 waits in.
+    single = new_sampler()
+    train(single, tdist.training_loader(data, SINGLE_BATCH, seed=SEED), EPOCHS, out / "one.pt")
+    result["single_cloud"] = weights(single)
+
+    # Every batch through the recomputed max pool (the path above 2^18 points), its
+    # statistics merged over the ranks; and the same without merging them.
+    with mock.patch.object(recomputed, "RECOMPUTE_ABOVE", 0):
+        pooled = new_sampler()
+        train(pooled, loader, EPOCHS, out / "recomputed.pt")
+        result["recomputed"] = weights(pooled)
+        with mock.patch.object(recomputed, "_sync_group", lambda bn: None):
+            local = new_sampler()
+            train(local, loader, EPOCHS, out / "recomputed_local.pt")
+        result["recomputed_local"] = weights(local)
+    result["pool"] = recomputed_pool_share(rank)
 
     # The same run without synchronised BatchNorm: what the tolerance must exclude.
     unsynced = new_sampler()
@@ -165,6 +192,56 @@ def worker(out: Path):
         (y * torch.arange(1.0, 5.0, dtype=torch.float64)).pow(2).sum().backward()
     result["sync_bn"] = (y.detach(), rows.grad, norm.running_mean.clone(), norm.running_var)
     torch.save(result, out / f"rank{rank}.pt")
+
+
+POOL_SIZES = ([150, 1, 40], [0, 7, 300, 64])  # rank 0's clouds, rank 1's (one empty)
+POOL_CHANNELS = [3, 16, 16, 32]
+
+
+def pool_mlp() -> MLP:
+    torch.manual_seed(0)
+    mlp = MLP(POOL_CHANNELS, norm="batch_norm", plain_last=False).double()
+    with torch.no_grad():  # non-trivial affine parameters, one negative scale per layer
+        for norm in mlp.norms:
+            norm.module.weight.uniform_(0.5, 1.5)[0] = -0.7
+            norm.module.bias.uniform_(-0.5, 0.5)
+    return mlp
+
+
+def pool_clouds(sizes: list[int], first: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    r"""Clouds of the given sizes (uniform in the cube) and an upstream gradient per cloud,
+    each drawn from the seed of the cloud's global index (:obj:`first` for the first), so
+    that each rank draws its share of the very clouds the single process draws."""
+    pos, grad = [], []
+    for i, n in enumerate(sizes):
+        generator = torch.Generator().manual_seed(100 + first + i)
+        pos.append(torch.rand(n, 3, generator=generator, dtype=torch.float64) * 2 - 1)
+        grad.append(torch.randn(1, POOL_CHANNELS[-1], generator=generator, dtype=torch.float64))
+    batch = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
+    return torch.cat(pos), batch, torch.cat(grad)
+
+
+def pool_pass(mlp: MLP, pos, batch, upstream) -> tuple:
+    r"""The recomputed pool's values, the parameters' gradients of a weighted sum, the
+    running statistics."""
+    h = recomputed_max_pool(mlp, pos, batch, upstream.size(0))
+    (h * upstream).sum().backward()
+    grads = [p.grad.clone() for p in mlp.parameters()]
+    running = [(n.module.running_mean.clone(), n.module.running_var.clone()) for n in mlp.norms]
+    return h.detach(), grads, running
+
+
+def recomputed_pool_share(rank: int) -> dict:
+    r"""This rank's share of the clouds through the recomputed pool with synchronised
+    BatchNorm, with CHUNK = 64 (clouds that fill, straddle and share chunks)."""
+    mlp = pool_mlp()
+    pos, batch, upstream = pool_clouds(POOL_SIZES[rank], len(POOL_SIZES[0]) * rank)
+    with mock.patch.object(recomputed, "CHUNK", 64), tdist.sync_batch_norm(mlp):
+        values = pool_pass(mlp, pos, batch, upstream)
+        # Which path: rank 0 holds 191 points, rank 1 371, the global batch 562.
+        with mock.patch.object(recomputed, "RECOMPUTE_ABOVE", 500):
+            paths = (use_recomputed_pool(pos.size(0), mlp), use_recomputed_pool(pos.size(0)))
+    return {"values": values, "paths": paths}
 
 
 @contextlib.contextmanager
@@ -228,9 +305,16 @@ def _runs(out: Path) -> dict:
     back_history = train(back, single_process_loader(data), EPOCHS, out / "two_half.pt")
     odd = new_sampler()
     train(odd, single_process_loader(data, ODD_BATCH), EPOCHS, out / "odd_single.pt")
+    single = new_sampler()
+    train(single, single_process_loader(data, SINGLE_BATCH), EPOCHS, out / "one_single.pt")
+    with mock.patch.object(recomputed, "RECOMPUTE_ABOVE", 0):
+        pooled = new_sampler()
+        train(pooled, single_process_loader(data), EPOCHS, out / "recomputed_single.pt")
     test = DataLoader(clouds(13), batch_size=4)
     return dict(
         odd=weights(odd),
+        single_cloud=weights(single),
+        recomputed=weights(pooled),
         reference=weights(reference),
         history=history,
         evaluation=evaluate(reference.eval(), test),
@@ -273,6 +357,40 @@ def test_resume_on_a_different_number_of_processes(runs):
     assert runs["ranks"][0]["resumed_history"][:HALF] == runs["history"][:HALF]
     assert max_difference(runs["back"], runs["reference"]) < ATOL
     assert runs["back_history"][:HALF] == runs["ranks"][0]["history"][:HALF]
+
+
+def test_a_rank_with_a_single_cloud(runs):
+    first, second = runs["ranks"]
+    assert all(torch.equal(v, second["single_cloud"][k]) for k, v in first["single_cloud"].items())
+    assert max_difference(first["single_cloud"], runs["single_cloud"]) < ATOL
+
+
+def test_recomputed_pool_trains_as_one_process(runs):
+    first, second = runs["ranks"]
+    assert all(torch.equal(v, second["recomputed"][k]) for k, v in first["recomputed"].items())
+    assert max_difference(first["recomputed"], runs["recomputed"]) < ATOL
+    # Each rank's own statistics (what the pool computed before it merged them) are far off.
+    assert max_difference(first["recomputed_local"], runs["recomputed"]) > 1e-2
+
+
+def test_recomputed_pool_merges_the_statistics_over_the_ranks(runs):
+    # One process on all 7 clouds: the ranks' values are its values, their gradients add up
+    # to its gradient (each rank's sum covers its clouds), and every rank's running
+    # statistics are its running statistics.
+    parts = [rank["pool"]["values"] for rank in runs["ranks"]]
+    mlp = pool_mlp()
+    pos, batch, upstream = pool_clouds(POOL_SIZES[0] + POOL_SIZES[1], 0)
+    with mock.patch.object(recomputed, "CHUNK", 64), one_thread():
+        values, grads, running = pool_pass(mlp, pos, batch, upstream)
+    torch.testing.assert_close(torch.cat([part[0] for part in parts]), values)
+    for i, grad in enumerate(grads):
+        torch.testing.assert_close(parts[0][1][i] + parts[1][1][i], grad)
+    for part in parts:
+        for (mean, var), (expected_mean, expected_var) in zip(part[2], running):
+            torch.testing.assert_close(mean, expected_mean)
+            torch.testing.assert_close(var, expected_var)
+    # Both ranks take the path of the 562 points of the global batch, not of their own.
+    assert [rank["pool"]["paths"] for rank in runs["ranks"]] == [(True, False), (True, False)]
 
 
 def test_sharded_evaluation_equals_the_single_process(runs):

@@ -1,7 +1,8 @@
 r"""The recomputed max pool that trains SampleNet at large N: its values, running statistics
 and gradients against the plain path (the plain path with BatchNorm's statistics detached,
 for the gradients of the point MLP), and the threshold that keeps every example on the plain
-path."""
+path. (Under torchrun, tests/test_distributed.py checks the statistics merged over two
+processes.)"""
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ from torch_geometric.nn import MLP, global_max_pool
 
 import tg_samplenet.nn.recomputed_max_pool as recomputed
 from tg_samplenet import SampleNet
+from tg_samplenet.distributed import SyncBatchNorm
 from tg_samplenet.experiments.config import CLASSIFICATION, RECONSTRUCTION, REGISTRATION
 from tg_samplenet.nn.recomputed_max_pool import recomputed_max_pool, use_recomputed_pool
 
@@ -128,6 +130,24 @@ def test_threshold_keeps_every_example_on_the_plain_path():
             batch_size = max(profile.batch_size, getattr(profile, "task_batch_size", 0) or 0)
             # A registration sampler sees both clouds of every pair.
             assert not use_recomputed_pool(2 * batch_size * profile.num_points), name
+
+
+def test_synchronised_layers_without_a_process_group_compute_alone(small_chunks):
+    # SyncBatchNorm layers (what data-parallel training swaps in) outside torchrun: nothing
+    # to merge, the values and running statistics are those of plain BatchNorm.
+    pos, batch = clouds(SIZES, seed=5)
+    ours, plain = make_mlp(), make_mlp()
+    for norm in ours.norms:
+        bn, sync = norm.module, SyncBatchNorm(norm.module.num_features).double()
+        sync.load_state_dict(bn.state_dict())
+        norm.module = sync
+    h = recomputed_max_pool(ours, pos, batch, len(SIZES))
+    expected = global_max_pool(plain(pos), batch, size=len(SIZES))
+    torch.testing.assert_close(h, expected, rtol=1e-10, atol=1e-10)
+    for a, b in zip(ours.norms, plain.norms):
+        torch.testing.assert_close(a.module.running_var, b.module.running_var)
+    n = recomputed.RECOMPUTE_ABOVE
+    assert not use_recomputed_pool(n, ours) and use_recomputed_pool(n + 1, ours)
 
 
 def test_rejects_an_mlp_it_cannot_recompute():

@@ -35,6 +35,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader as TorchDataLoader
 from torch.utils.data import DistributedSampler, Sampler, SequentialSampler, Subset
 from torch_geometric.loader import DataLoader
+from torch_geometric.nn.norm import BatchNorm as PyGBatchNorm
 
 from tg_samplenet.io import load_checkpoint
 
@@ -433,6 +434,11 @@ class SyncBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
         - **output:** the shape of the input
     """
 
+    #: The group it synchronises over, :obj:`None` for the default one (the attribute of
+    #: :class:`torch.nn.SyncBatchNorm` that
+    #: :func:`~tg_samplenet.nn.recomputed_max_pool.recomputed_max_pool` reads too).
+    process_group: Optional[Any] = None
+
     def _check_input_dim(self, input: Tensor):
         if input.dim() < 2:
             raise ValueError(f"expected at least 2-D input (got {input.dim()}-D input)")
@@ -490,10 +496,22 @@ def sync_batch_norm(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
     (:class:`torch.nn.SyncBatchNorm` on CUDA, :class:`SyncBatchNorm` on the CPU) that
     shares its parameters and running statistics (the same tensors, so optimisers, state
     dicts and checkpoints are unaffected), and puts the original layers back on exit.
-    Without a process group it does nothing."""
+    Without a process group it does nothing.
+
+    PyG's :class:`~torch_geometric.nn.norm.BatchNorm` with :obj:`allow_single_element`
+    normalises a batch of one row with its running statistics instead. That choice, made
+    by each process on its own rows, would let a process that holds one cloud of the global
+    batch skip the all-reduce that the others wait in; so while the block runs the
+    fallback is off and the row is normalised with the statistics of the whole global batch
+    (of at least :math:`W \geq 2` rows), as one process normalises the whole batch.
+    """
     swapped: list[tuple[torch.nn.Module, str, torch.nn.Module]] = []
+    single: list[PyGBatchNorm] = []
     if is_distributed():
         for parent in list(module.modules()):
+            if isinstance(parent, PyGBatchNorm) and parent.allow_single_element:
+                parent.allow_single_element = False
+                single.append(parent)
             for name, child in list(parent.named_children()):
                 is_norm = isinstance(child, torch.nn.modules.batchnorm._BatchNorm)
                 if is_norm and not isinstance(child, (torch.nn.SyncBatchNorm, SyncBatchNorm)):
@@ -505,6 +523,8 @@ def sync_batch_norm(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
         for parent, name, child in reversed(swapped):
             child.train(getattr(parent, name).training)
             setattr(parent, name, child)
+        for norm in single:
+            norm.allow_single_element = True
 
 
 def _synchronised(norm: torch.nn.Module) -> torch.nn.Module:

@@ -12,6 +12,7 @@ from typing import Any, Callable, Optional, Union
 
 import torch
 
+from tg_samplenet.distributed import is_main_process
 from tg_samplenet.io import load_checkpoint
 from tg_samplenet.nn.sampler import SampleNet
 
@@ -134,7 +135,10 @@ def one_line(error: BaseException) -> str:
 
 
 def report_error(message: str, bar: Optional[Any] = None, prefix: str = "error: "):
-    r"""Prints :obj:`message` as one line on stderr, above a tqdm bar if one is shown."""
+    r"""Prints :obj:`message` as one line on stderr, above a tqdm bar if one is shown; under
+    torchrun only rank 0 prints (every rank meets the same errors)."""
+    if not is_main_process():
+        return
     line = f"{PROGRAM}: {prefix}{message}".replace("\n", " ")
     if bar is not None and not bar.disable:
         bar.write(line, file=sys.stderr)

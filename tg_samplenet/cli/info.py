@@ -41,6 +41,7 @@ SUMMARY_KEYS = (
     "held_out_clouds",
     "profile",
     "seed",
+    "processes",
 )
 
 SUMMARY = "print a checkpoint's configuration and what it was trained on"

@@ -12,6 +12,13 @@ holds the sampler and a record of its training (`tg-samplenet info` prints it),
 OUTDIR/train.json the held-out table: the task metric on the complete clouds, on FPS
 samples and on the sampler's. Bad files are reported and left out; the exit status is
 their number.
+
+Under torchrun (torchrun --nproc_per_node N -m tg_samplenet.cli train ...; --nnodes across
+machines) both stages train data-parallel as the examples do: every global batch of
+--batch-size clouds is split over the N processes (gloo on the CPU, nccl with --device
+cuda, one GPU per process), BatchNorm is synchronised, each process measures part of the
+held-out clouds and the results are gathered, and only rank 0 reports and writes OUTDIR.
+A rerun resumes from the checkpoints with any number of processes.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 from torch_geometric.transforms import Compose, FixedPoints
@@ -44,6 +52,16 @@ from tg_samplenet.cli.point_files import (
     read_point_file,
 )
 from tg_samplenet.datasets.normalize import NormalizeUnitSphere
+from tg_samplenet.distributed import (
+    all_reduce_sum,
+    evaluate_sharded,
+    get_world_size,
+    init_distributed,
+    is_distributed,
+    is_main_process,
+    shard_loader,
+    training_loader,
+)
 from tg_samplenet.experiments.baselines import baseline_samplers
 from tg_samplenet.experiments.config import CLASSIFICATION, RECONSTRUCTION, Profile
 from tg_samplenet.experiments.environment import run_metadata
@@ -112,6 +130,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
+    # Under torchrun: join the process group (cuda:LOCAL_RANK for a CUDA device); only
+    # rank 0 reports errors and writes files.
+    args.device = init_distributed(args.device)
     if not 0.0 <= args.val_fraction < 1.0:
         report_error(f"--val-fraction must be in [0, 1) (got {args.val_fraction})")
         return 2
@@ -122,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
     profile = _profile(args)
     out = Path(args.out)
     progress = not args.no_progress
-    seed_everything(args.seed)
+    seed_everything(args.seed)  # every rank: the same clouds, split and initial weights
 
     labelled = args.task == "classification"
     clouds, classes, failed = load_clouds(args.data, profile.num_points, labelled)
@@ -135,14 +156,24 @@ def run(args: argparse.Namespace) -> int:
     train_set = [clouds[i] for i in order[num_val:]]
     val_set = [clouds[i] for i in order[:num_val]]
     batch_size = min(profile.batch_size, len(train_set))
-    loader = DataLoader(train_set, batch_size, shuffle=True, drop_last=True)
+    if batch_size < get_world_size():
+        report_error(
+            f"{len(train_set)} training clouds in batches of {batch_size}: too few for "
+            f"{get_world_size()} processes (each needs a cloud of every batch)"
+        )
+        return 2
+    # One process: DataLoader(shuffle=True, drop_last=True); under torchrun this rank's
+    # share of every global batch, reshuffled from the seed every epoch.
+    loader = training_loader(train_set, batch_size, seed=args.seed)
     val_loader = DataLoader(val_set, batch_size)
-    print(
-        f"{args.data}: {len(train_set)} training / {len(val_set)} held-out clouds"
-        + (f", {len(classes)} classes" if labelled else "")
-        + f", {profile.num_points} points; {args.task} profile {args.profile}",
-        file=sys.stderr,
-    )
+    if is_main_process():
+        print(
+            f"{args.data}: {len(train_set)} training / {len(val_set)} held-out clouds"
+            + (f", {len(classes)} classes" if labelled else "")
+            + f", {profile.num_points} points; {args.task} profile {args.profile}"
+            + (f"; {get_world_size()} processes" if is_distributed() else ""),
+            file=sys.stderr,
+        )
 
     task = TASKS[args.task](profile, len(classes), args.device)
     fit_model(
@@ -170,6 +201,8 @@ def run(args: argparse.Namespace) -> int:
     )
 
     validation = _validate(task, sampler, val_loader, profile, args) if val_set else None
+    if not is_main_process():
+        return exit_status(failed)  # rank 0 writes and reports
     record = {
         "task": args.task,
         "task_network": repr(task.network),
@@ -182,6 +215,7 @@ def run(args: argparse.Namespace) -> int:
         "profile": args.profile,
         "settings": json.loads(json.dumps(asdict(profile))),
         "seed": args.seed,
+        "processes": get_world_size(),
         "validation": validation,
         "seconds": round(time.time() - started, 1),
         **run_metadata("tg-samplenet", args.argv, str(args.device)),
@@ -226,7 +260,10 @@ def load_clouds(root: str, num_points: int, labelled: bool) -> tuple[list[Data],
 
 class _Task:
     r"""What ``train`` needs of an example's task: its network, the loss that trains it on
-    complete clouds, the sampler's task loss and the metric on held-out clouds."""
+    complete clouds, the sampler's task loss and the metric on held-out clouds:
+    :obj:`evaluate(loader, shard, device, sample=None)`, over every cloud of :obj:`loader`,
+    computed under torchrun on this rank's batches :obj:`shard`
+    (:func:`~tg_samplenet.distributed.shard_loader`) and combined over the ranks."""
 
     name: str
     metric: str
@@ -256,9 +293,16 @@ class _Classification(_Task):
         )
         self.fit_loss = lambda data: classification_loss(net, data.pos, data.batch, data.y)
         self.sampler_loss = lambda out, data: classification_loss(net, out.pos, out.batch, data.y)
-        self.evaluate = lambda loader, device, sample=None: evaluate_accuracy(
-            net, loader, device, sample
-        )
+
+        def accuracy(loader: DataLoader, shard: DataLoader, device, sample=None) -> float:
+            if not is_distributed():
+                return evaluate_accuracy(net, loader, device, sample)
+            # Each rank counts the correct predictions of its batches; the counts add up.
+            n = len(shard.dataset)
+            correct = round(evaluate_accuracy(net, shard, device, sample) * n) if n else 0
+            return all_reduce_sum(correct) / len(loader.dataset)
+
+        self.evaluate = accuracy
 
 
 class _Reconstruction(_Task):
@@ -274,9 +318,15 @@ class _Reconstruction(_Task):
         self.sampler_loss = lambda out, data: reconstruction_errors(
             ae, out.pos, out.batch, data.pos, data.batch
         ).mean()
-        self.evaluate = lambda loader, device, sample=None: float(
-            evaluate_reconstruction(ae, loader, device, sample)[0].mean()
-        )
+
+        def chamfer(loader: DataLoader, shard: DataLoader, device, sample=None) -> float:
+            def errors(part: DataLoader) -> Tensor:
+                return evaluate_reconstruction(ae, part, device, sample)[0]
+
+            # Every cloud's error, this rank's share gathered in the loader's order.
+            return float(evaluate_sharded(errors, loader, shard).mean())
+
+        self.evaluate = chamfer
 
 
 TASKS = {"classification": _Classification, "reconstruction": _Reconstruction}
@@ -304,13 +354,14 @@ def _validate(
 ) -> dict[str, Any]:
     r"""The task metric on the held-out clouds: complete, and per sample size with FPS and
     with the sampler's first :math:`m` points."""
-    fps = baseline_samplers(args.seed)["fps"]
+    fps = baseline_samplers(args.seed)["fps"]  # deterministic: no draw to keep in step
     learned = samplenet_indices(sampler)
+    shard = shard_loader(loader)  # this rank's batches (all of them in one process)
     table: dict[str, Any] = {"metric": task.metric}
-    table["complete"] = task.evaluate(loader, args.device)
+    table["complete"] = task.evaluate(loader, shard, args.device)
     for name, sample in (("fps", fps), ("samplenet_progressive", learned)):
         table[name] = {
-            str(m): task.evaluate(loader, args.device, gather_sample(sample, m))
+            str(m): task.evaluate(loader, shard, args.device, gather_sample(sample, m))
             for m in profile.sizes
         }
     return table

@@ -10,13 +10,24 @@ them, but enter the recompute as constants. The plain path also differentiates t
 here. :class:`~tg_samplenet.nn.sampler.SampleNet` therefore uses this pool only above
 :obj:`RECOMPUTE_ABOVE` points per batch, a size that no example reaches, so their results are
 those of the plain path.
+
+Under data-parallel training the BatchNorm layers are synchronised ones
+(:func:`tg_samplenet.distributed.sync_batch_norm`: :class:`torch.nn.SyncBatchNorm` or
+:class:`tg_samplenet.distributed.SyncBatchNorm`, which name their :obj:`process_group`), and
+so are the statistics here: each process's count, mean and squared deviations are merged
+over the group (two all-reduces per layer, in float64), so every process normalises with the
+statistics of the whole global batch and moves the running statistics identically, as one
+process on that batch would. The winners are per cloud, so each process finds its own; the
+statistics stay constants of the recompute, and DistributedDataParallel averages the
+gradients: one process training on the global batch gets the same steps.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.nn import MLP
@@ -30,15 +41,61 @@ RECOMPUTE_ABOVE = 1 << 18
 CHUNK = 1 << 14
 
 
-def use_recomputed_pool(num_points: int) -> bool:
+def use_recomputed_pool(num_points: int, mlp: Optional[MLP] = None) -> bool:
     r"""Whether a training batch of :obj:`num_points` points uses :func:`recomputed_max_pool`
-    (more than :obj:`RECOMPUTE_ABOVE` points)."""
+    (more than :obj:`RECOMPUTE_ABOVE` points). When :obj:`mlp`'s BatchNorm layers are
+    synchronised over a process group, :obj:`num_points` counts the points of the whole
+    global batch (one all-reduce): every process then takes the same path, as their
+    collectives must match, and the one a single process would take on that batch.
+
+    Args:
+        num_points (int): Points of this process's training batch.
+        mlp (torch_geometric.nn.MLP, optional): The per-point MLP, whose BatchNorm layers
+            tell whether processes train together. (default: :obj:`None`,
+            :obj:`num_points` alone)
+
+    :rtype: :class:`bool`
+    """
+    group = None
+    if mlp is not None:
+        groups = [_sync_group(norm.module) for norm in mlp.norms]
+        group = next((g for g in groups if g is not None), None)
+    if group is not None:
+        device = mlp.lins[0].weight.device if dist.get_backend(group) == "nccl" else "cpu"
+        count = torch.tensor([num_points], dtype=torch.int64, device=device)
+        dist.all_reduce(count, group=group)
+        num_points = int(count)
     return num_points > RECOMPUTE_ABOVE
+
+
+def _sync_group(bn: torch.nn.Module) -> Optional[Any]:
+    # The process group over which a training-mode BatchNorm layer synchronises its batch
+    # statistics: torch.nn.SyncBatchNorm and tg_samplenet.distributed.SyncBatchNorm name it
+    # in `process_group` (None: the default group); None for a layer that does not (or a
+    # group of one process, where there is nothing to merge).
+    if not (hasattr(bn, "process_group") and bn.training):
+        return None
+    if not (dist.is_available() and dist.is_initialized()):
+        return None
+    group = bn.process_group if bn.process_group is not None else dist.group.WORLD
+    return group if dist.get_world_size(group) > 1 else None
 
 
 class _Statistics(NamedTuple):
     mean: Tensor  # [C] biased batch mean of a layer's pre-norm features
     var: Tensor  # [C] biased batch variance (what the normalisation divides by)
+    count: int  # the points they are taken over (every process's, when synchronised)
+
+
+def _merge(mean: Tensor, m2: Tensor, count: int, group: Any) -> tuple[Tensor, Tensor, int]:
+    # Chan et al.'s merge of every process's (count, mean, sum of squared deviations) in
+    # float64: the global mean from the sums, then the deviations about it.
+    total = torch.cat([mean.new_tensor([count]), mean * count])
+    dist.all_reduce(total, group=group)
+    merged = total[1:] / total[0].clamp(min=1)
+    m2 = m2 + (mean - merged).square() * count
+    dist.all_reduce(m2, group=group)
+    return merged, m2, int(total[0])
 
 
 def _check_structure(mlp: MLP):
@@ -91,6 +148,7 @@ def _statistics_pass(
     # update in float64. The pass over the last layer also returns each cloud's and
     # channel's winner [B, C]: ReLU(a z + b) grows with z where the scale a = gamma / sigma
     # is positive, so the winner is the argmax of sign(gamma) z (lowest index among ties).
+    # A synchronised BatchNorm's statistics are merged over its process group.
     layer = len(known)
     folded = [_folded(mlp.lins[j], mlp.norms[j].module, s) for j, s in enumerate(known)]
     lin, bn = mlp.lins[layer], mlp.norms[layer].module
@@ -126,18 +184,23 @@ def _statistics_pass(
             better = value > best[low:high]
             best[low:high] = torch.where(better, value, best[low:high])
             winner[low:high] = torch.where(better, arg, winner[low:high])
+    count = pos.size(0)
+    group = _sync_group(bn)
+    if group is not None:
+        mean, m2, count = _merge(mean, m2, count, group)
     mean = mean if sign is None else mean * sign.double()
-    stats = _Statistics(mean.to(pos.dtype), (m2 / pos.size(0)).to(pos.dtype))
+    stats = _Statistics(mean.to(pos.dtype), (m2 / max(count, 1)).to(pos.dtype), count)
     return stats, winner if last else None
 
 
-def _update_running_statistics(bn: torch.nn.BatchNorm1d, stats: _Statistics, total: int):
+def _update_running_statistics(bn: torch.nn.BatchNorm1d, stats: _Statistics):
     # What BatchNorm1d.forward does in training mode: count the batch and move the running
     # estimates towards the batch mean and the unbiased batch variance.
     if not bn.track_running_stats:
         return
     bn.num_batches_tracked.add_(1)
     factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+    total = stats.count
     unbiased = stats.var * (total / max(total - 1, 1))
     bn.running_mean.mul_(1 - factor).add_(stats.mean, alpha=factor)
     bn.running_var.mul_(1 - factor).add_(unbiased, alpha=factor)
@@ -151,6 +214,8 @@ def recomputed_max_pool(mlp: MLP, pos: Tensor, batch: Tensor, num_clouds: int) -
     1. One no-grad pass over chunks of points per layer computes that layer's batch mean and
        variance over all :math:`N` points (the layers before it normalised with theirs), as
        the plain path's BatchNorm does; the running statistics are updated as it would.
+       Synchronised BatchNorm layers take them over every process's points (see the
+       module's docstring).
     2. The last of these passes also finds the winner :math:`i^*(b, c)` of every cloud and
        channel.
     3. The MLP is recomputed with gradient on the (at most :math:`B \cdot C`) winners only,
@@ -173,7 +238,8 @@ def recomputed_max_pool(mlp: MLP, pos: Tensor, batch: Tensor, num_clouds: int) -
     """
     _check_structure(mlp)
     C = mlp.lins[-1].weight.size(0)
-    if pos.size(0) == 0:
+    synchronised = any(_sync_group(norm.module) is not None for norm in mlp.norms)
+    if pos.size(0) == 0 and not synchronised:  # else the others' all-reduces wait for this one
         return pos.new_zeros(num_clouds, C)
     data = pos.detach()
     with torch.no_grad():
@@ -183,7 +249,7 @@ def recomputed_max_pool(mlp: MLP, pos: Tensor, batch: Tensor, num_clouds: int) -
             stats.append(layer_stats)
         if mlp.training:
             for norm, s in zip(mlp.norms, stats):
-                _update_running_statistics(norm.module, s, pos.size(0))
+                _update_running_statistics(norm.module, s)
         present = torch.bincount(batch, minlength=num_clouds)[:num_clouds] > 0
         points, slot = torch.unique(winner[present], return_inverse=True)
 
