@@ -3,9 +3,10 @@ trained jointly with the network, against the same PointNet++ with fps, on the s
 seed (the model of PyG's examples/pointnet2_classification.py).
 
 1. Trains PointNet++ with fps, and PointNet++ whose set-abstraction layers sample with their
-   own SampleNet (task loss plus each sampler's simplification and projection losses). In
-   training a layer's centres are the soft-projected points and their features are carried
-   with the same weights; in eval they are the hard-sampled input points.
+   own SampleNet (task loss plus each sampler's simplification and projection losses). A
+   layer's centres are the sampler's hard samples in training as in eval; in training their
+   gradient is that of the soft projection (straight-through: trained on the soft centres
+   themselves, the network relies on their off-surface positions and fails on hard ones).
 2. The drop-in: freezes the fps model, trains a SampleNet-Progressive for its input with
    tg_samplenet.fit_sampler and swaps it in for the fps of both layers (SampleNetFPS), with
    the first layer keeping 1/2 (as trained), 1/8 and 1/32 of its input; and the model on
@@ -17,31 +18,34 @@ seed (the model of PyG's examples/pointnet2_classification.py).
     python examples/pointnet2_samplenet.py --smoke --out /tmp/p2  # the pipeline in seconds
     python examples/pointnet2_samplenet.py --dataset modelnet10 --data-root data/ModelNet10 \
         --profile paper --device cuda
+    torchrun --nproc_per_node 4 examples/pointnet2_samplenet.py --profile paper --device cuda
 
 radius and fps come from tg_samplenet's own back-end (torch_cluster, pyg-lib or plain torch),
 so this runs on PyG 2.8 without pyg-lib, where torch_geometric.nn.fps and radius raise
-ImportError. Every stage resumes from its checkpoint in --out/checkpoints.
+ImportError. Every stage resumes from its checkpoint in --out/checkpoints; see --help for
+torchrun (each global batch split over the processes, only rank 0 writes).
 """
 
 from __future__ import annotations
 
-import math
+import os
+
+# Idle OpenMP threads sleep: see tg_samplenet.experiments.command_line. Before torch.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import math  # noqa: E402
 import time
-from pathlib import Path
 from typing import Optional
 
 import torch.nn.functional as F
 from torch_geometric.loader import DataLoader
 
 from tg_samplenet import fit_sampler
-from tg_samplenet.experiments.command_line import (
-    common_parser,
-    load_splits,
-    resolve_device,
-    resolve_profile,
-)
+from tg_samplenet.distributed import is_main_process, shard_loader, training_loader
+from tg_samplenet.experiments.command_line import common_parser, load_splits, start_example
 from tg_samplenet.experiments.pointnet2 import (
     POINTNET2,
+    accuracy,
     build_pointnet2,
     dropin,
     ms_per_batch,
@@ -54,21 +58,17 @@ from tg_samplenet.experiments.reporting import example_metadata, write_results
 from tg_samplenet.experiments.samplers import make_sampler
 from tg_samplenet.fit import seed_everything
 from tg_samplenet.fit_sampler import freeze
-from tg_samplenet.tasks.pointnet2 import evaluate_pointnet2
 
 
 def main(argv: Optional[list[str]] = None) -> dict:
     parser = common_parser(__doc__.split("\n")[0], POINTNET2)
     args = parser.parse_args(argv)
-    prof = resolve_profile(args, POINTNET2)
-    device = resolve_device(args.device)
-    out_dir = Path(args.out or f"runs/pointnet2-{args.profile}")
-    ckpt_dir = out_dir / "checkpoints"
-    progress, started = not args.no_progress, time.time()
+    prof, device, out_dir, ckpt_dir, progress, started = start_example(args, POINTNET2, "pointnet2")
 
     train_set, test_set, _ = load_splits(args, prof)
-    train_loader = DataLoader(train_set, prof.batch_size, shuffle=True, drop_last=True)
+    train_loader = training_loader(train_set, prof.batch_size, seed=args.seed)
     test_loader = DataLoader(test_set, prof.batch_size)
+    test_shard = shard_loader(test_loader)  # this rank's test batches (all in one process)
     num_classes = len(train_set.classes)
     print(
         f"{args.dataset}: {len(train_set)} training / {len(test_set)} test clouds, "
@@ -89,7 +89,10 @@ def main(argv: Optional[list[str]] = None) -> dict:
             "ms_per_inference_batch": ms_per_batch(model, next(iter(test_loader)).to(device)),
         }
     kept = math.ceil(prof.num_points * prof.ratios[0])
-    results = {n: {kept: evaluate_pointnet2(m, test_loader, device)} for n, m in models.items()}
+    results = {
+        name: {kept: accuracy(model, test_loader, test_shard, device, whole=name.endswith("fps"))}
+        for name, model in models.items()
+    }
 
     # 2. The drop-in: a progressive sampler for the frozen fps model's input, swapped in.
     fps_model = freeze(models["pointnet2_fps"])
@@ -107,9 +110,11 @@ def main(argv: Optional[list[str]] = None) -> dict:
         device=device,
         progress=progress,
     )
-    results.update(dropin(fps_model, progressive, test_loader, prof, device))
+    results.update(dropin(fps_model, progressive, test_loader, test_shard, prof, device))
 
-    # 3. Results, table, plot.
+    # 3. Results, table, plot: rank 0 writes and reports.
+    if not is_main_process():
+        return {}
     meta = example_metadata("examples/pointnet2_samplenet.py", argv, args, prof, started)
     meta.update(timing=timing, loss_history=histories)
     complete = results["pointnet2_fps"][kept]

@@ -8,7 +8,7 @@ import json
 import math
 import subprocess
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -33,7 +33,7 @@ def test_radius_is_the_nearest_points_within_r(make_clouds):
         assert point in expected  # a centre is its own neighbour
 
 
-def test_learned_layer_trains_through_its_soft_centres(make_clouds):
+def test_learned_layer_trains_on_hard_centres_with_soft_gradients(make_clouds):
     profile = POINTNET2["smoke"]
     pos, batch = make_clouds([64, 64], seed=1)
     torch.manual_seed(0)
@@ -55,6 +55,50 @@ def test_learned_layer_trains_through_its_soft_centres(make_clouds):
     _, samples = model(pos, batch)
     assert samples[0][0].weights is None  # eval: hard-sampled input points
     assert torch.equal(samples[0][0].pos, pos[samples[0][0].index])
+
+
+def test_training_centres_are_the_hard_sample_with_the_projection_gradient(make_clouds):
+    pos, batch = make_clouds([40, 30], seed=2)
+    torch.manual_seed(0)
+    layer = build_pointnet2(3, POINTNET2["smoke"], learned=True).sa1_module.train()
+    centres, centres_batch, _, (out, _, _) = layer.centres(None, pos, batch)
+    counts = [math.ceil(40 * 0.5), math.ceil(30 * 0.5)]
+    assert centres_batch.tolist() == [0] * counts[0] + [1] * counts[1]
+    # Brute force, per cloud: the nearest input points of the simplified points (first
+    # occurrence kept, at most the cloud's count) open its centres, the rest are other,
+    # distinct input points. The gradient is that of the soft projection of the simplified
+    # point that found the centre, where that one was projected (the first `count`).
+    grad = torch.randn_like(centres)
+    expected_loss = torch.zeros(())
+    for cloud, first in ((0, 0), (1, 40)):
+        rows = (out.batch == cloud).nonzero().view(-1)
+        mine = (centres_batch == cloud).nonzero().view(-1)
+        dist = torch.cdist(out.simplified[out.simplified_batch == cloud], pos[batch == cloud])
+        owners: dict[int, int] = {}
+        for j, point in enumerate(dist.argmin(1).tolist()):
+            owners.setdefault(first + point, j)
+        matched = list(owners)[: counts[cloud]]
+        got = [int(i) for i in (centres[mine].unsqueeze(1) == pos).all(-1).nonzero()[:, 1]]
+        assert got[: len(matched)] == matched and len(set(got)) == counts[cloud]
+        assert all(batch[i] == cloud for i in got)
+        for c, point in zip(mine.tolist(), matched):
+            if owners[point] < counts[cloud]:
+                expected_loss = expected_loss + (out.pos[rows[owners[point]]] * grad[c]).sum()
+    t = layer.sampler.projection.temperature
+    (straight,) = torch.autograd.grad((centres * grad).sum(), t, retain_graph=True)
+    (soft,) = torch.autograd.grad(expected_loss, t)
+    torch.testing.assert_close(straight, soft)
+    assert straight.abs() > 0
+
+
+def test_soft_centres_without_straight_through(make_clouds):
+    pos, batch = make_clouds([40], seed=3)
+    torch.manual_seed(0)
+    profile = replace(POINTNET2["smoke"], straight_through=False)
+    layer = build_pointnet2(3, profile, learned=True).sa1_module.train()
+    assert repr(layer) == "LearnedSAModule(ratio=0.5, r=0.2, straight_through=False)"
+    centres, _, _, (out, _, _) = layer.centres(None, pos, batch)
+    assert torch.equal(centres, out.pos)  # the soft projections themselves
 
 
 class _Batch:
