@@ -1,6 +1,9 @@
 r"""SampleNet under :func:`torch.compile` against eager: the eval forward and a training step
 (forward, loss, backward) on a batch of clouds, with the compiled program's first call (the
-compilation) reported apart from its steady-state time.
+compilation) reported apart from its steady-state time, and then one call on clouds of other
+sizes: with ``dynamic=True`` it reuses the graphs (the graph count is reported before and
+after). The eval forward is measured a second time with Dynamo's
+``capture_scalar_outputs`` and ``capture_dynamic_output_shape_ops``, where it is one graph.
 
     python benchmarks/compile.py                    # 32 clouds x 1024 points, inductor
     python benchmarks/compile.py --backend aot_eager --smoke
@@ -18,6 +21,7 @@ from typing import Any, Optional
 
 import torch
 import torch._dynamo
+from torch._dynamo.utils import counters
 
 from tg_samplenet import SampleNet
 from tg_samplenet.experiments.benchmarking import format_seconds, time_call, write_json
@@ -39,19 +43,43 @@ def train_step(sampler: SampleNet, pos, batch):
     return loss.detach()
 
 
-def measure(step, sampler, pos, batch, backend: str, min_run_time: float) -> dict[str, Any]:
+def measure(
+    step,
+    sampler,
+    pos,
+    batch,
+    other: tuple,
+    backend: str,
+    min_run_time: float,
+    capture_sizes: bool = False,
+) -> dict[str, Any]:
+    with torch._dynamo.config.patch(
+        capture_scalar_outputs=capture_sizes, capture_dynamic_output_shape_ops=capture_sizes
+    ):
+        return _measure(step, sampler, pos, batch, other, backend, min_run_time)
+
+
+def _measure(step, sampler, pos, batch, other, backend, min_run_time) -> dict[str, Any]:
     torch._dynamo.reset()
+    counters.clear()
     compiled = torch.compile(step, backend=backend, dynamic=True)
     start = time.perf_counter()
     compiled(sampler, pos, batch)
     first_call = time.perf_counter() - start
+    graphs = counters["stats"]["unique_graphs"]
     eager = time_call(lambda: step(sampler, pos, batch), min_run_time=min_run_time)
     steady = time_call(lambda: compiled(sampler, pos, batch), min_run_time=min_run_time)
+    start = time.perf_counter()
+    compiled(sampler, *other)  # new cloud sizes, same number of clouds
+    new_sizes_call = time.perf_counter() - start
     return {
         "eager_s": eager.median,
         "compiled_s": steady.median,
         "compile_first_call_s": first_call,
         "speed_up": eager.median / steady.median,
+        "graphs": graphs,
+        "new_sizes_first_call_s": new_sizes_call,
+        "graphs_after_new_sizes": counters["stats"]["unique_graphs"],
     }
 
 
@@ -70,14 +98,27 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
 
     torch.manual_seed(0)
     pos, batch = random_clouds([args.points] * args.clouds, seed=0)
+    # Other sizes, every cloud still larger than the sample.
+    smaller = [max(args.points - 3 * i - 1, args.num_out_points) for i in range(args.clouds)]
+    other = random_clouds(smaller, seed=1)
     sampler = SampleNet(args.num_out_points)
     rows = {}
     with torch.no_grad():
         rows["eval forward"] = measure(
-            eval_forward, sampler.eval(), pos, batch, args.backend, min_run_time
+            eval_forward, sampler.eval(), pos, batch, other, args.backend, min_run_time
+        )
+        rows["eval forward, sizes captured"] = measure(
+            eval_forward,
+            sampler,
+            pos,
+            batch,
+            other,
+            args.backend,
+            min_run_time,
+            capture_sizes=True,
         )
     rows["training step"] = measure(
-        train_step, sampler.train(), pos, batch, args.backend, min_run_time
+        train_step, sampler.train(), pos, batch, other, args.backend, min_run_time
     )
 
     report = {
@@ -87,7 +128,16 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
         "results": rows,
     }
     table = markdown_table(
-        ["call", "eager", "compiled", "speed-up", "first compiled call"],
+        [
+            "call",
+            "eager",
+            "compiled",
+            "speed-up",
+            "first compiled call",
+            "graphs",
+            "first call, new sizes",
+            "graphs after",
+        ],
         [
             [
                 name,
@@ -95,6 +145,9 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
                 format_seconds(r["compiled_s"]),
                 f"{r['speed_up']:.2f}x",
                 format_seconds(r["compile_first_call_s"]),
+                str(r["graphs"]),
+                format_seconds(r["new_sizes_first_call_s"]),
+                str(r["graphs_after_new_sizes"]),
             ]
             for name, r in rows.items()
         ],

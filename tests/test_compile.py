@@ -1,22 +1,37 @@
 r"""SampleNet under :func:`torch.compile` (``dynamic=True``): the eval forward and a training
-step give the eager results, on every installed neighbour back-end, for two cloud sizes.
+step give the eager results, on every installed neighbour back-end, for clouds of new sizes
+without recompiling.
 
 The extension calls (``torch_cluster.knn``/``fps``, which have no fake kernel and made
-``torch.compile`` fail outright) run as the opaque operators of
+``torch.compile`` fail outright) and the inference step run as the opaque operators of
 :mod:`tg_samplenet.ops.custom_ops`. The graph breaks that remain (printed by
-:func:`test_remaining_graph_breaks`, ``pytest -s``) and why:
+:func:`test_remaining_graph_breaks`, ``pytest -s``: 4 in a training step, 4 in the eval
+forward, from 11 and 15) and why:
 
-- ``check_sorted``: the number of clouds a batch vector implies is its last id plus one, a
-  value (pass ``num_clouds`` and it is not read);
-- ``cloud_sizes``: :func:`torch.bincount`'s output size depends on the largest value, even
-  with ``minlength`` (a ``scatter_add_`` into ``[num_clouds]`` zeros would not);
-- ``SampleNet.forward``: dropping the simplified points of empty clouds and keeping each
-  cloud's first ``counts[i]`` queries are boolean masks, whose sizes depend on values;
-- eval only, ``_hard_sample``: the de-duplicated matches and the farthest point
-  completion (``counts.sum()`` new points) have value-dependent sizes too.
+- ``check_sorted`` (twice: the frames that hold it break there in turn): the number of
+  clouds a batch vector implies is its last id plus one, a value (pass ``num_clouds`` and it
+  is not read);
+- ``select_index`` in ``SampleNet.forward``: dropping the simplified points of empty clouds
+  and, in training, keeping each cloud's first ``counts[i]`` queries are sizes that depend on
+  values (``tg_samplenet::mask_index``, an unbacked size);
+- eval only, ``SampleNet.forward``: the inference step, ``tg_samplenet::match_sample``
+  (de-duplicated matches and the farthest point completion), an unbacked size too.
 
-With ``torch._dynamo.config.capture_dynamic_output_shape_ops`` and ``capture_scalar_outputs``
-some of these become unbacked sizes instead of breaks.
+Dynamo breaks at an operator with an unbacked output size unless
+``torch._dynamo.config.capture_dynamic_output_shape_ops`` is set. The frames that resume after
+the breaks take every size as a symbol: new cloud sizes reuse the graphs. Changing the number
+of clouds away from 3 compiles once more (duck sizing gave 3 clouds and 3 coordinates one
+symbol), and never again after. With ``capture_dynamic_output_shape_ops`` and
+``capture_scalar_outputs`` both set, the eval forward is one graph for every cloud size and
+number of clouds; a training step still breaks at two guards on unbacked sizes (PyG's
+``BatchNorm`` tests for a batch of one cloud, ``cloud_exponents`` for empty input).
+
+With inductor, a training step's gradients are compared with float64 eager, not float32
+eager: with 3 clouds, each BatchNorm of the head normalises over 3 samples, and its backward
+(:math:`g - \bar g - \hat x \, \overline{g \hat x}`, scaled) cancels most of the gradient, so
+float32 eager is itself off by about :math:`5 \cdot 10^{-4}` per parameter (and by 100% on the
+biases before a BatchNorm, whose exact gradient is 0). Inductor is closer to float64 than
+float32 eager is.
 """
 
 import pytest
@@ -41,8 +56,8 @@ def make_sampler(seed=0):
     return SampleNet(16, k=4)
 
 
-def eval_forward(sampler, pos, batch):
-    out = sampler(pos, batch)
+def eval_forward(sampler, pos, batch, num_clouds=None):
+    out = sampler(pos, batch, num_clouds=num_clouds)
     return out.index, out.pos
 
 
@@ -62,22 +77,46 @@ def fresh_dynamo():
     torch._dynamo.reset()
 
 
+# Three sizes of 3 clouds, then 4, 5 and again 3 clouds (one empty).
+SIZES = [[64, 40, 80], [200, 150, 90], [120, 33, 170], [50, 60, 70, 80], [30, 0, 50, 60, 70]]
+
+
 @pytest.mark.parametrize("backend", available_backends())
 def test_compiled_eval_forward_equals_eager(backend):
     sampler = make_sampler().eval()
     compiled = torch.compile(eval_forward, backend="eager", dynamic=True)
     with use_backend(backend), torch.no_grad():
         graphs = []
-        for sizes in ([64, 40, 80], [200, 150, 90], [120, 33, 170]):
+        for sizes in [*SIZES, [99, 101, 77]]:
             pos, batch = clouds(sizes, seed=sizes[0])
             want_index, want_pos = eval_forward(sampler, pos, batch)
             got_index, got_pos = compiled(sampler, pos, batch)
             assert torch.equal(got_index, want_index)
             assert torch.equal(got_pos, want_pos)
             graphs.append(counters["stats"]["unique_graphs"])
-    # Not yet asserted: frames that resume after the eval graph breaks still recompile for
-    # new cloud sizes (19 graphs for the first size, 20 after the third, on CPU).
     print(f"\neval graphs after each cloud size: {graphs}")
+    # New cloud sizes reuse the graphs; a new number of clouds compiles once (see above).
+    assert graphs[0] == graphs[1] == graphs[2]
+    assert graphs[3] == graphs[4] == graphs[5]
+
+
+@pytest.mark.parametrize("backend", available_backends())
+def test_eval_forward_is_one_graph_with_captured_sizes(backend):
+    # With the two Dynamo options the cloud count and the masks become unbacked sizes: one
+    # graph for every cloud size and number of clouds.
+    sampler = make_sampler().eval()
+    compiled = torch.compile(eval_forward, backend="eager", dynamic=True)
+    captured = torch._dynamo.config.patch(
+        capture_scalar_outputs=True, capture_dynamic_output_shape_ops=True
+    )
+    with use_backend(backend), torch.no_grad(), captured:
+        for sizes in SIZES:
+            pos, batch = clouds(sizes, seed=sizes[0])
+            want_index, want_pos = eval_forward(sampler, pos, batch)
+            got_index, got_pos = compiled(sampler, pos, batch)
+            assert torch.equal(got_index, want_index)
+            assert torch.equal(got_pos, want_pos)
+            assert counters["stats"]["unique_graphs"] == 1
 
 
 @pytest.mark.parametrize("backend", available_backends())
@@ -86,7 +125,7 @@ def test_compiled_training_step_equals_eager(backend):
     compiled = torch.compile(train_step, backend="aot_eager", dynamic=True)
     with use_backend(backend):
         graphs = []
-        for sizes in ([64, 40, 80], [200, 150, 90]):
+        for sizes in SIZES[:4]:
             pos, batch = clouds(sizes, seed=sizes[0])
             eager.zero_grad()
             compiled_sampler.zero_grad()
@@ -97,55 +136,60 @@ def test_compiled_training_step_equals_eager(backend):
             for (name, a), b in zip(eager.named_parameters(), compiled_sampler.parameters()):
                 torch.testing.assert_close(b.grad, a.grad, msg=name)
             graphs.append(counters["stats"]["unique_graphs"])
-    assert graphs[1] == graphs[0]
+    print(f"\ntraining graphs after each cloud size: {graphs}")
+    assert graphs[0] == graphs[1] == graphs[2]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: with inductor the loss matches to 2e-5 but some gradients differ by up to 7%",
-)
 def test_compiled_training_step_inductor():
     # The default back-end generates and builds C++ kernels: one size only, to stay fast.
-    eager, compiled_sampler = make_sampler(), make_sampler()
+    # float64 eager is the reference (see the module docstring); the compiled float32 step
+    # must be about as close to it as the float32 eager step is.
+    exact, eager, compiled_sampler = make_sampler().double(), make_sampler(), make_sampler()
     compiled = torch.compile(train_step, dynamic=True)
     pos, batch = clouds([64, 40, 80])
-    want_loss, want_index = train_step(eager, pos, batch)
+    exact_loss, exact_index = train_step(exact, pos.double(), batch)
+    eager_loss, eager_index = train_step(eager, pos, batch)
     got_loss, got_index = compiled(compiled_sampler, pos, batch)
-    assert torch.equal(got_index, want_index)
-    # Inductor fuses reductions, which reorders float sums.
-    torch.testing.assert_close(got_loss, want_loss, rtol=1e-4, atol=1e-6)
-    for a, b in zip(eager.parameters(), compiled_sampler.parameters()):
-        torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-5)
+    assert torch.equal(eager_index, exact_index)
+    assert torch.equal(got_index, exact_index)
+
+    def error(value, reference):
+        return (value.double() - reference).norm().item()
+
+    assert error(got_loss, exact_loss) <= 4 * error(eager_loss, exact_loss) + 1e-7
+    params = list(zip(exact.named_parameters(), eager.parameters(), compiled_sampler.parameters()))
+    scale = torch.stack([p.grad.norm() for (_, p), _, _ in params]).norm().item()
+    for (name, ref), a, b in params:
+        eager_error, compiled_error = error(a.grad, ref.grad), error(b.grad, ref.grad)
+        assert compiled_error <= 4 * eager_error + 1e-7 * scale, (name, compiled_error, eager_error)
 
 
 def test_remaining_graph_breaks():
-    # The neighbour search never breaks the graph; the breaks that remain are the
-    # value-dependent sizes listed in the module docstring.
+    # The neighbour search and the matching never break the graph inside; the breaks that
+    # remain are the value-dependent sizes listed in the module docstring.
     sampler = make_sampler()
     pos, batch = clouds([64, 40, 80])
     for mode in ("train", "eval"):
-        sampler.train(mode == "train")
-        torch._dynamo.reset()
-        with torch.set_grad_enabled(mode == "train"):
-            explained = torch._dynamo.explain(eval_forward)(sampler, pos, batch)
-        where = []
-        for reason in explained.break_reasons:
-            frame = reason.user_stack[-1]
-            where.append(f"{frame.filename.split('/')[-1]}:{frame.name}")
-            assert "knn" not in frame.name and "fps" not in frame.name
-        print(f"\n{mode}: {explained.graph_count} graphs, {explained.graph_break_count} breaks")
-        for place, reason in zip(where, explained.break_reasons):
-            print(f"  {place}: {reason.reason.splitlines()[0][:100]}")
-        allowed = {
-            "checks.py:check_sorted",
-            "checks.py:check_cloud_batch",
-            "batch.py:cloud_sizes",
-            "sampler.py:forward",
-        }
-        if mode == "eval":
-            allowed |= {
-                "matching.py:_hard_sample",
-                "matching.py:first_occurrence",
-                "farthest_point.py:_farthest_point_sampling",
-            }
-        assert set(where) <= allowed, set(where) - allowed
+        for num_clouds in (None, 3):
+            sampler.train(mode == "train")
+            torch._dynamo.reset()
+            with torch.set_grad_enabled(mode == "train"):
+                explained = torch._dynamo.explain(eval_forward)(sampler, pos, batch, num_clouds)
+            where = []
+            for reason in explained.break_reasons:
+                frame = reason.user_stack[-1]
+                where.append(f"{frame.filename.split('/')[-1]}:{frame.name}")
+                assert "knn" not in frame.name and "fps" not in frame.name
+            print(
+                f"\n{mode}, num_clouds={num_clouds}: {explained.graph_count} graphs, "
+                f"{explained.graph_break_count} breaks"
+            )
+            for place, reason in zip(where, explained.break_reasons):
+                print(f"  {place}: {reason.reason.splitlines()[0][:100]}")
+            allowed = {"custom_ops.py:select_index"}
+            if num_clouds is None:  # the count is read from the batch vector
+                allowed.add("checks.py:check_sorted")
+            if mode == "eval":
+                allowed.add("sampler.py:forward")  # tg_samplenet::match_sample
+            assert set(where) <= allowed, set(where) - allowed
+            assert explained.graph_break_count <= 4

@@ -26,7 +26,7 @@ from tg_samplenet.ops.checks import (
     check_ratio,
     check_same_device,
 )
-from tg_samplenet.ops.custom_ops import is_compiling
+from tg_samplenet.ops.custom_ops import MATCH_SAMPLE, is_compiling, select_index
 from tg_samplenet.ops.distinct_matching import _distinct_sample
 from tg_samplenet.ops.matching import _hard_sample
 from tg_samplenet.ops.neighbors import _nearest_index
@@ -189,12 +189,15 @@ class SampleNet(torch.nn.Module):
     def simplify(self, pos: Tensor, batch: Tensor, num_clouds: int) -> Tensor:
         r"""The simplification network: :math:`m` points per cloud, :obj:`[B, m, 3]`."""
         if self.training:
-            if use_recomputed_pool(pos.size(0)):  # memory that does not grow with N
+            if use_recomputed_pool(pos.size(0), self.point_mlp):  # memory that does not grow with N
                 h = recomputed_max_pool(self.point_mlp, pos, batch, num_clouds)
             else:
                 h = global_max_pool(self.point_mlp(pos), batch, size=num_clouds)
             return self.head(h).view(num_clouds, self.num_out_points, 3)
-        h = chunked_max_pool(self.point_mlp, pos, batch, num_clouds)
+        if is_compiling():  # the chunk loop would pin the number of points: one chunk
+            h = global_max_pool(folded_mlp(self.point_mlp, pos), batch, size=num_clouds)
+        else:
+            h = chunked_max_pool(self.point_mlp, pos, batch, num_clouds)
         return folded_mlp(self.head, h).view(num_clouds, self.num_out_points, 3)
 
     def forward(
@@ -239,12 +242,23 @@ class SampleNet(torch.nn.Module):
             _check_simplified(simplified, pos)
         simplified_batch = torch.arange(B, device=pos.device).repeat_interleave(self.num_out_points)
         # Empty clouds have nothing to project onto, match with or be compared to.
-        present = (sizes > 0)[simplified_batch]
+        present = select_index((sizes > 0)[simplified_batch])
         simplified, simplified_batch = simplified[present], simplified_batch[present]
         out = dict(counts=counts, simplified=simplified, simplified_batch=simplified_batch)
 
         if not self.training:
-            if self.matching == "distinct":
+            if is_compiling():  # value-dependent sizes all through: one opaque operator
+                index = torch.ops.tg_samplenet.match_sample(
+                    pos.detach(),
+                    batch,
+                    simplified.detach(),
+                    simplified_batch,
+                    counts,
+                    self.matching,
+                    self.max_matched,
+                    self.complete_fps,
+                )
+            elif self.matching == "distinct":
                 index = _distinct_sample(
                     pos,
                     batch,
@@ -263,7 +277,7 @@ class SampleNet(torch.nn.Module):
             return SampleNetOutput(pos=pos[index], index=index, batch=batch[index], **out)
 
         counts = counts.clamp(max=self.num_out_points)
-        keep = _rank_in_cloud(simplified_batch, B) < counts[simplified_batch]
+        keep = select_index(_rank_in_cloud(simplified_batch, B) < counts[simplified_batch])
         query, query_batch = simplified[keep], simplified_batch[keep]
         out["counts"] = counts
         if self.skip_projection:
@@ -280,7 +294,10 @@ class SampleNet(torch.nn.Module):
             batch=query_batch,
             weights=proj.weights,
             neighbors=proj.neighbors,
-            sigma=sigma,
+            # A second sigma node, not the projection's: t's gradient then sums
+            # 2t * dL/dsigma per use, as the published runs did (one shared node rounds
+            # differently in the last bit and the training drifts).
+            sigma=self.projection.sigma,
             **out,
         )
 
@@ -366,3 +383,23 @@ def _check_simplified(simplified: Tensor, pos: Tensor):
             f"clouds (largest |coordinate| {largest:.3g}): SampleNet expects clouds scaled "
             "like its training data (e.g. into the unit sphere) and finite weights",
         )
+
+
+@torch.library.impl(MATCH_SAMPLE, ("CPU", "CUDA"))
+@torch.compiler.disable
+def _match_sample_kernel(
+    pos: Tensor,
+    batch: Tensor,
+    simplified: Tensor,
+    simplified_batch: Tensor,
+    counts: Tensor,
+    matching: str,
+    max_matched: Optional[int],
+    complete: bool,
+) -> Tensor:
+    # SampleNet's inference step as one operator while compiling (ops.custom_ops).
+    if matching == "distinct":
+        return _distinct_sample(
+            pos, batch, simplified, simplified_batch, counts, max_matched, complete=complete
+        )
+    return _hard_sample(pos, batch, simplified, simplified_batch, counts, complete)

@@ -16,6 +16,7 @@ from tg_samplenet.ops.checks import (
     check_ratio,
     check_sorted,
 )
+from tg_samplenet.ops.custom_ops import is_compiling
 
 __all__ = [
     "cloud_sizes",
@@ -39,6 +40,8 @@ def cloud_sizes(batch: Tensor, num_clouds: int) -> Tensor:
     """
     batch = check_index_vector(batch, "batch")
     num_clouds = check_int(num_clouds, "num_clouds", minimum=0)
+    if is_compiling():  # bincount's size depends on the values; the same counts
+        return batch.new_zeros(num_clouds).scatter_add_(0, batch, torch.ones_like(batch))
     try:
         sizes = torch.bincount(batch, minlength=num_clouds)
     except RuntimeError as error:  # bincount rejects negative values (its own host sync)

@@ -165,7 +165,11 @@ def check_sorted(batch: Tensor, name: str = "batch") -> int:
     the number of clouds it implies (its last id plus one; 0 when empty). One host sync on
     CUDA. While compiling, only the count is read (the check is skipped)."""
     if is_compiling():
-        return int(batch[-1]) + 1 if batch.numel() > 0 else 0
+        if batch.numel() == 0:
+            return 0
+        last = int(batch[-1])
+        torch._check(last >= 0)  # an unbacked size with capture_scalar_outputs
+        return last + 1
     if not _has_values(batch):
         return 0
     unsorted = (batch[1:] < batch[:-1]).any().long()
