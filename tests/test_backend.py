@@ -89,6 +89,17 @@ def test_zorder_sorts_each_cloud_by_its_morton_code(make_clouds):
     assert order.tolist() == sorted(range(pos.size(0)), key=lambda j: codes[j])
 
 
+def test_zorder_of_one_cloud_equals_the_batched_path(make_clouds):
+    # One cloud takes a path without per-point gathers; a trailing empty cloud forces the
+    # batched path on the same points. Integer points: many equal coordinates and codes.
+    pos, _ = make_clouds([300], seed=6)
+    grid = (pos * 4).floor()
+    for points in (pos, grid, pos[:, :2], torch.cat([grid, pos], 1)):
+        batch = torch.zeros(points.size(0), dtype=torch.long)
+        assert torch.equal(zorder(points, batch, 1), zorder(points, batch, 2))
+        assert zorder(points, batch, 1).tolist() == zorder(points, batch, 2).tolist()
+
+
 def check_knn_against_brute_force(device, make_clouds, k):
     # Cloud sizes below and above k, including a single-point cloud.
     x, batch_x = make_clouds([7, 1, 12, 3], seed=1, device=device)

@@ -4,7 +4,7 @@ import torch
 
 from tg_samplenet.ops.batch import rank_in_cloud, sample_counts
 from tg_samplenet.ops.farthest_point import farthest_point_sampling
-from tg_samplenet.testing import brute_fps
+from tg_samplenet.testing import brute_fps, random_clouds
 
 
 def run(pos, batch, counts, selected=None, **kwargs):
@@ -43,6 +43,40 @@ def test_never_repeats_an_index_with_duplicate_points():
     assert sorted(first + selected) == list(range(15))
     assert sorted(second) == list(range(15, 30))
     assert index == brute_fps(pos, batch, [12, 15], selected)
+
+
+@pytest.mark.parametrize("grid", [False, True])
+def test_small_clouds_compare_with_all_selected_points_as_the_search_does(
+    backend, grid, monkeypatch
+):
+    # Small clouds get their distances to the selected points from a dense comparison,
+    # larger ones from the nearest-neighbour search: the same values, hence the same picks,
+    # with duplicate points and exact ties (points on an integer grid) and empty clouds.
+    import tg_samplenet.ops.farthest_point as farthest_point
+
+    sizes = [40, 0, 25, 60, 1]
+    pos, batch = random_clouds(sizes, seed=7)
+    if grid:
+        pos = (pos * 3).round()
+    generator = torch.Generator().manual_seed(8)
+    selected = torch.unique(torch.randperm(pos.size(0), generator=generator)[:20])
+    selected = torch.unique(torch.cat([selected, torch.tensor([0, 65, 125])]))
+    counts = torch.tensor([10, 0, 7, 20, 0])
+    seeded = torch.zeros(len(sizes), dtype=torch.bool)
+    seeded[batch[selected]] = True
+    query = seeded[batch].nonzero().view(-1)
+    dense = farthest_point._selected_distances(pos, batch, selected, query, len(sizes))
+    expected = farthest_point_sampling(pos, batch, counts, selected)
+    monkeypatch.setattr(farthest_point, "_DENSE_PAIRS", 0)
+    searched = farthest_point._selected_distances(pos, batch, selected, query, len(sizes))
+    assert torch.equal(dense, searched)
+    assert torch.equal(farthest_point_sampling(pos, batch, counts, selected), expected)
+    # Each value is the smallest (q - s).pow(2).sum(-1) over the selected points of q's cloud.
+    for value, j in zip(dense.tolist(), query.tolist(), strict=True):
+        same = selected[batch[selected] == batch[j]]
+        assert value == float((pos[same] - pos[j]).pow(2).sum(-1).min())
+    if not grid:  # no exact ties: the brute force's order
+        assert expected.tolist() == brute_fps(pos, batch, counts.tolist(), selected.tolist())
 
 
 def test_counts_are_respected(make_clouds):

@@ -1,8 +1,9 @@
 import pytest
 import torch
 
+import tg_samplenet.ops.matching as matching
 from tg_samplenet.ops.matching import first_occurrence, hard_sample
-from tg_samplenet.testing import brute_hard_sample
+from tg_samplenet.testing import brute_hard_sample, random_clouds
 
 
 def test_first_occurrence_matches_python():
@@ -55,3 +56,58 @@ def test_hard_sample_skips_clouds_without_queries(problem):
     assert index.tolist() == brute_hard_sample(*args)
     cloud_1 = index[batch[index] == 1].tolist()
     assert cloud_1[0] == 20 and sorted(cloud_1) == list(range(20, 26))
+
+
+@pytest.fixture
+def progressive_problem():
+    # A progressive sampler's output: 48 simplified points per cloud, 3 to 5 asked for.
+    # Cloud 1's first 30 simplified points all lie at one input point, so the first round
+    # (2 x 4 + 16 = 24 points) finds one distinct match and that cloud is matched in full.
+    sizes = [50, 40, 30]
+    pos, batch = random_clouds(sizes, seed=3, dtype=torch.float64)
+    generator = torch.Generator().manual_seed(4)
+    simplified = torch.rand(48 * 3, 3, generator=generator, dtype=torch.float64)
+    simplified[48 : 48 + 30] = pos[60] + 1e-4
+    simplified_batch = torch.arange(3).repeat_interleave(48)
+    counts = torch.tensor([3, 4, 5])
+    return pos, batch, simplified, simplified_batch, counts
+
+
+@pytest.mark.parametrize("complete", [True, False])
+def test_a_prefix_of_the_simplified_points_gives_the_same_sample(
+    backend, progressive_problem, complete, monkeypatch
+):
+    rounds = []
+    distinct_matches = matching._distinct_matches
+
+    def recorded(pos, batch, simplified, simplified_batch, counts):
+        rounds.append(simplified.size(0))
+        return distinct_matches(pos, batch, simplified, simplified_batch, counts)
+
+    monkeypatch.setattr(matching, "_distinct_matches", recorded)
+    index = hard_sample(*progressive_problem, complete=complete)
+    assert index.tolist() == brute_hard_sample(*progressive_problem, complete=complete)
+    assert rounds == [24 + 22 + 26, 48 * 3]  # the prefix, then all points for cloud 1
+    rounds.clear()
+    pos, batch, simplified, simplified_batch, counts = progressive_problem
+    keep = simplified_batch != 1
+    args = (pos, batch, simplified[keep], simplified_batch[keep], counts)
+    assert hard_sample(*args, complete=complete).tolist() == brute_hard_sample(
+        *args, complete=complete
+    )
+    assert rounds == [22 + 26]  # the prefix holds every cloud's matches
+
+
+def test_a_prefix_keeps_the_order_of_exact_ties(backend, monkeypatch):
+    # Points on an integer grid (duplicates, queries equally far from several points): the
+    # first round's matches are those of the full matching, ties included.
+    pos, batch = random_clouds([60, 45], seed=5)
+    pos = (pos * 3).round()
+    generator = torch.Generator().manual_seed(6)
+    simplified = (torch.rand(2 * 64, 3, generator=generator) * 6).round() / 2
+    simplified_batch = torch.arange(2).repeat_interleave(64)
+    counts = torch.tensor([6, 9])
+    args = (pos, batch, simplified, simplified_batch, counts)
+    with_prefix = hard_sample(*args)
+    monkeypatch.setattr(matching, "PREFIX_EXTRA", 64)  # no prefix
+    assert torch.equal(hard_sample(*args), with_prefix)

@@ -126,11 +126,10 @@ def _farthest_point_sampling(
     if selected is not None and selected.numel() > 0:
         seeded[batch[selected]] = True
         query = seeded[batch].nonzero().view(-1)
-        # selected is sorted (torch.unique), so its batch vector is sorted too.
-        near = _nearest_index(pos[selected], pos[query], batch[selected], batch[query], B)
-        dist[query] = (pos[query] - pos[selected][near]).pow(2).sum(-1)
+        pruned = not random_start and not bool(((counts > 0) & ~seeded).any())
+        dist[query] = _selected_distances(pos, batch, selected, query, B)
         dist[selected] = -1.0
-        if not random_start and not bool(((counts > 0) & ~seeded).any()):
+        if pruned:
             # Every cloud continues from its selected points (hard sampling's completion):
             # only the points farthest from them can be picked, the same picks as below.
             return pruned_fps_steps(pos, batch, dist, counts, B)
@@ -158,6 +157,55 @@ def _farthest_point_sampling(
         picked = _steps_dense(planes, dist, first, steps)
     keep = torch.arange(steps, device=pos.device).unsqueeze(0) < counts.unsqueeze(1)
     return (picked + ptr[:-1].unsqueeze(1))[keep]
+
+
+# Clouds are compared with all their selected points at once up to this many point pairs
+# per block (the nearest-neighbour search's build and calls cost more below it).
+_PAIRS_PER_BLOCK = 1 << 16
+_DENSE_PAIRS = 1 << 21
+
+
+def _selected_distances(
+    pos: Tensor, batch: Tensor, selected: Tensor, query: Tensor, num_clouds: int
+) -> Tensor:
+    # The squared distance of each query point to the nearest selected point of its cloud,
+    # as (q - s).pow(2).sum(-1) in pos's dtype: the minimum of that expression over the
+    # cloud's selected points. The nearest-neighbour search finds the point that attains
+    # it; on small clouds a dense comparison with all selected points finds the same
+    # minimum without building a search structure. selected is sorted (torch.unique), so
+    # its batch vector is sorted too.
+    from torch_geometric.utils import to_dense_batch
+
+    B = num_clouds
+    q, q_batch = pos[query], batch[query]
+    s, s_batch = pos[selected], batch[selected]
+    q_size, s_size = cloud_sizes(q_batch, B), cloud_sizes(s_batch, B)
+    q_max, s_max = torch.stack([q_size.max(), s_size.max()]).tolist()  # one host sync
+    if B * q_max * s_max > _DENSE_PAIRS:
+        near = _nearest_index(s, q, s_batch, q_batch, B)
+        return (q - s[near]).pow(2).sum(-1)
+    # One plane per coordinate, [D, B, 1, S_max] and [D, B, Q_max, 1]. Padding of the
+    # selected points lies 2^60 away: farther than any point (coordinates are scaled below
+    # 2^3), and its squares do not overflow.
+    dense_s = to_dense_batch(s, s_batch, 2.0**60, batch_size=B)[0]
+    planes_s = dense_s.permute(2, 0, 1).unsqueeze(2).contiguous()
+    dense_q, q_valid = to_dense_batch(q, q_batch, batch_size=B)
+    planes_q = dense_q.permute(2, 0, 1).unsqueeze(3).contiguous()
+    block = max(1, _PAIRS_PER_BLOCK // max(1, B * s_max))
+    parts = []
+    for start in range(0, q_max, block):
+        d = _squared_distances(planes_q[:, :, start : start + block], planes_s)
+        parts.append(d.amin(-1))  # [B, block]
+    return torch.cat(parts, 1)[q_valid]
+
+
+def _squared_distances(planes_a: Tensor, planes_b: Tensor) -> Tensor:
+    # Sum over the coordinate planes [D, ...] of (a - b)^2, added up axis by axis as
+    # (a - b).pow(2).sum(-1) adds it (no fused multiply-add), so that the values are equal.
+    d = (planes_a[0] - planes_b[0]).square_()
+    for axis in range(1, planes_a.size(0)):
+        d.add_((planes_a[axis] - planes_b[axis]).square_())
+    return d
 
 
 @torch.library.impl(FARTHEST_POINT_SAMPLING, ("CPU", "CUDA"))

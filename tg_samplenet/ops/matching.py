@@ -20,7 +20,7 @@ from tg_samplenet.ops.checks import (
     check_references,
 )
 from tg_samplenet.ops.farthest_point import _farthest_point_sampling
-from tg_samplenet.ops.neighbors import _nearest_index
+from tg_samplenet.ops.neighbors import _ZORDER_ABOVE, _nearest_index, _use_kdtree, get_backend
 
 __all__ = ["first_occurrence", "hard_sample"]
 
@@ -121,11 +121,9 @@ def _hard_sample(
 ) -> Tensor:
     # hard_sample for checked input.
     B = counts.numel()
-    matched = _nearest_index(pos, simplified, batch, simplified_batch, B)
-    keep = first_occurrence(matched)
-    matched, matched_batch = matched[keep], simplified_batch[keep]
-    keep = _rank_in_cloud(matched_batch, B) < counts[matched_batch]
-    matched, matched_batch = matched[keep], matched_batch[keep]
+    matched, matched_batch = _first_distinct_matches(
+        pos, batch, simplified, simplified_batch, counts
+    )
     if not complete:
         return matched
 
@@ -134,3 +132,59 @@ def _hard_sample(
     index = torch.cat([matched, extra])
     cloud = torch.cat([matched_batch, batch[extra]])
     return index[torch.sort(cloud, stable=True).indices]
+
+
+# A first matching round takes PREFIX_FACTOR x counts[i] + PREFIX_EXTRA simplified points of
+# each cloud (a progressive sampler returns many more points than are asked for).
+PREFIX_FACTOR = 2
+PREFIX_EXTRA = 16
+
+
+def _first_distinct_matches(
+    pos: Tensor, batch: Tensor, simplified: Tensor, simplified_batch: Tensor, counts: Tensor
+) -> tuple[Tensor, Tensor]:
+    # The first counts[i] distinct nearest input points of each cloud's simplified points,
+    # in order, and their batch vector. Only a prefix of the simplified points can hold
+    # them: a first round matches a prefix of each cloud, and a cloud whose prefix holds
+    # fewer distinct matches than it needs (while more simplified points follow) is matched
+    # again in full. Each query's nearest point does not depend on the other queries.
+    B = counts.numel()
+    rank = _rank_in_cloud(simplified_batch, B)
+    prefix = rank < PREFIX_FACTOR * counts[simplified_batch] + PREFIX_EXTRA
+    if _same_search(pos, simplified, prefix) and not bool(prefix.all()):
+        index = prefix.nonzero().view(-1)
+        matched, matched_batch = _distinct_matches(
+            pos, batch, simplified[index], simplified_batch[index], counts
+        )
+        found = torch.bincount(matched_batch, minlength=B)
+        cut = torch.bincount(simplified_batch[~prefix], minlength=B) > 0
+        if not bool(((found < counts) & cut).any()):  # one host sync
+            return matched, matched_batch
+    return _distinct_matches(pos, batch, simplified, simplified_batch, counts)
+
+
+def _distinct_matches(
+    pos: Tensor, batch: Tensor, simplified: Tensor, simplified_batch: Tensor, counts: Tensor
+) -> tuple[Tensor, Tensor]:
+    # Nearest input points, repeats dropped (first kept), at most counts[i] per cloud.
+    B = counts.numel()
+    matched = _nearest_index(pos, simplified, batch, simplified_batch, B)
+    keep = first_occurrence(matched)
+    matched, matched_batch = matched[keep], simplified_batch[keep]
+    keep = _rank_in_cloud(matched_batch, B) < counts[matched_batch]
+    return matched[keep], matched_batch[keep]
+
+
+def _same_search(pos: Tensor, simplified: Tensor, prefix: Tensor) -> bool:
+    # Whether fewer queries run the same search on the same reference points. The
+    # plain-torch brute force centres each cloud on the box of its points and queries (other
+    # roundings), and on CPU torch_cluster orders the references along a Z-order curve from
+    # a number of points that counts the queries (that order decides exact ties).
+    backend = get_backend()
+    if backend == "torch":
+        return _use_kdtree(backend, pos, simplified)
+    if backend != "torch_cluster" or pos.device.type != "cpu":
+        return True
+    total = max(pos.size(0), simplified.size(0))
+    fewer = max(pos.size(0), int(prefix.sum()))
+    return (total >= _ZORDER_ABOVE) == (fewer >= _ZORDER_ABOVE)
