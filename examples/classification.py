@@ -68,7 +68,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     run = start_example(args, CLASSIFICATION, "classification")
     profile, device, out_dir, ckpt_dir, progress, started = run
 
-    train_set, test_set, _ = load_splits(args, profile)
+    train_set, test_set, eval_split = load_splits(args, profile)
     num_classes = len(train_set.classes)
     train_loader = training_loader(train_set, profile.batch_size, seed=args.seed)
     task_batch_size = profile.task_batch_size or profile.batch_size
@@ -87,7 +87,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
         return all_reduce_sum(correct) / len(test_set)
 
     print(
-        f"{args.dataset}: {len(train_set)} training / {len(test_set)} test clouds, "
+        f"{args.dataset}: {len(train_set)} training / {len(test_set)} {eval_split} clouds, "
         f"{num_classes} classes, {profile.num_points} points; profile {args.profile}"
     )
 

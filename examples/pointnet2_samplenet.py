@@ -65,13 +65,13 @@ def main(argv: Optional[list[str]] = None) -> dict:
     args = parser.parse_args(argv)
     prof, device, out_dir, ckpt_dir, progress, started = start_example(args, POINTNET2, "pointnet2")
 
-    train_set, test_set, _ = load_splits(args, prof)
+    train_set, test_set, eval_split = load_splits(args, prof)
     train_loader = training_loader(train_set, prof.batch_size, seed=args.seed)
     test_loader = DataLoader(test_set, prof.batch_size)
     test_shard = shard_loader(test_loader)  # this rank's test batches (all in one process)
     num_classes = len(train_set.classes)
     print(
-        f"{args.dataset}: {len(train_set)} training / {len(test_set)} test clouds, "
+        f"{args.dataset}: {len(train_set)} training / {len(test_set)} {eval_split} clouds, "
         f"{num_classes} classes, {prof.num_points} points; profile {args.profile}"
     )
 

@@ -79,7 +79,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     profile, device, out_dir, ckpt_dir, progress, started = run
 
     categories = args.categories or list(profile.categories)
-    train_set, test_set, _ = load_splits(args, profile, categories=categories)
+    train_set, test_set, eval_split = load_splits(args, profile, categories=categories)
     classes = list(train_set.classes)
     train_loader = training_loader(train_set, profile.batch_size, seed=args.seed)
     test_loader = DataLoader(test_set, profile.batch_size)
@@ -93,7 +93,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
         return evaluate_sharded(on, test_loader, test_shard, whole)
 
     print(
-        f"{args.dataset}: {len(train_set)} training / {len(test_set)} test clouds of "
+        f"{args.dataset}: {len(train_set)} training / {len(test_set)} {eval_split} clouds of "
         f"{', '.join(classes)}, {profile.num_points} points; profile {args.profile}"
     )
 

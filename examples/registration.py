@@ -83,7 +83,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     profile, device, out_dir, ckpt_dir, progress, started = run
 
     # Seeds as the authors': training pairs from seed s, test pairs from seed s + 1.
-    train_shapes, test_shapes, _ = load_splits(args, profile, categories=[args.category])
+    train_shapes, test_shapes, eval_split = load_splits(args, profile, categories=[args.category])
     degrees = profile.max_degrees
     train_pairs = make_pairs(train_shapes, profile.rotations_per_shape, args.seed, degrees)
     test_pairs = make_pairs(test_shapes, profile.test_rotations_per_shape, args.seed + 1, degrees)
@@ -101,7 +101,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
 
     print(
         f"{args.dataset} {args.category}: {len(train_pairs)} training pairs "
-        f"({len(train_shapes)} shapes), {len(test_pairs)} test pairs, "
+        f"({len(train_shapes)} shapes), {len(test_pairs)} {eval_split} pairs, "
         f"{profile.num_points} points; profile {args.profile}"
     )
 
