@@ -6,7 +6,7 @@ authors' loss weights of each task, written once here."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 from tg_samplenet.fit_sampler import LossWeights
@@ -158,6 +158,30 @@ _PAPER_1024 = dict(
     control_sizes=(2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
 )
 
+# A narrower PointNet than the paper's (1024 wide) so that the run takes minutes; samplers
+# train on batches of 16 (more steps in few epochs), PointNet on 32, both with the paper's
+# learning rates decayed to zero by a cosine.
+_CLASSIFICATION_CPU = ClassificationProfile(
+    num_points=1024,
+    sizes=(512, 256, 128, 64, 32, 16, 8),
+    train_sizes=(32,),
+    samples_per_class=40,
+    test_samples_per_class=20,
+    task_epochs=20,
+    sampler_epochs=40,
+    batch_size=16,
+    task_lr=1e-3,
+    sampler_lr=1e-2,
+    task_width=128,
+    control_sizes=(8, 16, 32, 64, 128, 256, 512),
+    lr_schedule="cosine",
+    task_batch_size=32,
+    point_channels=(32, 32, 32, 64),
+    head_channels=(128, 64),
+    tnet_point_channels=(32, 64, 128),
+    tnet_head_channels=(128, 64),
+)
+
 CLASSIFICATION = {
     "smoke": ClassificationProfile(
         **_SMOKE,
@@ -171,54 +195,17 @@ CLASSIFICATION = {
         tnet_point_channels=(16, 16, 32),
         tnet_head_channels=(16, 16),
     ),
-    # A narrower PointNet than the paper's (1024 wide) so that the run takes minutes;
-    # samplers train on batches of 16 (more steps in few epochs), PointNet on 32, both with
-    # the paper's learning rates decayed to zero by a cosine.
-    "cpu": ClassificationProfile(
-        num_points=1024,
-        sizes=(512, 256, 128, 64, 32, 16, 8),
-        train_sizes=(32,),
-        samples_per_class=40,
-        test_samples_per_class=20,
-        task_epochs=20,
-        sampler_epochs=40,
-        batch_size=16,
-        task_lr=1e-3,
-        sampler_lr=1e-2,
-        task_width=128,
-        control_sizes=(8, 16, 32, 64, 128, 256, 512),
-        lr_schedule="cosine",
-        task_batch_size=32,
-        point_channels=(32, 32, 32, 64),
-        head_channels=(128, 64),
-        tnet_point_channels=(32, 64, 128),
-        tnet_head_channels=(128, 64),
-    ),
+    "cpu": _CLASSIFICATION_CPU,
     # The CPU profile sized for real scans (docs/real-data-study.md): the ModelNet10 training
     # split (3,193 clouds after a 20 % hold-out) is ~6 times the built-in set and the "cpu"
     # epochs would take hours. PointNet trains 6 epochs, every sampler 6 with the cosine
     # decay, and the samplers are narrower: their per-point layers over all 1,024 input
     # points are most of a step. Measured there: 17 CPU-minutes (44 min wall on two shared
     # cores); at m = 32 SampleNet 0.868, S-NET 0.865, FPS 0.693, complete clouds 0.949.
-    "cpu-real": ClassificationProfile(
-        num_points=1024,
-        sizes=(512, 256, 128, 64, 32, 16, 8),
-        train_sizes=(32,),
-        samples_per_class=40,
-        test_samples_per_class=20,
+    "cpu-real": replace(
+        _CLASSIFICATION_CPU,
         task_epochs=6,
         sampler_epochs=6,
-        batch_size=16,
-        task_lr=1e-3,
-        sampler_lr=1e-2,
-        task_width=128,
-        control_sizes=(8, 16, 32, 64, 128, 256, 512),
-        lr_schedule="cosine",
-        task_batch_size=32,
-        point_channels=(32, 32, 32, 64),
-        head_channels=(128, 64),
-        tnet_point_channels=(32, 64, 128),
-        tnet_head_channels=(128, 64),
         sampler_point_channels=(64, 64, 128),
         sampler_head_channels=(256, 256),
     ),
