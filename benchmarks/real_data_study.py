@@ -53,6 +53,7 @@ from tqdm import tqdm
 
 from tg_samplenet.distributed import training_loader
 from tg_samplenet.experiments.baselines import baseline_samplers
+from tg_samplenet.experiments.classification import train_pointnets
 from tg_samplenet.experiments.command_line import (
     common_parser,
     load_splits,
@@ -64,8 +65,7 @@ from tg_samplenet.experiments.environment import metadata_markdown, run_metadata
 from tg_samplenet.experiments.plots import plot_metric_vs_ratio
 from tg_samplenet.experiments.reporting import markdown_table
 from tg_samplenet.experiments.samplers import gather_sample, make_sampler, train_sampler
-from tg_samplenet.fit import fit_model, rng_state, seed_everything, set_rng_state
-from tg_samplenet.fit_sampler import freeze
+from tg_samplenet.fit import rng_state, seed_everything, set_rng_state
 from tg_samplenet.nn.sampler import SampleNet
 from tg_samplenet.ops.batch import cloud_sizes, rank_in_cloud
 from tg_samplenet.ops.distinct_matching import distinct_sample
@@ -209,36 +209,13 @@ def evaluate_sampler(
 
 
 def train_task_networks(args, profile, train_set, ckpt_dir, device, progress) -> dict:
-    r"""PointNet and vanilla PointNet trained on complete clouds (resumed from the
-    example's checkpoint names), frozen."""
-    widths = dict(
-        point_channels=profile.point_channels,
-        global_channels=profile.task_width,
-        head_channels=profile.head_channels,
-        tnet_point_channels=profile.tnet_point_channels,
-        tnet_head_channels=profile.tnet_head_channels,
-    )
+    r"""PointNet and vanilla PointNet trained on complete clouds as the example trains them
+    (resumed from the example's checkpoint names), frozen."""
     loader = training_loader(
         train_set, profile.task_batch_size or profile.batch_size, seed=args.seed
     )
-    networks = {}
-    for name, transforms in (("pointnet", True), ("pointnet_vanilla", False)):
-        model = PointNet(len(train_set.classes), transforms, transforms, **widths).to(device)
-        fit_model(
-            model,
-            lambda data, model=model: classification_loss(model, data.pos, data.batch, data.y),
-            loader,
-            epochs=profile.task_epochs,
-            lr=profile.task_lr,
-            checkpoint=ckpt_dir / f"{name}.pt",
-            lr_schedule=profile.lr_schedule,
-            decay_samples=profile.task_decay_samples,
-            device=device,
-            progress=progress,
-            desc=f"train {name}",
-        )
-        networks[name] = freeze(model)
-    return networks
+    networks = train_pointnets(profile, len(train_set.classes), loader, ckpt_dir, device, progress)
+    return dict(zip(("pointnet", "pointnet_vanilla"), networks))
 
 
 def study_sampler(

@@ -38,6 +38,7 @@ from tg_samplenet.distributed import (
     training_loader,
 )
 from tg_samplenet.experiments.baselines import baseline_samplers
+from tg_samplenet.experiments.classification import train_pointnets
 from tg_samplenet.experiments.command_line import common_parser, load_splits, start_example
 from tg_samplenet.experiments.config import CLASSIFICATION
 from tg_samplenet.experiments.plots import plot_metric_vs_ratio, render_samples
@@ -52,8 +53,6 @@ from tg_samplenet.experiments.samplers import (
     train_sampler,
     train_samplers,
 )
-from tg_samplenet.fit import fit_model
-from tg_samplenet.fit_sampler import freeze
 from tg_samplenet.tasks.classification import PointNet, classification_loss, evaluate_accuracy
 
 
@@ -92,30 +91,9 @@ def main(argv: Optional[list[str]] = None) -> dict:
     )
 
     # 1. PointNet with and without its transform nets, on complete clouds.
-    widths = dict(
-        point_channels=profile.point_channels,
-        global_channels=profile.task_width,
-        head_channels=profile.head_channels,
-        tnet_point_channels=profile.tnet_point_channels,
-        tnet_head_channels=profile.tnet_head_channels,
+    pointnet, vanilla = train_pointnets(
+        profile, num_classes, task_loader, ckpt_dir, device, progress
     )
-    pointnet = PointNet(num_classes, True, True, **widths).to(device)
-    vanilla = PointNet(num_classes, False, False, **widths).to(device)
-    for name, model in (("pointnet", pointnet), ("pointnet_vanilla", vanilla)):
-        fit_model(
-            model,
-            lambda data, model=model: classification_loss(model, data.pos, data.batch, data.y),
-            task_loader,
-            epochs=profile.task_epochs,
-            lr=profile.task_lr,
-            checkpoint=ckpt_dir / f"{name}.pt",
-            lr_schedule=profile.lr_schedule,
-            decay_samples=profile.task_decay_samples,
-            device=device,
-            progress=progress,
-            desc=f"train {name}",
-        )
-        freeze(model)
     complete = accuracy(pointnet)
     complete_vanilla = accuracy(vanilla)
     print(f"complete clouds: PointNet {complete:.3f}, vanilla PointNet {complete_vanilla:.3f}")
