@@ -205,3 +205,54 @@ def test_inside_a_pointnet2_set_abstraction(sampler_fps, make_clouds):
     # Same shapes as PyG's own fps in the same module.
     reference = SAModule(0.5, 0.4, MLP([3, 16, 32]))
     assert reference(None, pos, batch)[0].shape == (52, 32)
+
+
+def test_fps_per_layer_calls_the_running_layers_sampler():
+    from tg_samplenet import FPSPerLayer
+
+    calls = []
+
+    def recorder(name):
+        def sample(x, batch=None, ratio=0.5, random_start=True, batch_size=None):
+            calls.append((name, x.size(0), ratio))
+            return fps(x, batch, ratio, False, batch_size)
+
+        return sample
+
+    class Layer(torch.nn.Module):
+        def __init__(self, inner=None):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, pos):
+            idx = shared_fps(pos, None, 0.5)  # the module-level fps of a foreign model
+            return pos[idx] if self.inner is None else self.inner(pos[idx])
+
+    outer, inner = Layer(), Layer()
+    outer.inner = inner
+    router = FPSPerLayer({outer: recorder("outer"), inner: recorder("inner")})
+    shared_fps = router
+    pos = torch.rand(40, 3, generator=torch.Generator().manual_seed(0))
+    assert outer(pos).shape == (10, 3)
+    assert calls == [("outer", 40, 0.5), ("inner", 20, 0.5)]  # the innermost layer wins
+    with pytest.raises(RuntimeError, match="outside all of its layers"):
+        router(pos)
+    fallback = FPSPerLayer({inner: recorder("x")}, default=fps)
+    assert torch.equal(fallback(pos, None, 0.5, False), fps(pos, None, 0.5, False))
+    router.remove()
+    with pytest.raises(RuntimeError, match="outside"):
+        outer(pos)  # hooks removed: no layer is running for the router
+    with pytest.raises(TypeError, match="keys must be modules"):
+        FPSPerLayer({"sa1": fps})
+    with pytest.raises(TypeError, match="non-empty dict"):
+        FPSPerLayer({})
+
+
+def test_fps_per_layer_holds_the_samplers_as_submodules():
+    from tg_samplenet import FPSPerLayer
+
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(1, 1)
+    router = FPSPerLayer({layer: SampleNetFPS(SampleNet(num_out_points=8))})
+    assert any(k.startswith("samplers.0.sampler.") for k in router.state_dict())
+    assert next(router.double().parameters()).dtype == torch.float64

@@ -23,6 +23,7 @@ from tg_samplenet.losses import (
     simplification_loss,
 )
 from tg_samplenet.nn import (
+    FPSPerLayer,
     SampleNet,
     SampleNetFPS,
     SampleNetOutput,
@@ -36,6 +37,7 @@ from tg_samplenet.transforms import SampleNetSampling
 __version__ = "0.2.0"
 
 __all__ = [
+    "FPSPerLayer",
     "SampleNet",
     "SampleNetOutput",
     "SampleNetFPS",

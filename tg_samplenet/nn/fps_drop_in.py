@@ -77,9 +77,13 @@ class SampleNetFPS(torch.nn.Module):
         fps = SampleNetFPS(SampleNet.load("sampler.pt"))
         idx = fps(pos, batch, ratio=0.25)   # as torch_geometric.nn.fps(pos, batch, 0.25)
 
-        # Inside a model that calls a module-level `fps`: one sampler per layer.
+        # A layer that calls self.fps: one sampler per layer.
         model.sa1_module.fps = SampleNetFPS(SampleNet.load("sa1.pt"))
         model.sa2_module.fps = SampleNetFPS(SampleNet.load("sa2.pt"))
+
+        # Layers that all call one module-level fps (PyG's pointnet2_classification.py):
+        that_module.fps = FPSPerLayer({model.sa1_module: SampleNetFPS(...),
+                                       model.sa2_module: SampleNetFPS(...)})
 
     It runs the sampler in eval mode without gradients, whatever mode the model is in, and
     returns its hard-sampled indices: unique within each cloud, grouped by cloud in batch
@@ -101,15 +105,19 @@ class SampleNetFPS(torch.nn.Module):
 
     **One sampler per set-abstraction layer.** Each layer samples clouds of another size
     (PointNet++ samples :math:`n`, then :math:`n/2`, ... points), so each gets its own
-    :class:`SampleNetFPS`. Train them from the input inwards, against the frozen model:
+    :class:`SampleNetFPS` (:class:`FPSPerLayer` where the layers share one :obj:`fps`).
+    Train them from the input inwards, against the frozen model, with
+    :func:`tg_samplenet.fit_sampler`:
 
-    1. train a progressive sampler of :math:`m = n` on the input clouds with the task loss
-       of the model whose first layer calls it (e.g. with :func:`tg_samplenet.fit_sampler`),
-       and swap it in for the first layer's :obj:`fps`;
-    2. run the model's first layer on the training clouds and collect its output centres
-       (the :obj:`pos, batch` that the second layer samples), and train the second sampler
-       (:math:`m` = the first layer's output size) on them with the same task loss, the
-       first sampler swapped in; swap it in for the second layer's :obj:`fps`;
+    1. a progressive sampler of :math:`m = n` on the input clouds, with the model's task
+       loss on the sampled points; swap it in for the first layer's :obj:`fps`;
+    2. run the model up to the inner layer (under :obj:`torch.no_grad()`, the first sampler
+       swapped in) and keep what that layer is given, :obj:`(x, pos, batch)`, as one
+       :obj:`Data(x=..., pos=..., y=...)` per cloud; a progressive sampler of :math:`m` = that
+       layer's cloud size trains on them with a :obj:`task_loss(out, data)` that runs the
+       rest of the frozen model on the sampler's centres: the layer's neighbour search
+       around :obj:`out.pos` (soft-projected in training), its convolution of
+       :obj:`data.x` with the centres' features :obj:`out.carry(data.x)`, then the tail;
     3. repeat for the deeper layers.
 
     :class:`~tg_samplenet.SampleNet` used directly inside the layers instead trains all
