@@ -21,11 +21,11 @@ DATASET_NAMES = ("synthetic", "modelnet10", "modelnet40", "h5", "shapenet")
 
 def get_dataset(
     name: str,
-    root: str | None = None,
+    root: Optional[str] = None,
     split: str = "train",
-    num_points: int | None = 1024,
-    categories: Sequence[str] | None = None,
-    seed: int | None = None,
+    num_points: Optional[int] = 1024,
+    categories: Optional[Sequence[str]] = None,
+    seed: Optional[int] = None,
     val_fraction: Optional[float] = None,
     **kwargs: Any,
 ) -> InMemoryDataset:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os.path as osp
 from collections.abc import Callable, Sequence
+from typing import Optional
 
 import torch
 from torch_geometric.data import Data, InMemoryDataset
@@ -73,10 +74,10 @@ class HDF5PointClouds(InMemoryDataset):
         self,
         root: str,
         split: str = "train",
-        num_points: int | None = None,
-        categories: Sequence[str] | None = None,
-        transform: Callable | None = None,
-        pre_transform: Callable | None = None,
+        num_points: Optional[int] = None,
+        categories: Optional[Sequence[str]] = None,
+        transform: Optional[Callable] = None,
+        pre_transform: Optional[Callable] = None,
         force_reload: bool = False,
         on_bad_file: str = "raise",
     ) -> None:
@@ -192,7 +193,7 @@ class HDF5PointClouds(InMemoryDataset):
         )
 
 
-def _read_shape_names(root: str) -> list[str] | None:
+def _read_shape_names(root: str) -> Optional[list[str]]:
     path = osp.join(root, "shape_names.txt")
     if not osp.isfile(path):
         return None

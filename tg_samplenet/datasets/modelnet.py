@@ -7,6 +7,7 @@ import glob
 import os
 import os.path as osp
 from collections.abc import Callable, Sequence
+from typing import Optional
 
 import torch
 import torch_geometric.transforms as T
@@ -67,9 +68,9 @@ class ModelNetPointClouds(ModelNet):
         name: str = "10",
         split: str = "train",
         num_points: int = 1024,
-        categories: Sequence[str] | None = None,
+        categories: Optional[Sequence[str]] = None,
         seed: int = 0,
-        transform: Callable | None = None,
+        transform: Optional[Callable] = None,
         force_reload: bool = False,
         on_bad_file: str = "raise",
     ) -> None:
@@ -135,7 +136,7 @@ class ModelNetPointClouds(ModelNet):
         )
 
 
-def _resolve_categories(root: str, name: str, categories: list[str] | None) -> list[str]:
+def _resolve_categories(root: str, name: str, categories: Optional[list[str]]) -> list[str]:
     raw_dir = osp.join(root, "raw")
     if not osp.isdir(raw_dir):
         raise FileNotFoundError(

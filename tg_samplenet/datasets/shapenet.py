@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import os.path as osp
 from collections.abc import Callable, Sequence
+from typing import Optional
 
 import numpy as np
 import torch
@@ -87,11 +88,11 @@ class ShapeNetPointClouds(InMemoryDataset):
         self,
         root: str,
         split: str = "train",
-        num_points: int | None = None,
-        categories: Sequence[str] | None = None,
+        num_points: Optional[int] = None,
+        categories: Optional[Sequence[str]] = None,
         seed: int = 42,
-        transform: Callable | None = None,
-        pre_transform: Callable | None = None,
+        transform: Optional[Callable] = None,
+        pre_transform: Optional[Callable] = None,
         force_reload: bool = False,
         on_bad_file: str = "raise",
     ) -> None:
@@ -190,7 +191,7 @@ def _is_empty_split(path: str) -> bool:
         return False
 
 
-def _resolve_synsets(root: str, categories: list[str] | None) -> list[str]:
+def _resolve_synsets(root: str, categories: Optional[list[str]]) -> list[str]:
     available = sorted(
         entry
         for entry in os.listdir(root)

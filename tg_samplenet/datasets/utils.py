@@ -6,6 +6,7 @@ import hashlib
 import os
 import os.path as osp
 from collections.abc import Sequence
+from typing import Optional
 
 from tg_samplenet.datasets.readers import BadFiles
 from tg_samplenet.ops.checks import (
@@ -26,7 +27,7 @@ __all__ = [
 ]
 
 
-def check_root(root: str | None, what: str) -> str:
+def check_root(root: Optional[str], what: str) -> str:
     r"""Checks that :obj:`root` names an existing folder and returns it expanded."""
     if root is None:
         raise InputError("root", f"root: {what} needs a data root folder (got root=None)")
@@ -42,13 +43,13 @@ def check_root(root: str | None, what: str) -> str:
 
 def check_file_loader(
     what: str,
-    root: str | None,
+    root: Optional[str],
     split: str,
     splits: Sequence[str],
-    num_points: int | None,
+    num_points: Optional[int],
     on_bad_file: str,
     allow_all_points: bool = True,
-) -> tuple[str, str, int | None, BadFiles]:
+) -> tuple[str, str, Optional[int], BadFiles]:
     r"""The checks every loader of files on disk starts with, in this order:
     :obj:`on_bad_file`, :obj:`root` (see :func:`check_root`), :obj:`split` (one of
     :obj:`splits`) and :obj:`num_points` (:obj:`None` where :obj:`allow_all_points`).
@@ -68,7 +69,7 @@ def check_split(split: str, allowed: Sequence[str], what: str) -> str:
     return split
 
 
-def check_num_points(num_points: int | None, allow_none: bool) -> int | None:
+def check_num_points(num_points: Optional[int], allow_none: bool) -> Optional[int]:
     r"""Checks a number of points per cloud: a positive int, or :obj:`None` (all points)
     where :obj:`allow_none`."""
     if num_points is None and allow_none:
@@ -77,7 +78,7 @@ def check_num_points(num_points: int | None, allow_none: bool) -> int | None:
     return num_points
 
 
-def check_names(names: Sequence[str] | None, argument: str) -> list[str] | None:
+def check_names(names: Optional[Sequence[str]], argument: str) -> Optional[list[str]]:
     r"""Checks an optional, non-empty sequence of distinct names (not a single str)."""
     if names is None:
         return None
@@ -101,7 +102,7 @@ def check_seed(seed: int) -> int:
     return check_int(seed, "seed", minimum=0)
 
 
-def selection_tag(names: Sequence[str] | None) -> str:
+def selection_tag(names: Optional[Sequence[str]]) -> str:
     r"""A short, file-name-safe tag for an ordered class selection (:obj:`"all"` for
     :obj:`None`), so that each selection caches to its own file."""
     if names is None:

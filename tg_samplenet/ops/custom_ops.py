@@ -44,6 +44,8 @@ their inputs are passed detached.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import Tensor
 
@@ -100,7 +102,7 @@ def _padded_knn_fake(
 
 @torch.library.register_fake(FARTHEST_POINT_SAMPLING, lib=_LIBRARY)
 def _farthest_point_sampling_fake(
-    pos: Tensor, batch: Tensor, counts: Tensor, selected: Tensor | None, random_start: bool
+    pos: Tensor, batch: Tensor, counts: Tensor, selected: Optional[Tensor], random_start: bool
 ) -> Tensor:
     # counts.sum() new indices: a size only the values of counts decide.
     return pos.new_empty((_dynamic_size(pos.size(0)),), dtype=torch.long)
@@ -114,7 +116,7 @@ def _match_sample_fake(
     simplified_batch: Tensor,
     counts: Tensor,
     matching: str,
-    max_matched: int | None,
+    max_matched: Optional[int],
     complete: bool,
 ) -> Tensor:
     return pos.new_empty((_dynamic_size(pos.size(0)),), dtype=torch.long)
