@@ -24,6 +24,7 @@ from tg_samplenet.ops.checks import (
     check_positive_int,
     check_references,
 )
+from tg_samplenet.ops.gather import gather_rows
 from tg_samplenet.ops.neighbors import _nearest_index
 
 __all__ = [
@@ -80,7 +81,7 @@ def _reduce(value: Tensor, present: Tensor, reduction: str, names: tuple[str, st
 
 def _nn_squared(src: Tensor, dst: Tensor, batch_src: Tensor, batch_dst: Tensor, B: int) -> Tensor:
     index = _nearest_index(dst, src, batch_dst, batch_src, B)
-    return (src - dst[index]).pow(2).sum(-1)
+    return (src - gather_rows(dst, index)).pow(2).sum(-1)
 
 
 _NN_NAMES = ("src", "dst", "batch_src", "batch_dst")

@@ -21,6 +21,7 @@ from tg_samplenet.ops.checks import (
     check_positive_int,
     check_references,
 )
+from tg_samplenet.ops.gather import gather_rows
 from tg_samplenet.ops.neighbors import _padded_knn
 from tg_samplenet.ops.scaling import cloud_exponents, power_of_two
 
@@ -208,7 +209,7 @@ def soft_project(
     vanish. Half-precision weights are computed in float32.
     """
     neighbors, mask = _padded_knn(pos, query, k, batch, query_batch, num_clouds)
-    grouped = pos[neighbors]  # [M, k, D]
+    grouped = gather_rows(pos, neighbors)  # [M, k, D]
     work = torch.promote_types(pos.dtype, torch.float32)
     with torch.no_grad():
         parts = [(pos.detach().to(work), batch), (query.detach().to(work), query_batch)]

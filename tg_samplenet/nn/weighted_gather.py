@@ -10,6 +10,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from tg_samplenet.ops.gather import gather_rows
+
 __all__ = ["weighted_gather"]
 
 
@@ -49,7 +51,7 @@ def weighted_gather(src: Tensor, index: Tensor, weight: Optional[Tensor] = None)
     if weight is None:
         if index.dim() != 1:
             raise ValueError(f"index must be [M] without weight (got shape {list(index.shape)})")
-        return src[index]
+        return gather_rows(src, index)
     if index.dim() != 2 or weight.shape != index.shape:
         raise ValueError(
             f"index and weight must both be [M, k] (got {list(index.shape)} and "
@@ -57,7 +59,7 @@ def weighted_gather(src: Tensor, index: Tensor, weight: Optional[Tensor] = None)
         )
     if not torch.is_floating_point(src):
         return src[index.gather(1, weight.argmax(1, keepdim=True)).view(-1)]
-    rows = src[index].reshape(*index.shape, math.prod(src.shape[1:]))  # [M, k, C]
+    rows = gather_rows(src, index).reshape(*index.shape, math.prod(src.shape[1:]))  # [M, k, C]
     mixed = torch.bmm(weight.to(src.dtype).unsqueeze(1), rows)
     return mixed.view(index.size(0), *src.shape[1:])
 
