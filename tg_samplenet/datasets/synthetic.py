@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -22,7 +23,7 @@ from tg_samplenet.datasets.primitives import (
     sample_surface,
 )
 from tg_samplenet.datasets.utils import check_names, check_seed, check_split, selection_tag
-from tg_samplenet.ops.checks import InputTypeError, check_bool, check_positive_int
+from tg_samplenet.ops.checks import InputTypeError, check_bool, check_number, check_positive_int
 
 __all__ = ["SyntheticShapes"]
 
@@ -74,12 +75,12 @@ def _table(rng: np.random.Generator, n: int):
     return _table_parts(rng, n)[0], None
 
 
-def _desk(rng: np.random.Generator, n: int):
+def _desk(rng: np.random.Generator, n: int, detail: float = 1.0):
     # A table with a shallow drawer hung under one end of its top, between the legs.
     parts, s = _table_parts(rng, n)
     size = _xyz(
-        _uniform(rng, 0.18, 0.28, n) * s["width"],
-        _uniform(rng, 0.08, 0.12, n),
+        _uniform(rng, 0.18, 0.28, n) * s["width"] * detail,
+        _uniform(rng, 0.08, 0.12, n) * detail,
         _uniform(rng, 0.55, 0.75, n) * s["depth"],
         n,
     )
@@ -112,12 +113,13 @@ def _chair(rng: np.random.Generator, n: int):
     return _chair_parts(rng, n)[0], None
 
 
-def _armchair(rng: np.random.Generator, n: int):
+def _armchair(rng: np.random.Generator, n: int, detail: float = 1.0):
     # A chair with two thin armrests, each on a thin front post, inside its outline.
     parts, s = _chair_parts(rng, n)
     arm_width, arm_thick = _uniform(rng, 0.04, 0.07, n), _uniform(rng, 0.03, 0.05, n)
+    arm_width, arm_thick = arm_width * detail, arm_thick * detail
     arm_length, arm_rise = _uniform(rng, 0.7, 0.9, n) * s["depth"], _uniform(rng, 0.17, 0.25, n)
-    post_radius = _uniform(rng, 0.012, 0.02, n)
+    post_radius = _uniform(rng, 0.012, 0.02, n) * detail
     back_face = -s["depth"] / 2 + s["back_thick"]
     post_height = arm_rise - arm_thick / 2
     for i, side in enumerate((-1.0, 1.0)):
@@ -163,10 +165,11 @@ def _cup(rng: np.random.Generator, n: int):
     return _cup_parts(rng, n)[0], _uniform(rng, 0.0, 2 * math.pi, n)
 
 
-def _mug(rng: np.random.Generator, n: int):
+def _mug(rng: np.random.Generator, n: int, detail: float = 1.0):
     # A cup with a C-shaped handle of three thin rods, at a random side.
     parts, s = _cup_parts(rng, n)
     rod_radius, reach = _uniform(rng, 0.025, 0.04, n), _uniform(rng, 0.12, 0.2, n)
+    rod_radius, reach = rod_radius * detail, reach * detail
     low, high = _uniform(rng, 0.2, 0.35, n) * s["height"], _uniform(rng, 0.65, 0.8, n) * s["height"]
     for name, y in (("handle_top", high), ("handle_bottom", low)):
         parts[name] = Cylinder(_xyz(s["radius"] + reach / 2, y, 0, n), rod_radius, reach, axis=0)
@@ -227,10 +230,11 @@ def _glider(rng: np.random.Generator, n: int):
     return _plane_parts(rng, n)[0], None
 
 
-def _airplane(rng: np.random.Generator, n: int):
+def _airplane(rng: np.random.Generator, n: int, detail: float = 1.0):
     # The glider's airframe with two small engines hung under the wings.
     parts, s = _plane_parts(rng, n)
     radius, length = _uniform(rng, 0.04, 0.06, n), _uniform(rng, 0.2, 0.3, n)
+    radius, length = radius * detail, length * detail
     offset, drop = _uniform(rng, 0.28, 0.4, n) * s["span"], _uniform(rng, 0.005, 0.02, n)
     x = s["wing_x"] + _uniform(rng, 0.02, 0.08, n)
     y = -(s["thick"] / 2 + radius + drop)
@@ -294,10 +298,80 @@ _RECIPES: dict[str, Recipe] = {
 }
 
 
+# The classes whose telling part (drawer, armrests and posts, handle, engines) the
+# detail_scale variant scales; their recipes take it as :obj:`detail`.
+_DETAIL_RECIPES = ("desk", "armchair", "mug", "airplane")
+
+
 def _rotate_about_up(pos: np.ndarray, angle: np.ndarray) -> np.ndarray:
     cos, sin = np.cos(angle)[:, None], np.sin(angle)[:, None]
     x, z = pos[..., 0], pos[..., 2]
     return np.stack([cos * x + sin * z, pos[..., 1], -sin * x + cos * z], axis=-1)
+
+
+class _Variant(NamedTuple):
+    # Opt-in departures from the default clouds (docs: SyntheticShapes' Args). The default
+    # values leave every random stream and every number as they were.
+    turn_symmetric: bool = True
+    stretch: float = 0.0
+    density_contrast: float = 0.0
+    noise: float = 0.0
+    detail_scale: float = 1.0
+
+    @property
+    def is_default(self) -> bool:
+        return self == _DEFAULT_VARIANT
+
+    def tag(self) -> str:
+        if self.is_default:
+            return ""
+        return (
+            f"_t{int(self.turn_symmetric)}_st{self.stretch:g}"
+            f"_d{self.density_contrast:g}_no{self.noise:g}_de{self.detail_scale:g}"
+        )
+
+
+_DEFAULT_VARIANT = _Variant()
+
+# Candidates per kept point when the density varies: the kept points are a weighted draw
+# without replacement from this many area-uniform ones.
+_OVERSAMPLE = 4
+
+
+def _view_weighted(pos: np.ndarray, num_points: int, contrast: float, rng) -> np.ndarray:
+    # A scanner's density: the side that faces a random view direction d (above the
+    # horizon) is sampled densely, the far side sparsely, with weights
+    # exp(contrast * <p - mean, d> / radius). Gumbel top-k draws without replacement.
+    num_shapes = pos.shape[0]
+    azimuth = rng.uniform(0.0, 2 * math.pi, num_shapes)
+    elevation = rng.uniform(0.0, math.pi / 3, num_shapes)
+    view = np.stack(
+        [
+            np.cos(azimuth) * np.cos(elevation),
+            np.sin(elevation),
+            np.sin(azimuth) * np.cos(elevation),
+        ],
+        axis=1,
+    )
+    centred = pos - pos.mean(axis=1, keepdims=True)
+    radius = np.linalg.norm(centred, axis=2).max(axis=1, keepdims=True)
+    logits = contrast * np.einsum("bpc,bc->bp", centred, view) / radius
+    keys = logits + rng.gumbel(size=logits.shape)
+    keep = np.argsort(-keys, axis=1)[:, :num_points]
+    return np.take_along_axis(pos, keep[..., None], axis=1)
+
+
+def _stretch(pos: np.ndarray, amount: float, rng) -> np.ndarray:
+    # Independent log-uniform scales along the three axes of each shape's own frame.
+    scales = np.exp(rng.uniform(-amount, amount, (pos.shape[0], 1, 3)))
+    return pos * scales
+
+
+def _add_noise(pos: np.ndarray, std: float, rng) -> np.ndarray:
+    # Isotropic Gaussian jitter, its deviation a fraction of each shape's radius.
+    centred = pos - pos.mean(axis=1, keepdims=True)
+    radius = np.linalg.norm(centred, axis=2).max(axis=1)[:, None, None]
+    return pos + rng.normal(0.0, 1.0, pos.shape) * std * radius
 
 
 def _generate_class(
@@ -307,13 +381,31 @@ def _generate_class(
     split: str,
     seed: int,
     random_rotation: bool,
+    variant: _Variant = _DEFAULT_VARIANT,
 ) -> np.ndarray:
     # One stream per (seed, split, class): a class's clouds do not depend on which other
     # classes are selected, and the splits never share a stream.
     class_id = list(_RECIPES).index(name)
     rng = np.random.default_rng([seed, _SPLITS.index(split), class_id, _GENERATOR_VERSION])
-    parts, turn = _RECIPES[name](rng, num_shapes)
-    pos, _ = sample_surface(list(parts.values()), num_points, rng)
+    if variant.detail_scale != 1.0 and name in _DETAIL_RECIPES:
+        parts, turn = _RECIPES[name](rng, num_shapes, detail=variant.detail_scale)
+    else:
+        parts, turn = _RECIPES[name](rng, num_shapes)
+    if not variant.turn_symmetric:
+        turn = None
+    oversample = _OVERSAMPLE if variant.density_contrast > 0 else 1
+    pos, _ = sample_surface(list(parts.values()), num_points * oversample, rng)
+    if not variant.is_default:
+        # The variant's own stream, so that the default stream stays as it was.
+        extra_rng = np.random.default_rng(
+            [seed, _SPLITS.index(split), class_id, _GENERATOR_VERSION, 1]
+        )
+        if variant.stretch > 0:
+            pos = _stretch(pos, variant.stretch, extra_rng)
+        if variant.density_contrast > 0:
+            pos = _view_weighted(pos, num_points, variant.density_contrast, extra_rng)
+        if variant.noise > 0:
+            pos = _add_noise(pos, variant.noise, extra_rng)
     if random_rotation:
         extra = rng.uniform(0.0, 2 * math.pi, num_shapes)
         turn = extra if turn is None else turn + extra
@@ -368,6 +460,27 @@ class SyntheticShapes(InMemoryDataset):
             (default: :obj:`False`)
         random_rotation (bool, optional): Whether every shape gets a random turn about the up
             axis. (default: :obj:`False`)
+        turn_symmetric (bool, optional): Whether the classes that are symmetric about the up
+            axis (stool, side table, cup, mug, bottle) get a random turn about it; real scans
+            such as aligned ModelNet have none. (default: :obj:`True`)
+        stretch (float, optional): Each shape is scaled by :math:`e^{u}`,
+            :math:`u \sim U(-s, s)`, along each of its three axes independently: more
+            variation within a class. (default: :obj:`0.0`)
+        density_contrast (float, optional): A scanner-like density :math:`c`: the points are a
+            draw without replacement from :obj:`4 * num_points` area-uniform ones, weighted
+            by :math:`\exp(c \, \langle \mathbf{p} - \bar{\mathbf{p}}, \mathbf{d}
+            \rangle / r)` for a random view direction :math:`\mathbf{d}` above the horizon
+            and the shape's radius :math:`r`, so the far side is sparse. (default: :obj:`0.0`)
+        noise (float, optional): The standard deviation of isotropic Gaussian sensor noise,
+            as a fraction of each shape's radius. (default: :obj:`0.0`)
+        detail_scale (float, optional): A factor on the thickness of the part that tells a
+            class from its pair: the desk's drawer (width and height), the armchair's
+            armrests and posts, the mug's handle rods (radius and reach) and the airplane's
+            engines (radius and length). Larger parts are easier to keep with few points.
+            (default: :obj:`1.0`)
+
+    The last five are opt-in departures from the default data; at their defaults the clouds
+    are those of earlier versions, number for number, and they use their own random stream.
     """
 
     ALL_CLASSES: tuple[str, ...] = tuple(_RECIPES)
@@ -384,6 +497,11 @@ class SyntheticShapes(InMemoryDataset):
         pre_transform: Callable | None = None,
         force_reload: bool = False,
         random_rotation: bool = False,
+        turn_symmetric: bool = True,
+        stretch: float = 0.0,
+        density_contrast: float = 0.0,
+        noise: float = 0.0,
+        detail_scale: float = 1.0,
     ) -> None:
         check_split(split, _SPLITS, "SyntheticShapes")
         check_positive_int(num_points, "num_points")
@@ -399,6 +517,13 @@ class SyntheticShapes(InMemoryDataset):
         self.classes: list[str] = _check_classes(classes)
         self.seed = seed
         self.random_rotation = check_bool(random_rotation, "random_rotation")
+        self.variant = _Variant(
+            check_bool(turn_symmetric, "turn_symmetric"),
+            check_number(stretch, "stretch", minimum=0.0),
+            check_number(density_contrast, "density_contrast", minimum=0.0),
+            check_number(noise, "noise", minimum=0.0),
+            check_number(detail_scale, "detail_scale", positive=True),
+        )
         self._cached = root is not None
 
         super().__init__(root, transform, pre_transform, force_reload=force_reload)
@@ -418,7 +543,7 @@ class SyntheticShapes(InMemoryDataset):
         return [
             f"synthetic_v{_GENERATOR_VERSION}_{self.split}_n{self.num_points}"
             f"_s{self.samples_per_class}_seed{self.seed}_rot{int(self.random_rotation)}"
-            f"_c{tag}.pt"
+            f"_c{tag}{self.variant.tag()}.pt"
         ]
 
     @property
@@ -438,6 +563,7 @@ class SyntheticShapes(InMemoryDataset):
                     self.split,
                     self.seed,
                     self.random_rotation,
+                    self.variant,
                 )
                 for name in self.classes
             ]
