@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ _GENERATOR_VERSION = 1
 _SPLITS = ("train", "val", "test")
 
 Parts = dict[str, Primitive]
-Recipe = Callable[[np.random.Generator, int], tuple[Parts, np.ndarray | None]]
+Recipe = Callable[[np.random.Generator, int], tuple[Parts, Optional[np.ndarray]]]
 
 
 def _xyz(x, y, z, n: int) -> np.ndarray:
@@ -487,14 +487,14 @@ class SyntheticShapes(InMemoryDataset):
 
     def __init__(
         self,
-        root: str | None = None,
+        root: Optional[str] = None,
         split: str = "train",
         num_points: int = 1024,
         samples_per_class: int = 100,
-        classes: Sequence[str] | None = None,
+        classes: Optional[Sequence[str]] = None,
         seed: int = 0,
-        transform: Callable | None = None,
-        pre_transform: Callable | None = None,
+        transform: Optional[Callable] = None,
+        pre_transform: Optional[Callable] = None,
         force_reload: bool = False,
         random_rotation: bool = False,
         turn_symmetric: bool = True,
@@ -582,7 +582,7 @@ class SyntheticShapes(InMemoryDataset):
         )
 
 
-def _check_classes(classes: Sequence[str] | None) -> list[str]:
+def _check_classes(classes: Optional[Sequence[str]]) -> list[str]:
     classes = check_names(classes, "classes")
     if classes is None:
         return list(_RECIPES)
