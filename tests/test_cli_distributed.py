@@ -29,8 +29,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -39,6 +37,7 @@ from unittest import mock
 import numpy as np
 import pytest
 import torch
+from distributed_support import one_thread, torchrun
 from torch_geometric.loader import DataLoader
 
 import tg_samplenet.cli.train as cli_train
@@ -164,36 +163,6 @@ def worker(data: Path, out: Path):
     torch.save(results, out / f"rank{os.environ['RANK']}.pt")
 
 
-@contextlib.contextmanager
-def one_thread():
-    # As the workers (OMP_NUM_THREADS=1): reductions then sum in the same order.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def launch(data: Path, out: Path) -> str:
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    if sys.platform.startswith("linux"):
-        env["GLOO_SOCKET_IFNAME"] = "lo"  # gloo's connections on the loopback only
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parents[1]), env.get("PYTHONPATH", "")])
-    run = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1"]
-    run += ["--nproc-per-node", str(WORLD), "--master-addr", "127.0.0.1"]
-    run += ["--master-port", str(free_port()), __file__, str(data), str(out)]
-    done = subprocess.run(run, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done.stderr
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Any]:
     r"""Per task, in one process: a run on the two processes' global batches, interrupted
@@ -211,7 +180,7 @@ def runs(tmp_path_factory) -> dict[str, Any]:
             shutil.copytree(one, out / f"from-one-{task}")
             result[task, "one"] = train(task, data, one, single_process_loader)
         result[RECONSTRUCTION, "plain"] = train(RECONSTRUCTION, data, out / "plain")
-        result["stderr"] = launch(data, out)
+        result["stderr"] = torchrun(Path(__file__), data, out, timeout=300).stderr
         result["ranks"] = [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
         for task in TASKS:
             shutil.copytree(out / f"two-{task}", out / f"back-{task}")

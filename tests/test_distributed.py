@@ -30,16 +30,14 @@ tightly.)
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import socket
-import subprocess
 import sys
 from pathlib import Path
 from unittest import mock
 
 import pytest
 import torch
+from distributed_support import one_thread, torchrun
 from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 from torch_geometric.nn import MLP
@@ -244,47 +242,6 @@ def recomputed_pool_share(rank: int) -> dict:
     return {"values": values, "paths": paths}
 
 
-@contextlib.contextmanager
-def one_thread():
-    # As the workers (OMP_NUM_THREADS=1): reductions then sum in the same order.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def launch(out: Path):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    if sys.platform.startswith("linux"):
-        env["GLOO_SOCKET_IFNAME"] = "lo"  # gloo's connections on the loopback only
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parents[1]), env.get("PYTHONPATH", "")])
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nnodes",
-        "1",
-        "--nproc-per-node",
-        str(WORLD),
-        "--master-addr",
-        "127.0.0.1",
-        "--master-port",
-        str(free_port()),
-        __file__,
-        str(out),
-    ]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     r"""The single-process reference (with its checkpoint after HALF epochs), then one
@@ -299,7 +256,7 @@ def _runs(out: Path) -> dict:
     train(reference, single_process_loader(data), HALF, out / "single.pt")
     shutil.copy(out / "single.pt", out / "from_single.pt")
     history = train(reference, single_process_loader(data), EPOCHS, out / "single.pt")
-    launch(out)
+    torchrun(Path(__file__), out, timeout=240)
     ranks = [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
     back = new_sampler()
     back_history = train(back, single_process_loader(data), EPOCHS, out / "two_half.pt")

@@ -20,15 +20,13 @@ bias or the running mean behind it within 5e-8), and allow ATOL = 2e-5.
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
+from distributed_support import one_thread, torchrun
 from torch_geometric.loader import DataLoader
 
 from tg_samplenet import distributed as tdist
@@ -84,34 +82,13 @@ def worker(out: Path):
     torch.save(result, out / f"rank{tdist.get_rank()}.pt")
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def torchrun(script: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    if sys.platform.startswith("linux"):
-        env["GLOO_SOCKET_IFNAME"] = "lo"  # gloo's connections on the loopback only
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1",
-               "--nproc-per-node", str(WORLD), "--master-addr", "127.0.0.1",
-               "--master-port", str(free_port()), str(script), *args]  # fmt: skip
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     r"""One torchrun launch of two processes, then one process on the same global batches."""
     out = tmp_path_factory.mktemp("pointnet2_distributed")
     torchrun(Path(__file__), str(out))
     ranks = [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the workers: reductions sum in the same order
-    try:
+    with one_thread():
         train, test, num_classes = splits()
         model = new_model(num_classes)
         batches = DistributedBatchSampler(train, BATCH, seed=SEED, num_replicas=1, rank=0)
@@ -120,8 +97,6 @@ def runs(tmp_path_factory):
         two = new_model(num_classes)
         two.load_state_dict(ranks[0]["weights"])
         expected = evaluate_pointnet2(two, DataLoader(test, BATCH), "cpu")
-    finally:
-        torch.set_num_threads(threads)
     return dict(ranks=ranks, history=history, weights=weights(model), expected=expected)
 
 
