@@ -247,31 +247,18 @@ class SampleNet(torch.nn.Module):
         out = dict(counts=counts, simplified=simplified, simplified_batch=simplified_batch)
 
         if not self.training:
-            if is_compiling():  # value-dependent sizes all through: one opaque operator
-                index = torch.ops.tg_samplenet.match_sample(
-                    pos.detach(),
-                    batch,
-                    simplified.detach(),
-                    simplified_batch,
-                    counts,
-                    self.matching,
-                    self.max_matched,
-                    self.complete_fps,
-                )
-            elif self.matching == "distinct":
-                index = _distinct_sample(
-                    pos,
-                    batch,
-                    simplified,
-                    simplified_batch,
-                    counts,
-                    self.max_matched,
-                    complete=self.complete_fps,
-                )
-            else:
-                index = _hard_sample(
-                    pos, batch, simplified, simplified_batch, counts, self.complete_fps
-                )
+            # Compiled: value-dependent sizes all through, so one opaque operator.
+            match = torch.ops.tg_samplenet.match_sample if is_compiling() else _match_sample
+            index = match(
+                pos.detach(),
+                batch,
+                simplified.detach(),
+                simplified_batch,
+                counts,
+                self.matching,
+                self.max_matched,
+                self.complete_fps,
+            )
             if not self.complete_fps:  # de-duplication may leave a cloud short
                 out["counts"] = cloud_sizes(batch[index], B)
             return SampleNetOutput(pos=pos[index], index=index, batch=batch[index], **out)
@@ -385,9 +372,7 @@ def _check_simplified(simplified: Tensor, pos: Tensor):
         )
 
 
-@torch.library.impl(MATCH_SAMPLE, ("CPU", "CUDA"))
-@torch.compiler.disable
-def _match_sample_kernel(
+def _match_sample(
     pos: Tensor,
     batch: Tensor,
     simplified: Tensor,
@@ -397,9 +382,13 @@ def _match_sample_kernel(
     max_matched: Optional[int],
     complete: bool,
 ) -> Tensor:
-    # SampleNet's inference step as one operator while compiling (ops.custom_ops).
+    # SampleNet's inference step for checked input: the chosen matching, then farthest
+    # point completion. Also the kernel of tg_samplenet::match_sample (ops.custom_ops).
     if matching == "distinct":
         return _distinct_sample(
             pos, batch, simplified, simplified_batch, counts, max_matched, complete=complete
         )
     return _hard_sample(pos, batch, simplified, simplified_batch, counts, complete)
+
+
+torch.library.impl(MATCH_SAMPLE, ("CPU", "CUDA"))(torch.compiler.disable(_match_sample))
