@@ -26,5 +26,8 @@ if ! "$venv/bin/python" -c "import torch_scatter, torch_cluster" 2>/dev/null; th
   "${pip[@]}" -c "$pins" --no-build-isolation torch-scatter torch-cluster
 fi
 
+# fpsample (a peer benchmarks/speed.py measures) can come as source: it builds in pip's own
+# isolated environment (scikit-build-core), which the editable install below turns off.
+"${pip[@]}" -c "$pins" fpsample
 "${pip[@]}" -c "$pins" --no-build-isolation -e ".[full,data,examples,bench,test]"
 echo "tg_samplenet is set up in $venv"
