@@ -310,8 +310,8 @@ def _rotate_about_up(pos: np.ndarray, angle: np.ndarray) -> np.ndarray:
 
 
 class _Variant(NamedTuple):
-    # Opt-in departures from the default clouds (docs: SyntheticShapes' Args). The default
-    # values leave every random stream and every number as they were.
+    # Departures from the clouds of the first versions (docs: SyntheticShapes' Args). These
+    # field defaults are those clouds: every random stream and every number as they were.
     turn_symmetric: bool = True
     stretch: float = 0.0
     density_contrast: float = 0.0
@@ -319,11 +319,11 @@ class _Variant(NamedTuple):
     detail_scale: float = 1.0
 
     @property
-    def is_default(self) -> bool:
-        return self == _DEFAULT_VARIANT
+    def is_legacy(self) -> bool:
+        return self == _LEGACY_VARIANT
 
     def tag(self) -> str:
-        if self.is_default:
+        if self.is_legacy:  # the cache files of the first versions keep their names
             return ""
         return (
             f"_t{int(self.turn_symmetric)}_st{self.stretch:g}"
@@ -331,7 +331,7 @@ class _Variant(NamedTuple):
         )
 
 
-_DEFAULT_VARIANT = _Variant()
+_LEGACY_VARIANT = _Variant()
 
 # Candidates per kept point when the density varies: the kept points are a weighted draw
 # without replacement from this many area-uniform ones.
@@ -381,7 +381,7 @@ def _generate_class(
     split: str,
     seed: int,
     random_rotation: bool,
-    variant: _Variant = _DEFAULT_VARIANT,
+    variant: _Variant = _LEGACY_VARIANT,
 ) -> np.ndarray:
     # One stream per (seed, split, class): a class's clouds do not depend on which other
     # classes are selected, and the splits never share a stream.
@@ -395,8 +395,8 @@ def _generate_class(
         turn = None
     oversample = _OVERSAMPLE if variant.density_contrast > 0 else 1
     pos, _ = sample_surface(list(parts.values()), num_points * oversample, rng)
-    if not variant.is_default:
-        # The variant's own stream, so that the default stream stays as it was.
+    if not variant.is_legacy:
+        # The variant's own stream, so that the first versions' stream stays as it was.
         extra_rng = np.random.default_rng(
             [seed, _SPLITS.index(split), class_id, _GENERATOR_VERSION, 1]
         )
@@ -462,7 +462,8 @@ class SyntheticShapes(InMemoryDataset):
             axis. (default: :obj:`False`)
         turn_symmetric (bool, optional): Whether the classes that are symmetric about the up
             axis (stool, side table, cup, mug, bottle) get a random turn about it; real scans
-            such as aligned ModelNet have none. (default: :obj:`True`)
+            such as aligned ModelNet have none, and without it the built-in data order the
+            samplers as real scans do (``docs/real-data-study.md``). (default: :obj:`False`)
         stretch (float, optional): Each shape is scaled by :math:`e^{u}`,
             :math:`u \sim U(-s, s)`, along each of its three axes independently: more
             variation within a class. (default: :obj:`0.0`)
@@ -479,8 +480,9 @@ class SyntheticShapes(InMemoryDataset):
             engines (radius and length). Larger parts are easier to keep with few points.
             (default: :obj:`1.0`)
 
-    The last five are opt-in departures from the default data; at their defaults the clouds
-    are those of earlier versions, number for number, and they use their own random stream.
+    The last five depart from the clouds of the first versions (tg_samplenet 0.2 and
+    earlier), which :obj:`turn_symmetric=True` with the others at their defaults gives back
+    number for number; the other four draw from their own random stream.
     """
 
     ALL_CLASSES: tuple[str, ...] = tuple(_RECIPES)
@@ -497,7 +499,7 @@ class SyntheticShapes(InMemoryDataset):
         pre_transform: Optional[Callable] = None,
         force_reload: bool = False,
         random_rotation: bool = False,
-        turn_symmetric: bool = True,
+        turn_symmetric: bool = False,
         stretch: float = 0.0,
         density_contrast: float = 0.0,
         noise: float = 0.0,
