@@ -77,8 +77,9 @@ from tg_samplenet.tasks.classification import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-# name: (kind, changes). Loss weights (alpha, lmbda) change the fixed-size loss; the other
-# changes are profile fields. The first three are the example's samplers.
+# name: (kind, changes). Loss weights (alpha, lmbda) change SampleNet's loss (the profile's
+# projected_loss, or its fixed_loss); the other changes are profile fields. The first three
+# are the example's samplers.
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "samplenet": ("samplenet", {}),
     "snet": ("snet", {}),
@@ -86,6 +87,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "lambda10": ("samplenet", {"lmbda": 10.0}),
     "lambda0": ("samplenet", {"lmbda": 0.0}),
     "alpha3": ("samplenet", {"alpha": 3.0}),
+    "alpha30": ("samplenet", {"alpha": 30.0}),  # the paper's, shared with S-NET
     "k16": ("samplenet", {"k": 16}),
     "constant_lr": ("samplenet", {"lr_schedule": "constant"}),
     # SampleNet's own (the paper's) widths, for profiles that narrow the sampler.
@@ -111,7 +113,9 @@ def variant_profile(
     fields = {k: v for k, v in changes.items() if k not in LOSS_FIELDS}
     if epochs is not None:
         fields["sampler_epochs"] = epochs
-    return replace(profile, fixed_loss=replace(profile.fixed_loss, **loss), **fields)
+    if loss:
+        fields["projected_loss"] = replace(profile.projected_loss or profile.fixed_loss, **loss)
+    return replace(profile, **fields)
 
 
 class _Observed:

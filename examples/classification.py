@@ -125,7 +125,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
         record("fps_vanilla", m, vanilla, gather_sample(baselines["fps"], m))
         for mode in PROGRESSIVE_MODES:
             key = "samplenet_progressive" + ("" if mode == "sampled" else f"_{mode}")
-            record(key, m, vanilla, progressive_points(progressive, m, mode))
+            points = progressive_points(progressive, m, mode, profile.progressive_prefix)
+            record(key, m, vanilla, points)
 
     meta = example_metadata("examples/classification.py", argv, args, profile, started)
     meta["complete_vanilla"] = complete_vanilla

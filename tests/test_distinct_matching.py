@@ -4,30 +4,7 @@ import torch
 from tg_samplenet.ops.checks import InputError
 from tg_samplenet.ops.distinct_matching import distinct_sample
 from tg_samplenet.ops.matching import hard_sample
-from tg_samplenet.testing import brute_farthest_points, random_clouds, squared_distance
-
-
-def brute_distinct(pos, batch, simplified, simplified_batch, counts, max_matched=None):
-    r"""Cloud by cloud: every (q, p) pair of the first min(counts[i], max_matched)
-    simplified points, sorted by squared distance, matched greedily when both are free;
-    then farthest points continued from the matched ones up to counts[i]."""
-    points, cloud_of = pos.tolist(), batch.tolist()
-    queries, query_cloud = simplified.tolist(), simplified_batch.tolist()
-    out = []
-    for cloud, count in enumerate(counts.tolist()):
-        members = [j for j, b in enumerate(cloud_of) if b == cloud]
-        mine = [q for q, b in zip(queries, query_cloud, strict=True) if b == cloud]
-        mine = mine[: min(count, count if max_matched is None else max_matched)]
-        pairs = sorted(
-            (squared_distance(q, points[j]), a, j) for a, q in enumerate(mine) for j in members
-        )
-        match, used = [None] * len(mine), set()
-        for _, a, j in pairs:
-            if match[a] is None and j not in used:
-                match[a] = j
-                used.add(j)
-        out += match + brute_farthest_points(points, count - len(match), match, members)
-    return out
+from tg_samplenet.testing import brute_distinct_sample, random_clouds
 
 
 def problem(sizes, queries, seed, spread=1.0):
@@ -54,7 +31,7 @@ def test_matches_the_sorted_pairs_greedy(backend, k, seed):
     pos, batch, simplified, simplified_batch = problem(sizes, queries, seed)
     counts = torch.tensor([12, 7, 0, 12, 1])  # cloud 3 keeps its first 12 of 20
     index = distinct_sample(pos, batch, simplified, simplified_batch, counts, k=k)
-    assert index.tolist() == brute_distinct(pos, batch, simplified, simplified_batch, counts)
+    assert index.tolist() == brute_distinct_sample(pos, batch, simplified, simplified_batch, counts)
     assert torch.bincount(batch[index], minlength=5).tolist() == counts.tolist()
     for cloud in range(5):
         mine = index[batch[index] == cloud]
@@ -66,7 +43,7 @@ def test_a_cloud_matched_whole_is_a_permutation(backend):
     pos, batch, simplified, simplified_batch = problem([25, 9], [25, 9], seed=5, spread=4.0)
     counts = torch.tensor([25, 9])
     index = distinct_sample(pos, batch, simplified, simplified_batch, counts, k=3)
-    assert index.tolist() == brute_distinct(pos, batch, simplified, simplified_batch, counts)
+    assert index.tolist() == brute_distinct_sample(pos, batch, simplified, simplified_batch, counts)
     assert sorted(index.tolist()) == list(range(34))
 
 
@@ -90,7 +67,7 @@ def test_max_matched_keeps_a_prefix_and_continues_with_fps(max_matched):
     index = distinct_sample(
         pos, batch, simplified, simplified_batch, counts, max_matched=max_matched
     )
-    expected = brute_distinct(pos, batch, simplified, simplified_batch, counts, max_matched)
+    expected = brute_distinct_sample(pos, batch, simplified, simplified_batch, counts, max_matched)
     assert index.tolist() == expected
 
 
@@ -98,7 +75,7 @@ def test_too_few_simplified_points_are_completed_or_not():
     pos, batch, simplified, simplified_batch = problem([20, 10], [3, 10], seed=2)
     counts = torch.tensor([8, 10])
     full = distinct_sample(pos, batch, simplified, simplified_batch, counts)
-    assert full.tolist() == brute_distinct(pos, batch, simplified, simplified_batch, counts)
+    assert full.tolist() == brute_distinct_sample(pos, batch, simplified, simplified_batch, counts)
     short = distinct_sample(pos, batch, simplified, simplified_batch, counts, complete=False)
     assert torch.bincount(batch[short], minlength=2).tolist() == [3, 10]
     assert short.tolist() == full[:3].tolist() + full[8:].tolist()

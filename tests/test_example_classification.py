@@ -42,7 +42,9 @@ def test_smoke_writes_every_output(smoke_run):
     assert data["settings"]["num_points"] == SMOKE.num_points
     assert data["settings"]["fixed_loss"]["alpha"] == SMOKE.fixed_loss.alpha
     sizes = {str(m) for m in SMOKE.sizes}
-    progressive = [f"samplenet_progressive{s}" for s in ("", "_simplified", "_projected")]
+    progressive = [
+        f"samplenet_progressive{s}" for s in ("", "_simplified", "_projected", "_prefix")
+    ]
     for sampler in ("fps", "random", "voxel", "fps_vanilla", *progressive):
         assert set(data["results"][sampler]) == sizes, sampler
     trained = {str(m) for m in SMOKE.train_sizes}

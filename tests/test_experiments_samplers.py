@@ -12,15 +12,17 @@ from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
 from tg_samplenet import SampleNet
-from tg_samplenet.experiments.config import REGISTRATION
+from tg_samplenet.experiments.config import CLASSIFICATION, REGISTRATION
 from tg_samplenet.experiments.samplers import (
     gather_sample,
     learned_samplers,
+    loss_weights,
     progressive_points,
     samplenet_indices,
+    train_sampler,
     train_samplers,
 )
-from tg_samplenet.testing import brute_soft_projection, random_clouds
+from tg_samplenet.testing import brute_distinct_sample, brute_soft_projection, random_clouds
 
 SMALL = dict(point_channels=(8, 16), head_channels=(16,))
 
@@ -50,6 +52,17 @@ def test_progressive_points_in_every_mode(progressive):
         sigma = float(progressive.projection.sigma)
         expected = brute_soft_projection(pos, q, batch, q_batch, 3, sigma)
         torch.testing.assert_close(projected, torch.tensor(expected), atol=1e-5, rtol=1e-4)
+
+        # The learned prefix: the first min(m, prefix) simplified points matched to distinct
+        # input points, then farthest points continued from them.
+        for size, prefix in ((m, 3), (m, 32), (20, 0)):
+            picked, picked_batch = progressive_points(progressive, size, "prefix", prefix)(
+                pos, batch
+            )
+            index = brute_distinct_sample(
+                pos, batch, out.simplified, out.simplified_batch, [size] * 3, prefix
+            )
+            assert torch.equal(picked, pos[index]) and torch.equal(picked_batch, batch[index])
     with pytest.raises(ValueError, match="mode must be one of"):
         progressive_points(progressive, m, "soft")
 
@@ -104,3 +117,31 @@ def test_train_samplers_trains_each_kind_once_and_resumes(tmp_path):
         calls.clear()
     train_samplers(profile, loss("fixed"), loader, tmp_path, "cpu", progress=False)
     assert seen == {"fixed": [], "progressive": []}
+
+
+def test_each_kind_of_sampler_trains_with_its_own_loss_weights(tmp_path, monkeypatch):
+    from tg_samplenet.experiments import samplers as module
+    from tg_samplenet.fit_sampler import LossWeights
+
+    projected = LossWeights(alpha=3.0, lmbda=1.0, gamma=1.0, delta=0.0)
+    profile = replace(CLASSIFICATION["smoke"], projected_loss=projected)
+    kinds = {
+        "samplenet": SampleNet(8, **SMALL),
+        "snet": SampleNet(8, skip_projection=True, **SMALL),
+        "progressive": SampleNet(16, progressive=True, **SMALL),
+    }
+    expected = {
+        "samplenet": projected,
+        "snet": profile.fixed_loss,
+        "progressive": profile.progressive_loss,
+    }
+    used = []
+    monkeypatch.setattr(module, "fit_sampler", lambda *a, **kw: used.append(kw["loss_weights"]))
+    for name, sampler in kinds.items():
+        assert loss_weights(profile, sampler) == expected[name]
+        train_sampler(sampler, profile, None, [], tmp_path / f"{name}.pt", "cpu", False)
+    assert used == list(expected.values())
+    # Without projected_loss SampleNet shares S-NET's weights, as in the paper.
+    plain = replace(profile, projected_loss=None)
+    assert loss_weights(plain, kinds["samplenet"]) == plain.fixed_loss
+    assert CLASSIFICATION["cpu"].projected_loss.alpha < CLASSIFICATION["cpu"].fixed_loss.alpha

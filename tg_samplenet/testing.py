@@ -32,6 +32,7 @@ __all__ = [
     "brute_farthest_points",
     "brute_fps",
     "brute_hard_sample",
+    "brute_distinct_sample",
     "brute_soft_projection",
     "dense_soft_projection",
     "nn_squared_distances",
@@ -196,6 +197,38 @@ def brute_hard_sample(
             members = [j for j, b in enumerate(cloud_of) if b == cloud]
             chosen += brute_farthest_points(points, count - len(chosen), chosen, members)
         out += chosen
+    return out
+
+
+def brute_distinct_sample(
+    pos: Tensor,
+    batch: Tensor,
+    simplified: Tensor,
+    simplified_batch: Tensor,
+    counts: Sequence[int],
+    max_matched: Optional[int] = None,
+) -> list[int]:
+    r"""The matching without duplicates, cloud by cloud: every :math:`(\mathbf{q},
+    \mathbf{p})` pair of the first :obj:`min(counts[i], max_matched)` simplified points,
+    sorted by squared distance, matched greedily while both are free; then farthest points
+    continued from the matched ones up to :obj:`counts[i]`. Returns indices into :obj:`pos`
+    grouped by cloud, matched points first."""
+    points, cloud_of = pos.tolist(), batch.tolist()
+    queries, query_cloud = simplified.tolist(), simplified_batch.tolist()
+    out = []
+    for cloud, count in enumerate(int(c) for c in counts):
+        members = [j for j, b in enumerate(cloud_of) if b == cloud]
+        mine = [q for q, b in zip(queries, query_cloud, strict=True) if b == cloud]
+        mine = mine[: count if max_matched is None else min(count, max_matched)]
+        pairs = sorted(
+            (squared_distance(q, points[j]), a, j) for a, q in enumerate(mine) for j in members
+        )
+        match, used = [None] * len(mine), set()
+        for _, a, j in pairs:
+            if match[a] is None and j not in used:
+                match[a] = j
+                used.add(j)
+        out += match + brute_farthest_points(points, count - len(match), match, members)
     return out
 
 

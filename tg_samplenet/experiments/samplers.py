@@ -10,14 +10,16 @@ from typing import Any, Callable, Optional
 from torch import Tensor
 
 from tg_samplenet.experiments.config import Profile
-from tg_samplenet.fit_sampler import default_inputs, fit_sampler
+from tg_samplenet.fit_sampler import LossWeights, default_inputs, fit_sampler
 from tg_samplenet.nn.sampler import SampleNet
+from tg_samplenet.ops.distinct_matching import distinct_sample
 from tg_samplenet.temperature import TemperatureProfile
 
 __all__ = [
     "PROGRESSIVE_MODES",
     "gather_sample",
     "learned_samplers",
+    "loss_weights",
     "make_sampler",
     "progressive_points",
     "samplenet_indices",
@@ -29,8 +31,9 @@ IndexSampler = Callable[[Tensor, Tensor, int], Tensor]
 PointSampler = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 TaskLoss = Callable[[Any, Any], Tensor]
 
-# What SampleNet-Progressive's first m points are evaluated as (paper Fig. 6).
-PROGRESSIVE_MODES = ("sampled", "simplified", "projected")
+# What SampleNet-Progressive's first m points are evaluated as: the paper's three (Fig. 6),
+# and this library's learned prefix followed by farthest points (docs/real-data-study.md).
+PROGRESSIVE_MODES = ("sampled", "simplified", "projected", "prefix")
 
 
 def make_sampler(profile: Profile, m: int, device: Any = "cpu", **kwargs: Any) -> SampleNet:
@@ -44,6 +47,16 @@ def make_sampler(profile: Profile, m: int, device: Any = "cpu", **kwargs: Any) -
     }
     settings = {name: value for name, value in settings.items() if value is not None}
     return SampleNet(m, k=profile.k, **settings, **kwargs).to(device)
+
+
+def loss_weights(profile: Profile, sampler: SampleNet) -> LossWeights:
+    r"""The profile's loss weights for :obj:`sampler`: those of SampleNet-Progressive, of
+    the fixed-size SampleNet (:obj:`projected_loss` where set) or of S-NET."""
+    if sampler.progressive:
+        return profile.progressive_loss
+    if not sampler.skip_projection and profile.projected_loss is not None:
+        return profile.projected_loss
+    return profile.fixed_loss
 
 
 def train_sampler(
@@ -67,7 +80,7 @@ def train_sampler(
         loader,
         epochs=profile.sampler_epochs,
         lr=profile.sampler_lr,
-        loss_weights=profile.progressive_loss if sampler.progressive else profile.fixed_loss,
+        loss_weights=loss_weights(profile, sampler),
         control_sizes=profile.control_sizes,
         reduction=profile.progressive_reduction,
         temperature=temperature,
@@ -155,11 +168,18 @@ def gather_sample(sample: IndexSampler, m: int) -> PointSampler:
     return gather
 
 
-def progressive_points(sampler: SampleNet, m: int, mode: str = "sampled") -> PointSampler:
+def progressive_points(
+    sampler: SampleNet, m: int, mode: str = "sampled", prefix: int = 32
+) -> PointSampler:
     r"""The first :obj:`m` points of a (progressive) sampler in eval mode as
     :obj:`(pos, batch) -> (pos, batch)`: its hard samples (:obj:`"sampled"`), its
     simplified points (:obj:`"simplified"`, not on the surface) or their soft projection
-    (:obj:`"projected"`), as the paper's Fig. 6 compares them."""
+    (:obj:`"projected"`), as the paper's Fig. 6 compares them; or (:obj:`"prefix"`) its
+    first :obj:`min(m, prefix)` simplified points matched to distinct input points, then
+    farthest point sampling continued from them up to :obj:`m`
+    (:func:`~tg_samplenet.ops.distinct_sample` with :obj:`max_matched=prefix`): on real
+    scans the learned points beyond the first few dozen cover a shape worse than farthest
+    points do (``docs/real-data-study.md``)."""
     if mode not in PROGRESSIVE_MODES:
         raise ValueError(f"mode must be one of {PROGRESSIVE_MODES} (got {mode!r})")
 
@@ -167,6 +187,10 @@ def progressive_points(sampler: SampleNet, m: int, mode: str = "sampled") -> Poi
         out = sampler(pos, batch, num_samples=m)
         if mode == "sampled":
             return out.pos, out.batch
+        if mode == "prefix":
+            q, q_batch = out.simplified, out.simplified_batch
+            index = distinct_sample(pos, batch, q, q_batch, out.counts, max_matched=prefix)
+            return pos[index], batch[index]
         part = out.prefix(m)
         q, q_batch = part.simplified, part.simplified_batch
         if mode == "simplified":
