@@ -14,6 +14,7 @@ from tg_samplenet.tasks.rotations import rotate_points
 
 __all__ = [
     "plot_metric_vs_ratio",
+    "plot_runs_side_by_side",
     "render_clouds",
     "render_registration",
     "render_samples",
@@ -61,6 +62,29 @@ def plot_metric_vs_ratio(
         fig.tight_layout()
         fig.savefig(path, dpi=120)
         plt.close(fig)
+
+
+def plot_runs_side_by_side(
+    runs: Mapping[str, Mapping[str, Any]],
+    path: PathLike,
+    samplers: Optional[Sequence[str]] = None,
+):
+    r""":func:`plot_metric_vs_ratio` of several :obj:`results.json` dicts in one figure, one
+    panel each (titled with its key and data set), on a shared metric axis, keeping only
+    the rows :obj:`samplers` when given; saved to :obj:`path`."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(runs), figsize=(5.5 * len(runs), 4.2), sharey=True)
+    for ax, (name, run) in zip(np.atleast_1d(axes), runs.items(), strict=True):
+        rows = run["results"]
+        if samplers is not None:
+            rows = {s: rows[s] for s in samplers if s in rows}
+        title = f"{name} ({run.get('dataset', run['task'])})"
+        plot_metric_vs_ratio(
+            {**run, "results": rows}, run["settings"]["num_points"], path, ax, title
+        )
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def render_clouds(

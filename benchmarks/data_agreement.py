@@ -1,0 +1,89 @@
+r"""Whether the built-in shapes predict real scans: the classification example's results on
+both, side by side, with the ordering of FPS, random, S-NET and SampleNet on PointNet and of
+FPS and SampleNet-Progressive on vanilla PointNet at each size, and the pairs of samplers
+the two data sets order differently.
+
+    python examples/classification.py                       # built-in data
+    python examples/classification.py --profile cpu-real --dataset h5 \
+        --data-root ../shared/data/modelnet10-train --val-fraction 0.2
+    python benchmarks/data_agreement.py                     # reads both runs' results.json
+
+Outputs in --out: data_agreement.json, .md and .png, with the machine, versions and command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+from tg_samplenet.experiments.environment import metadata_markdown, run_metadata
+from tg_samplenet.experiments.ordering import (
+    ORDERED_GROUPS,
+    discordant_pairs,
+    ordering_table,
+    sampler_ranking,
+)
+from tg_samplenet.experiments.plots import plot_runs_side_by_side
+
+
+def main(argv: Optional[list[str]] = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--built-in", default="runs/classification-cpu/results.json")
+    parser.add_argument("--real", default="runs/classification-cpu-real/results.json")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 32, 16])
+    parser.add_argument("--out", default="benchmarks/results")
+    args = parser.parse_args(argv)
+
+    runs = {}
+    for name, path in (("built-in", args.built_in), ("real", args.real)):
+        if not Path(path).is_file():
+            raise SystemExit(
+                f"--{name.replace('-', '_')} {path}: no results.json there (see --help)"
+            )
+        runs[name] = json.loads(Path(path).read_text())
+    built_in, real = runs.values()
+    table = ordering_table(runs, args.sizes)
+    disagreements = {
+        str(m): [
+            pair
+            for group in ORDERED_GROUPS.values()
+            for pair in discordant_pairs(built_in, real, m, group)
+        ]
+        for m in args.sizes
+    }
+    data = {
+        **run_metadata("benchmarks/data_agreement.py", sys.argv[1:] if argv is None else argv),
+        "sources": {"built-in": args.built_in, "real": args.real},
+        "rankings": {
+            name: {
+                group: {str(m): sampler_ranking(run, m, samplers) for m in args.sizes}
+                for group, samplers in ORDERED_GROUPS.items()
+            }
+            for name, run in runs.items()
+        },
+        "discordant_pairs": disagreements,
+        "agree": not any(disagreements.values()),
+    }
+    lines = [
+        f"- m = {m}: "
+        + ("same ordering" if not pairs else ", ".join(f"{a} / {b}" for a, b in pairs))
+        for m, pairs in disagreements.items()
+    ]
+    report = "\n".join([table, "", "Pairs ordered differently:", "", *lines])
+    print(report)
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "data_agreement.json").write_text(json.dumps(data, indent=2) + "\n")
+    (out / "data_agreement.md").write_text(f"{report}\n\n{metadata_markdown(data)}\n")
+    shown = [sampler for group in ORDERED_GROUPS.values() for sampler in group]
+    plot_runs_side_by_side(runs, out / "data_agreement.png", shown)
+    print(f"wrote {out}/data_agreement.json, .md, .png")
+    return data
+
+
+if __name__ == "__main__":
+    main()
