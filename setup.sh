@@ -26,8 +26,9 @@ if ! "$venv/bin/python" -c "import torch_scatter, torch_cluster" 2>/dev/null; th
   "${pip[@]}" -c "$pins" --no-build-isolation torch-scatter torch-cluster
 fi
 
-# fpsample (a peer benchmarks/speed.py measures) can come as source: it builds in pip's own
-# isolated environment (scikit-build-core), which the editable install below turns off.
-"${pip[@]}" -c "$pins" fpsample
-"${pip[@]}" -c "$pins" --no-build-isolation -e ".[full,data,examples,bench,test]"
+# fpsample (the "bench" extra: a peer benchmarks/speed.py measures, skipped where missing) can
+# come as source: it builds in pip's own isolated environment (scikit-build-core, CMake), which
+# the editable install below turns off; a machine that cannot build it still gets the rest.
+"${pip[@]}" -c "$pins" fpsample || echo "fpsample could not be installed: benchmarks/speed.py skips it"
+"${pip[@]}" -c "$pins" --no-build-isolation -e ".[full,data,examples,test]"
 echo "tg_samplenet is set up in $venv"
