@@ -4,6 +4,7 @@ and :obj:`points(pos, batch) -> (pos, batch)` (what a task network consumes)."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -12,7 +13,7 @@ from torch import Tensor
 from tg_samplenet.experiments.config import Profile
 from tg_samplenet.fit_sampler import LossWeights, default_inputs, fit_sampler
 from tg_samplenet.nn.sampler import SampleNet
-from tg_samplenet.ops.distinct_matching import distinct_sample
+from tg_samplenet.ops.checks import check_int
 from tg_samplenet.temperature import TemperatureProfile
 
 __all__ = [
@@ -177,20 +178,21 @@ def progressive_points(
     (:obj:`"projected"`), as the paper's Fig. 6 compares them; or (:obj:`"prefix"`) its
     first :obj:`min(m, prefix)` simplified points matched to distinct input points, then
     farthest point sampling continued from them up to :obj:`m`
-    (:func:`~tg_samplenet.ops.distinct_sample` with :obj:`max_matched=prefix`): on real
+    (the inference step of :obj:`SampleNet(matching="distinct", max_matched=prefix)`): on real
     scans the learned points beyond the first few dozen cover a shape worse than farthest
     points do (``docs/real-data-study.md``)."""
     if mode not in PROGRESSIVE_MODES:
         raise ValueError(f"mode must be one of {PROGRESSIVE_MODES} (got {mode!r})")
+    if mode == "prefix":
+        # The same network with the inference step SampleNet(matching="distinct",
+        # max_matched=prefix) takes: a shallow copy shares the parameters.
+        sampler = copy.copy(sampler)
+        sampler.matching, sampler.max_matched = "distinct", check_int(prefix, "prefix", 0)
 
     def points(pos: Tensor, batch: Tensor) -> tuple[Tensor, Tensor]:
         out = sampler(pos, batch, num_samples=m)
-        if mode == "sampled":
+        if mode in ("sampled", "prefix"):
             return out.pos, out.batch
-        if mode == "prefix":
-            q, q_batch = out.simplified, out.simplified_batch
-            index = distinct_sample(pos, batch, q, q_batch, out.counts, max_matched=prefix)
-            return pos[index], batch[index]
         part = out.prefix(m)
         q, q_batch = part.simplified, part.simplified_batch
         if mode == "simplified":
