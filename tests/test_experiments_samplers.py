@@ -119,6 +119,18 @@ def test_train_samplers_trains_each_kind_once_and_resumes(tmp_path):
     assert seen == {"fixed": [], "progressive": []}
 
 
+def test_residual_gradient_goes_to_the_fixed_size_samplenet_only(tmp_path):
+    profile = replace(REGISTRATION["smoke"], num_points=16, train_sizes=(4,), sampler_epochs=1)
+    profile = replace(profile, control_sizes=(4, 16), residual_gradient=True)
+    generator = torch.Generator().manual_seed(0)
+    loader = DataLoader([Data(pos=torch.rand(16, 3, generator=generator)) for _ in range(4)], 2)
+    fixed, progressive = train_samplers(
+        profile, lambda out, data: out.pos.pow(2).mean(), loader, tmp_path, "cpu", progress=False
+    )
+    assert fixed["samplenet", 4].residual_gradient
+    assert not fixed["snet", 4].residual_gradient and not progressive.residual_gradient
+
+
 def test_each_kind_of_sampler_trains_with_its_own_loss_weights(tmp_path, monkeypatch):
     from tg_samplenet.experiments import samplers as module
     from tg_samplenet.fit_sampler import LossWeights

@@ -117,7 +117,10 @@ def train_samplers(
     fixed = {}
     for m in profile.train_sizes:
         for name, skip in (("samplenet", False), ("snet", True)):
-            sampler = make_sampler(profile, m, device, skip_projection=skip)
+            residual = profile.residual_gradient and not skip
+            sampler = make_sampler(
+                profile, m, device, skip_projection=skip, residual_gradient=residual
+            )
             checkpoint = checkpoints / f"{name}_{m}.pt"
             fixed[name, m] = train_sampler(
                 sampler, profile, task_loss, loader, checkpoint, device, progress, inputs

@@ -90,6 +90,14 @@ class SampleNet(torch.nn.Module):
             (default: :obj:`1e-4`)
         learn_temperature (bool, optional): Learn :math:`t` (else it follows a fixed
             profile). (default: :obj:`True`)
+        residual_gradient (bool, optional): In training, pass the task's gradient to the
+            simplified points also directly: the task still sees the soft projection
+            :math:`\Pi(\mathbf{q})`, as :math:`\Pi(\mathbf{q}) + \mathbf{q} -
+            \operatorname{sg}(\mathbf{q})` with Jacobian :math:`\mathbf{I} + \partial\Pi /
+            \partial\mathbf{q}` (:math:`\operatorname{sg}`: stop-gradient). The soft
+            projection's own Jacobian, :math:`2\,\mathrm{Cov}_w / \sigma`, moves a point
+            only along the surface; beyond the paper, it lifted SampleNet above S-NET on
+            real scans (``docs/real-data-study.md``). (default: :obj:`False`)
         point_channels (tuple of int, optional): Widths of the per-point MLP.
             (default: :obj:`(64, 64, 64, 128, 128)`)
         head_channels (tuple of int, optional): Widths of the hidden layers of the head.
@@ -113,6 +121,7 @@ class SampleNet(torch.nn.Module):
         initial_temperature: float = 1.0,
         min_sigma: float = 1e-4,
         learn_temperature: bool = True,
+        residual_gradient: bool = False,
         point_channels: tuple[int, ...] = (64, 64, 64, 128, 128),
         head_channels: tuple[int, ...] = (256, 256, 256),
     ):
@@ -124,6 +133,7 @@ class SampleNet(torch.nn.Module):
             (complete_fps, "complete_fps"),
             (progressive, "progressive"),
             (learn_temperature, "learn_temperature"),
+            (residual_gradient, "residual_gradient"),
         ]:
             check_bool(flag, name)
         if matching not in ("nearest", "distinct"):
@@ -143,6 +153,7 @@ class SampleNet(torch.nn.Module):
         self.progressive = progressive
         self.matching = matching
         self.max_matched = max_matched
+        self.residual_gradient = residual_gradient
         self.point_channels = tuple(point_channels)
         self.head_channels = tuple(head_channels)
         self._config = dict(
@@ -159,6 +170,8 @@ class SampleNet(torch.nn.Module):
         )
         if matching != "nearest":
             self._config.update(matching=matching, max_matched=max_matched)
+        if residual_gradient:  # older files lack the key and load as the paper's
+            self._config.update(residual_gradient=True)
 
         # A batch of one cloud (or one point) still trains: BatchNorm then falls back to
         # its running statistics.
@@ -275,8 +288,11 @@ class SampleNet(torch.nn.Module):
             check_sigma(sigma)
         proj = soft_project(pos, query, batch, query_batch, B, self.k, sigma)
         index = proj.neighbors.gather(1, proj.weights.argmax(1, keepdim=True)).view(-1)
+        projected = proj.pos
+        if self.residual_gradient:  # same values, gradient I + dPi/dq
+            projected = projected + (query - query.detach())
         return SampleNetOutput(
-            pos=proj.pos,
+            pos=projected,
             index=index,
             batch=query_batch,
             weights=proj.weights,
@@ -336,6 +352,8 @@ class SampleNet(torch.nn.Module):
             extra += ", progressive=True"
         if not self.complete_fps:
             extra += ", complete_fps=False"
+        if self.residual_gradient:
+            extra += ", residual_gradient=True"
         if self.matching != "nearest":
             extra += f", matching={self.matching!r}"
             if self.max_matched is not None:
