@@ -95,9 +95,10 @@ class SampleNet(torch.nn.Module):
             :math:`\Pi(\mathbf{q})`, as :math:`\Pi(\mathbf{q}) + \mathbf{q} -
             \operatorname{sg}(\mathbf{q})` with Jacobian :math:`\mathbf{I} + \partial\Pi /
             \partial\mathbf{q}` (:math:`\operatorname{sg}`: stop-gradient). The soft
-            projection's own Jacobian, :math:`2\,\mathrm{Cov}_w / \sigma`, moves a point
-            only along the surface; beyond the paper, it lifted SampleNet above S-NET on
-            real scans (``docs/real-data-study.md``). (default: :obj:`False`)
+            projection's own Jacobian, :math:`2\,\mathrm{Cov}_w / \sigma`, passes the
+            gradient mostly along the surface, and scaled down; beyond the paper, it
+            lifted SampleNet above S-NET on real scans (``docs/real-data-study.md``).
+            (default: :obj:`False`)
         point_channels (tuple of int, optional): Widths of the per-point MLP.
             (default: :obj:`(64, 64, 64, 128, 128)`)
         head_channels (tuple of int, optional): Widths of the hidden layers of the head.
