@@ -255,8 +255,8 @@ def test_inner_layer_sampler_trains_and_swaps_in_per_layer(trained, monkeypatch)
     # A small alpha: at the paper's 30 the simplification term is ~97% of the objective and
     # a few steps do not move the task term.
     weights = LossWeights(alpha=0.1, lmbda=1.0, gamma=0.5, delta=1 / 30)
-    fit_sampler(inner, task_loss, DataLoader(clouds, batch_size=8, shuffle=True), epochs=20,
-                lr=1e-3, control_sizes=control_sizes, loss_weights=weights,
+    fit_sampler(inner, task_loss, DataLoader(clouds, batch_size=8, shuffle=True), epochs=10,
+                lr=1e-2, control_sizes=control_sizes, loss_weights=weights,
                 progress=False)  # fmt: skip
     after = soft_task_loss(inner, task_loss, clouds, control_sizes)
     assert after < 0.95 * before, (before, after)
