@@ -13,6 +13,7 @@ raise ImportError: there the module's :obj:`fps` starts as tg_samplenet's :func:
 contract) and :obj:`radius` as the brute force below."""
 
 import copy
+import functools
 import sys
 from types import SimpleNamespace
 
@@ -123,12 +124,16 @@ def trained():
     loader = DataLoader(data, batch_size=8, shuffle=True)
     model = Net(len(CLASSES))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    for _ in range(30):  # to a training loss of about 0.3 (chance: 1.39)
-        for batch in loader:
-            model.train()
-            optimizer.zero_grad()
-            F.nll_loss(model(batch), batch.y).backward()
-            optimizer.step()
+    # torch_cluster's fps draws its random start from C's rand(), which torch.manual_seed
+    # does not seed: fixed starts keep the fixture the same from run to run.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(THIS, "fps", functools.partial(THIS.fps, random_start=False))
+        for _ in range(30):  # to a training loss of about 0.3 (chance: 1.39)
+            for batch in loader:
+                model.train()
+                optimizer.zero_grad()
+                F.nll_loss(model(batch), batch.y).backward()
+                optimizer.step()
     freeze(model)
 
     def task_loss(out, batch):
@@ -224,17 +229,15 @@ def inner_loader_and_loss(model, loader):
     return clouds, task_loss
 
 
-def soft_task_loss(sampler, task_loss, clouds, control_sizes):
-    # The task term of the progressive objective, on all clouds at once: the sum over the
-    # control sizes of the task loss on the soft-projected prefixes (a copy: no BatchNorm update).
-    sampler = copy.deepcopy(sampler).train()
+def task_loss_of(sampler, task_loss, clouds, size):
+    # The task term of the progressive objective at one control size, on all clouds at once,
+    # in training mode (soft-projected centres).
     batch = Batch.from_data_list(clouds)
-    with torch.no_grad():
-        out = sampler(batch.pos, batch.batch)
-        return sum(float(task_loss(out.prefix(c), batch)) for c in control_sizes)
+    out = sampler.train()(batch.pos, batch.batch)
+    return task_loss(out.prefix(size), batch)
 
 
-def test_inner_layer_sampler_trains_and_swaps_in_per_layer(trained, monkeypatch):
+def test_inner_layer_sampler_gets_the_task_gradient_and_swaps_in_per_layer(trained, monkeypatch):
     from tg_samplenet import FPSPerLayer, SampleNet, SampleNetFPS, fit_sampler
     from tg_samplenet.datasets import get_dataset
     from tg_samplenet.fit_sampler import LossWeights
@@ -250,16 +253,26 @@ def test_inner_layer_sampler_trains_and_swaps_in_per_layer(trained, monkeypatch)
 
     torch.manual_seed(1)
     inner = SampleNet(64, progressive=True)
-    control_sizes = (4, 16, 64)
-    before = soft_task_loss(inner, task_loss, clouds, control_sizes)
-    # A small alpha: at the paper's 30 the simplification term is ~97% of the objective and
-    # a few steps do not move the task term.
+    # The rest of the frozen model passes the task's gradient to every parameter of the inner
+    # sampler, through the centres and their carried features. Whether a fit lowers the task
+    # loss is not asserted: radius neighbourhoods (and, while sigma is large, the projection's
+    # k nearest points) change by jumps as the centres move, which the gradient does not see.
+    # Over 18 seeds of this model and sampler, a 200-step fit on the task term alone ended
+    # at 0.63 to 1.79 times the task loss it started from; a step of 1e-4 along the gradient
+    # changed the loss by up to 470 times what the gradient predicts, with either sign.
+    probe = copy.deepcopy(inner)
+    loss = task_loss_of(probe, task_loss, clouds, 16)
+    grads = torch.autograd.grad(loss, list(probe.parameters()))
+    assert all(bool(torch.isfinite(g).all()) and bool(g.abs().sum() > 0) for g in grads)
+
+    # A small alpha: at the paper's 30 the simplification term is ~97% of the objective.
     weights = LossWeights(alpha=0.1, lmbda=1.0, gamma=0.5, delta=1 / 30)
-    fit_sampler(inner, task_loss, DataLoader(clouds, batch_size=8, shuffle=True), epochs=10,
-                lr=1e-2, control_sizes=control_sizes, loss_weights=weights,
+    before = [p.detach().clone() for p in inner.parameters()]
+    fit_sampler(inner, task_loss, DataLoader(clouds, batch_size=8, shuffle=True), epochs=2,
+                lr=1e-2, control_sizes=(4, 16, 64), loss_weights=weights,
                 progress=False)  # fmt: skip
-    after = soft_task_loss(inner, task_loss, clouds, control_sizes)
-    assert after < 0.95 * before, (before, after)
+    assert not inner.training
+    assert all(not torch.equal(a, b) for a, b in zip(before, inner.parameters()))
 
     # Two samplers, one per layer, each called with the clouds its layer sees.
     first_fps, inner_fps = SampleNetFPS(first), SampleNetFPS(inner)
