@@ -1,7 +1,9 @@
 r"""Whether the built-in shapes predict real scans: the classification example's results on
 both, side by side, with the ordering of FPS, random, S-NET and SampleNet on PointNet and of
 FPS and SampleNet-Progressive on vanilla PointNet at each size, and the pairs of samplers
-the two data sets order differently.
+the two data sets order differently: strictly, and beyond noise (a difference within
+--standard-errors binomial standard errors of its run's evaluation clouds is a tie; see
+tg_samplenet.experiments.ordering.difference_sign).
 
     python examples/classification.py                       # built-in data
     python examples/classification.py --profile cpu-real --dataset h5 \
@@ -34,6 +36,12 @@ def main(argv: Optional[list[str]] = None) -> dict:
     parser.add_argument("--built-in", default="runs/classification-cpu/results.json")
     parser.add_argument("--real", default="runs/classification-cpu-real/results.json")
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 32, 16])
+    parser.add_argument(
+        "--standard-errors",
+        type=float,
+        default=1.0,
+        help="differences within this many standard errors are ties in the second count",
+    )
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args(argv)
 
@@ -46,14 +54,30 @@ def main(argv: Optional[list[str]] = None) -> dict:
         runs[name] = json.loads(Path(path).read_text())
     built_in, real = runs.values()
     table = ordering_table(runs, args.sizes)
-    disagreements = {
-        str(m): [
-            pair
-            for group in ORDERED_GROUPS.values()
-            for pair in discordant_pairs(built_in, real, m, group)
-        ]
-        for m in args.sizes
-    }
+
+    def discordant(standard_errors: float) -> dict[str, list[tuple[str, str]]]:
+        return {
+            str(m): [
+                pair
+                for group in ORDERED_GROUPS.values()
+                for pair in discordant_pairs(built_in, real, m, group, standard_errors)
+            ]
+            for m in args.sizes
+        }
+
+    disagreements, beyond_noise = discordant(0.0), discordant(args.standard_errors)
+    for name, run in runs.items():
+        if args.standard_errors > 0 and not isinstance(run.get("num_evaluated"), int):
+            raise SystemExit(
+                f"--{name.replace('-', '_')}: the run's results.json does not say how many clouds "
+                "it evaluated ('num_evaluated'); rerun its example with the same --out (it "
+                "resumes and only evaluates), or pass --standard-errors 0"
+            )
+    pairs = 0
+    for m in args.sizes:
+        for group in ORDERED_GROUPS.values():
+            both = set(sampler_ranking(built_in, m, group)) & set(sampler_ranking(real, m, group))
+            pairs += len(both) * (len(both) - 1) // 2
     data = {
         **run_metadata("benchmarks/data_agreement.py", sys.argv[1:] if argv is None else argv),
         "sources": {"built-in": args.built_in, "real": args.real},
@@ -64,15 +88,37 @@ def main(argv: Optional[list[str]] = None) -> dict:
             }
             for name, run in runs.items()
         },
+        "pairs": pairs,
         "discordant_pairs": disagreements,
         "agree": not any(disagreements.values()),
+        "standard_errors": args.standard_errors,
+        "discordant_beyond_noise": beyond_noise,
+        "agree_beyond_noise": not any(beyond_noise.values()),
     }
-    lines = [
-        f"- m = {m}: "
-        + ("same ordering" if not pairs else ", ".join(f"{a} / {b}" for a, b in pairs))
-        for m, pairs in disagreements.items()
-    ]
-    report = "\n".join([table, "", "Pairs ordered differently:", "", *lines])
+
+    def listed(found: dict[str, list[tuple[str, str]]]) -> list[str]:
+        return [
+            f"- m = {m}: "
+            + ("same ordering" if not pairs else ", ".join(f"{a} / {b}" for a, b in pairs))
+            for m, pairs in found.items()
+        ]
+
+    strict = sum(map(len, disagreements.values()))
+    noisy = sum(map(len, beyond_noise.values()))
+    report = "\n".join(
+        [
+            table,
+            "",
+            f"Pairs ordered differently ({strict} of {pairs}):",
+            "",
+            *listed(disagreements),
+            "",
+            f"Pairs ordered differently by more than {args.standard_errors:g} standard errors "
+            f"on both data sets ({noisy} of {pairs}):",
+            "",
+            *listed(beyond_noise),
+        ]
+    )
     print(report)
 
     out = Path(args.out)

@@ -130,6 +130,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
 
     meta = example_metadata("examples/classification.py", argv, args, profile, started)
     meta["complete_vanilla"] = complete_vanilla
+    meta["num_evaluated"] = len(test_set)  # for the standard errors of the accuracies
     if args.temperature_study:
         meta["temperature_study"] = temperature_study(
             profile,

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from tg_samplenet.experiments.ordering import (
     ORDERED_GROUPS,
+    difference_sign,
     discordant_pairs,
     ordering_table,
     sampler_ranking,
@@ -35,6 +36,7 @@ def results(values: dict[str, dict[int, float]], higher_is_better: bool = True) 
         "complete": 0.95,
         "dataset": "synthetic",
         "settings": {"num_points": 1024},
+        "num_evaluated": 280,
         "results": {name: {str(m): v for m, v in row.items()} for name, row in values.items()},
     }
 
@@ -71,6 +73,50 @@ def test_discordant_pairs_are_the_strictly_reversed_pairs(first, second):
         map(sorted, expected)
     )
     assert discordant_pairs(a, a, 32, ORDERED_SAMPLERS) == []
+
+
+def test_a_difference_within_the_standard_errors_is_a_tie():
+    # n = 798: the standard error of 0.9048 against 0.8960 is
+    # sqrt((0.9048 * 0.0952 + 0.8960 * 0.1040) / 798) = 0.0150 (by hand).
+    run = results({"snet": {64: 0.9048}, "fps": {64: 0.8960}})
+    run["num_evaluated"] = 798
+    assert difference_sign(run, "snet", "fps", 64) == 1
+    assert difference_sign(run, "fps", "snet", 64) == -1
+    assert difference_sign(run, "snet", "fps", 64, standard_errors=0.58) == 1  # 0.0088 > 0.0087
+    assert difference_sign(run, "snet", "fps", 64, standard_errors=0.59) == 0  # 0.0088 < 0.0089
+    assert difference_sign(run, "snet", "fps", 64, standard_errors=1.0) == 0
+    lower = results({"snet": {64: 0.2}, "fps": {64: 0.1}}, higher_is_better=False)
+    assert difference_sign(lower, "snet", "fps", 64) == -1
+    other = results({"snet": {64: 0.80}, "fps": {64: 0.95}})
+    other["num_evaluated"] = 798
+    assert discordant_pairs(run, other, 64, ORDERED_SAMPLERS) == [("fps", "snet")]
+    assert discordant_pairs(run, other, 64, ORDERED_SAMPLERS, standard_errors=1.0) == []
+
+
+@pytest.mark.parametrize(
+    "change, message", [({"num_evaluated": None}, "num_evaluated"), ({"metric": "nre"}, "accuracy")]
+)
+def test_standard_errors_need_an_accuracy_and_its_count(change, message):
+    run = {**results({"snet": {64: 0.9}, "fps": {64: 0.8}}), **change}
+    with pytest.raises(ValueError, match=message):
+        difference_sign(run, "snet", "fps", 64, standard_errors=1.0)
+
+
+@given(scores, scores, st.integers(1, 2000), st.floats(0.0, 3.0))
+def test_noise_aware_pairs_are_the_strict_pairs_both_runs_separate(first, second, n, z):
+    a = results({s: {32: v} for s, v in zip(ORDERED_SAMPLERS, first, strict=True)})
+    b = results({s: {32: v} for s, v in zip(ORDERED_SAMPLERS, second, strict=True)})
+    a["num_evaluated"] = b["num_evaluated"] = n
+
+    def separated(x, y, values):
+        i, j = ORDERED_SAMPLERS.index(x), ORDERED_SAMPLERS.index(y)
+        p, q = values[i], values[j]
+        return abs(p - q) > z * ((p * (1 - p) + q * (1 - q)) / n) ** 0.5
+
+    strict = discordant_pairs(a, b, 32, ORDERED_SAMPLERS)
+    expected = [pair for pair in strict if separated(*pair, first) and separated(*pair, second)]
+    assert discordant_pairs(a, b, 32, ORDERED_SAMPLERS, standard_errors=z) == expected
+    assert discordant_pairs(a, b, 32, ORDERED_SAMPLERS, standard_errors=0.0) == strict
 
 
 def test_every_permutation_of_distinct_values():
@@ -123,6 +169,10 @@ def test_benchmark_writes_its_report(tmp_path, monkeypatch, agree):
     runpy.run_path(str(ROOT / "benchmarks" / "data_agreement.py"), run_name="__main__")
     data = json.loads((out / "data_agreement.json").read_text())
     assert data["agree"] is agree
+    # Differences of 0.1 between the rows are many standard errors on 280 clouds: the count
+    # beyond noise is the strict one.
+    assert data["discordant_beyond_noise"] == data["discordant_pairs"]
+    assert data["agree_beyond_noise"] is agree and data["pairs"] == 3 * (6 + 3)
     assert data["discordant_pairs"]["32"] == ([] if agree else [["snet", "samplenet"]])
     if not agree:  # fps against the other PointNet rows; fps_vanilla against its group
         assert sorted(map(tuple, data["discordant_pairs"]["64"])) == sorted(

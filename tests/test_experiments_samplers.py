@@ -17,6 +17,7 @@ from tg_samplenet.experiments.samplers import (
     gather_sample,
     learned_samplers,
     loss_weights,
+    make_sampler,
     progressive_points,
     samplenet_indices,
     train_sampler,
@@ -119,7 +120,7 @@ def test_train_samplers_trains_each_kind_once_and_resumes(tmp_path):
     assert seen == {"fixed": [], "progressive": []}
 
 
-def test_residual_gradient_goes_to_the_fixed_size_samplenet_only(tmp_path):
+def test_residual_gradient_goes_to_the_samplers_that_project(tmp_path):
     profile = replace(REGISTRATION["smoke"], num_points=16, train_sizes=(4,), sampler_epochs=1)
     profile = replace(profile, control_sizes=(4, 16), residual_gradient=True)
     generator = torch.Generator().manual_seed(0)
@@ -127,8 +128,22 @@ def test_residual_gradient_goes_to_the_fixed_size_samplenet_only(tmp_path):
     fixed, progressive = train_samplers(
         profile, lambda out, data: out.pos.pow(2).mean(), loader, tmp_path, "cpu", progress=False
     )
-    assert fixed["samplenet", 4].residual_gradient
-    assert not fixed["snet", 4].residual_gradient and not progressive.residual_gradient
+    assert fixed["samplenet", 4].residual_gradient and progressive.residual_gradient
+    assert not fixed["snet", 4].residual_gradient
+    # Off in the profile: every sampler takes the paper's gradient.
+    fixed, progressive = train_samplers(
+        replace(profile, residual_gradient=False),
+        lambda out, data: out.pos.pow(2).mean(),
+        loader,
+        tmp_path / "paper",
+        "cpu",
+        progress=False,
+    )
+    assert not any(s.residual_gradient for s in [*fixed.values(), progressive])
+    # make_sampler is where the choice is made (the real-data study builds its samplers there).
+    assert make_sampler(profile, 4).residual_gradient
+    assert not make_sampler(profile, 4, skip_projection=True).residual_gradient
+    assert not make_sampler(profile, 4, residual_gradient=False).residual_gradient
 
 
 def test_each_kind_of_sampler_trains_with_its_own_loss_weights(tmp_path, monkeypatch):

@@ -13,7 +13,13 @@ from typing import Any, Mapping, Sequence
 
 from tg_samplenet.experiments.reporting import markdown_table
 
-__all__ = ["ORDERED_GROUPS", "sampler_ranking", "discordant_pairs", "ordering_table"]
+__all__ = [
+    "ORDERED_GROUPS",
+    "sampler_ranking",
+    "difference_sign",
+    "discordant_pairs",
+    "ordering_table",
+]
 
 # The rows of the classification example whose ordering the built-in data must predict, by
 # the network that scores them.
@@ -33,24 +39,62 @@ def sampler_ranking(results: Mapping[str, Any], m: int, samplers: Sequence[str])
     return sorted(present, key=lambda name: (sign * float(rows[name][str(m)]), present.index(name)))
 
 
+def difference_sign(
+    results: Mapping[str, Any], x: str, y: str, m: int, standard_errors: float = 0.0
+) -> int:
+    r"""+1 where :obj:`results` ranks sampler :obj:`x` above :obj:`y` at size :obj:`m`, -1
+    where below, 0 for a tie: equal values, or with :obj:`standard_errors` :math:`z > 0` an
+    accuracy difference within :math:`z` standard errors of the difference of two
+    accuracies measured on the run's :math:`n` evaluation clouds
+    (:obj:`results["num_evaluated"]`),
+
+    .. math::
+        |a_x - a_y| \le z \sqrt{\left(a_x (1 - a_x) + a_y (1 - a_y)\right) / n}.
+
+    The standard error is the binomial one of two independent samples; both samplers are
+    scored on the same clouds, so it overstates the noise of the difference a little."""
+    a, b = float(results["results"][x][str(m)]), float(results["results"][y][str(m)])
+    sign = (a > b) - (a < b)
+    if not results["higher_is_better"]:
+        sign = -sign
+    if standard_errors > 0:
+        if results.get("metric") != "accuracy":
+            raise ValueError(
+                f"standard errors are those of an accuracy (this run's metric is "
+                f"{results.get('metric')!r})"
+            )
+        n = results.get("num_evaluated")
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(
+                "standard errors need the number of evaluation clouds in the run's "
+                "results.json ('num_evaluated'; written by examples/classification.py)"
+            )
+        if abs(a - b) <= standard_errors * ((a * (1 - a) + b * (1 - b)) / n) ** 0.5:
+            return 0
+    return sign
+
+
 def discordant_pairs(
     first: Mapping[str, Any],
     second: Mapping[str, Any],
     m: int,
     samplers: Sequence[str],
+    standard_errors: float = 0.0,
 ) -> list[tuple[str, str]]:
     r"""The pairs of samplers, both present in both results at size :obj:`m`, that one
     result ranks strictly the other way round from the other (a tie in either counts as
-    agreement). Empty when the two data sets order the samplers alike."""
+    agreement; with :obj:`standard_errors` :math:`z > 0`, so does a difference within
+    :math:`z` standard errors, see :func:`difference_sign`). Empty when the two data sets
+    order the samplers alike."""
     a, b = first["results"], second["results"]
     both = [s for s in samplers if str(m) in a.get(s, {}) and str(m) in b.get(s, {})]
-    out = []
-    for x, y in combinations(both, 2):
-        da = float(a[x][str(m)]) - float(a[y][str(m)])
-        db = float(b[x][str(m)]) - float(b[y][str(m)])
-        if da * db < 0:
-            out.append((x, y))
-    return out
+    return [
+        (x, y)
+        for x, y in combinations(both, 2)
+        if difference_sign(first, x, y, m, standard_errors)
+        * difference_sign(second, x, y, m, standard_errors)
+        < 0
+    ]
 
 
 def ordering_table(

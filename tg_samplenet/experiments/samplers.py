@@ -39,15 +39,18 @@ PROGRESSIVE_MODES = ("sampled", "simplified", "projected", "prefix")
 
 def make_sampler(profile: Profile, m: int, device: Any = "cpu", **kwargs: Any) -> SampleNet:
     r"""A :class:`~tg_samplenet.SampleNet` of :obj:`m` outputs on :obj:`device` with the
-    profile's :obj:`k`, and its widths and initial temperature where it sets them (the
-    defaults otherwise); :obj:`kwargs` go to the constructor."""
+    profile's :obj:`k`, its widths and initial temperature where it sets them (the defaults
+    otherwise) and, unless :obj:`skip_projection=True` (S-NET has no projection), its
+    :obj:`residual_gradient`; :obj:`kwargs` go to the constructor and override these."""
     settings = {
         "initial_temperature": profile.initial_temperature,
         "point_channels": profile.sampler_point_channels,
         "head_channels": profile.sampler_head_channels,
     }
     settings = {name: value for name, value in settings.items() if value is not None}
-    return SampleNet(m, k=profile.k, **settings, **kwargs).to(device)
+    if profile.residual_gradient and not kwargs.get("skip_projection", False):
+        settings["residual_gradient"] = True
+    return SampleNet(m, k=profile.k, **{**settings, **kwargs}).to(device)
 
 
 def loss_weights(profile: Profile, sampler: SampleNet) -> LossWeights:
@@ -109,7 +112,7 @@ def train_samplers(
     r"""The samplers every example trains, in this order: for each of the profile's
     :obj:`train_sizes` :math:`m`, SampleNet and S-NET (:obj:`skip_projection=True`), then
     one SampleNet-Progressive of :obj:`num_points` outputs (trained with
-    :obj:`progressive_task_loss` when given). Each resumes from
+    :obj:`progressive_task_loss` when given), each built by :func:`make_sampler`. Each resumes from
     :obj:`checkpoints/<name>_<m>.pt` (:obj:`samplenet_progressive.pt`).
 
     :rtype: :obj:`({(name, m): sampler}, progressive)`, all in eval mode
@@ -117,10 +120,7 @@ def train_samplers(
     fixed = {}
     for m in profile.train_sizes:
         for name, skip in (("samplenet", False), ("snet", True)):
-            residual = profile.residual_gradient and not skip
-            sampler = make_sampler(
-                profile, m, device, skip_projection=skip, residual_gradient=residual
-            )
+            sampler = make_sampler(profile, m, device, skip_projection=skip)
             checkpoint = checkpoints / f"{name}_{m}.pt"
             fixed[name, m] = train_sampler(
                 sampler, profile, task_loss, loader, checkpoint, device, progress, inputs

@@ -97,8 +97,9 @@ class SampleNet(torch.nn.Module):
             \partial\mathbf{q}` (:math:`\operatorname{sg}`: stop-gradient). The soft
             projection's own Jacobian, :math:`2\,\mathrm{Cov}_w / \sigma`, passes the
             gradient mostly along the surface, and scaled down; beyond the paper, it
-            lifted SampleNet above S-NET on real scans (``docs/real-data-study.md``).
-            (default: :obj:`False`)
+            lifted SampleNet above S-NET and SampleNet-Progressive above FPS at 8 to 128
+            points on real scans (``docs/real-data-study.md``); the classification CPU
+            profiles train with it. (default: :obj:`False`, the paper's gradient)
         point_channels (tuple of int, optional): Widths of the per-point MLP.
             (default: :obj:`(64, 64, 64, 128, 128)`)
         head_channels (tuple of int, optional): Widths of the hidden layers of the head.
