@@ -65,14 +65,14 @@ def main(argv: Optional[list[str]] = None) -> dict:
             for m in args.sizes
         }
 
-    disagreements, beyond_noise = discordant(0.0), discordant(args.standard_errors)
-    for name, run in runs.items():
-        if args.standard_errors > 0 and not isinstance(run.get("num_evaluated"), int):
-            raise SystemExit(
-                f"--{name.replace('-', '_')}: the run's results.json does not say how many clouds "
-                "it evaluated ('num_evaluated'); rerun its example with the same --out (it "
-                "resumes and only evaluates), or pass --standard-errors 0"
-            )
+    disagreements = discordant(0.0)
+    try:
+        beyond_noise = discordant(args.standard_errors)
+    except ValueError as error:  # difference_sign names what the runs lack
+        raise SystemExit(
+            f"{error}: rerun the example with the same --out (it resumes and only evaluates), "
+            "or pass --standard-errors 0"
+        ) from None
     pairs = 0
     for m in args.sizes:
         for group in ORDERED_GROUPS.values():

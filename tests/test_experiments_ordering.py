@@ -192,3 +192,24 @@ def test_benchmark_names_a_missing_file(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["data_agreement.py", "--built-in", missing])
     with pytest.raises(SystemExit, match="no results.json there"):
         runpy.run_path(str(ROOT / "benchmarks" / "data_agreement.py"), run_name="__main__")
+
+
+def test_benchmark_says_when_a_run_lacks_its_cloud_count(tmp_path, monkeypatch):
+    # Results written before examples/classification.py recorded num_evaluated: the strict
+    # count still works, the count beyond noise says what is missing and how to get it.
+    rows = {s: {m: 0.9 - 0.1 * i for m in SIZES} for i, s in enumerate(ORDERED_GROUPS["PointNet"])}
+    paths = []
+    for name in ("built_in", "real"):
+        data = results(rows)
+        del data["num_evaluated"]
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(data))
+        paths.append(str(path))
+    script = str(ROOT / "benchmarks" / "data_agreement.py")
+    argv = ["data_agreement.py", "--built-in", paths[0], "--real", paths[1], "--out"]
+    monkeypatch.setattr(sys, "argv", [*argv, str(tmp_path / "a")])
+    with pytest.raises(SystemExit, match="num_evaluated.*rerun the example"):
+        runpy.run_path(script, run_name="__main__")
+    monkeypatch.setattr(sys, "argv", [*argv, str(tmp_path / "b"), "--standard-errors", "0"])
+    runpy.run_path(script, run_name="__main__")
+    assert json.loads((tmp_path / "b" / "data_agreement.json").read_text())["agree"] is True

@@ -112,8 +112,8 @@ def train_samplers(
     r"""The samplers every example trains, in this order: for each of the profile's
     :obj:`train_sizes` :math:`m`, SampleNet and S-NET (:obj:`skip_projection=True`), then
     one SampleNet-Progressive of :obj:`num_points` outputs (trained with
-    :obj:`progressive_task_loss` when given), each built by :func:`make_sampler`. Each resumes from
-    :obj:`checkpoints/<name>_<m>.pt` (:obj:`samplenet_progressive.pt`).
+    :obj:`progressive_task_loss` when given), each built by :func:`make_sampler`. Each
+    resumes from :obj:`checkpoints/<name>_<m>.pt` (:obj:`samplenet_progressive.pt`).
 
     :rtype: :obj:`({(name, m): sampler}, progressive)`, all in eval mode
     """
