@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from tg_samplenet.ops.checks import InputError
 
 CASES: collections.Counter = collections.Counter()
+OUTCOMES: collections.Counter = collections.Counter()  # (entry, "result" or the error's name)
 
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
@@ -36,8 +37,11 @@ def promise(entry: str, fn: Callable, *args, extra: tuple[str, ...] = (), **kwar
     the test."""
     CASES[entry] += 1
     try:
-        return fn(*args, **kwargs), None
+        result = fn(*args, **kwargs)
+        OUTCOMES[entry, "result"] += 1
+        return result, None
     except InputError as error:
+        OUTCOMES[entry, "InputError"] += 1
         target = fn.forward if isinstance(fn, torch.nn.Module) else fn
         names = set(inspect.signature(target).parameters) | set(extra)
         root = error.argument.split(".")[0].split("[")[0]
@@ -51,18 +55,32 @@ def promise(entry: str, fn: Callable, *args, extra: tuple[str, ...] = (), **kwar
         return None, error
 
 
+def outcome(entry: str, kind: str):
+    r"""Counts one case of :obj:`entry` that ended in :obj:`kind` (for calls that do not go
+    through :func:`promise`, e.g. a training run stopped by a :class:`FloatingPointError`)."""
+    CASES[entry] += 1
+    OUTCOMES[entry, kind] += 1
+
+
 def write_counts(suite: str):
-    r"""Prints the cases per entry point and adds them to the counts file, if any."""
-    counts = {name: CASES[name] for name in sorted(CASES)}
-    print(f"\n[{suite}] cases per entry point: {counts} (total {sum(counts.values())})")
+    r"""Prints the cases per entry point, with their outcomes, and adds them to the counts
+    file, if any: :obj:`{entry: {"cases": n, outcome: n, ...}}`."""
+    counts = {name: {"cases": CASES[name]} for name in sorted(CASES)}
+    for (name, kind), count in OUTCOMES.items():
+        counts[name][kind] = count
+    total = sum(c["cases"] for c in counts.values())
+    print(f"\n[{suite}] cases per entry point: {counts} (total {total})")
     path = os.environ.get("TG_SAMPLENET_FUZZ_COUNTS")
     if path:
-        total = json.load(open(path)) if os.path.exists(path) else {}
-        for name, count in counts.items():
-            total[name] = total.get(name, 0) + count
+        saved = json.load(open(path)) if os.path.exists(path) else {}
+        for name, parts in counts.items():
+            into = saved.setdefault(name, {})
+            for kind, count in parts.items():
+                into[kind] = into.get(kind, 0) + count
         with open(path, "w") as f:
-            json.dump(total, f, indent=1, sort_keys=True)
+            json.dump(saved, f, indent=1, sort_keys=True)
     CASES.clear()
+    OUTCOMES.clear()
 
 
 @dataclass

@@ -167,7 +167,12 @@ def fit(
         if on_epoch_start is not None:
             on_epoch_start(epoch)
         set_epoch(loader, epoch)
-        losses = [step(batch) for batch in loader]
+        losses = []
+        for number, batch in enumerate(loader, 1):
+            try:
+                losses.append(step(batch))
+            except FloatingPointError as error:
+                raise FloatingPointError(f"{error} (epoch {epoch + 1}, batch {number})") from None
         history.append(all_reduce_mean(float(np.mean(losses)) if losses else float("nan")))
         bar.set_postfix(loss=f"{history[-1]:.4g}")
         if checkpoint is not None and is_main_process():
@@ -238,6 +243,18 @@ def fit_model(
         return fit(step, loader, epochs, checkpoint, state, desc, on_epoch_start, progress)
 
 
+def first_non_finite_gradient(model: torch.nn.Module) -> Optional[str]:
+    r"""The name of the first parameter of :obj:`model` whose gradient holds NaN or infinity,
+    or :obj:`None` (one host sync)."""
+    named = [(name, p.grad) for name, p in model.named_parameters() if p.grad is not None]
+    if not named:
+        return None
+    finite = torch.stack([torch.isfinite(grad).all() for _, grad in named])
+    if bool(finite.all()):
+        return None
+    return named[int((~finite).nonzero()[0])][0]
+
+
 def training_step(
     model: torch.nn.Module,
     objective: Callable[[Any], torch.Tensor],
@@ -254,11 +271,19 @@ def training_step(
         if device is not None:
             data = data.to(device)
         loss = objective(data)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise FloatingPointError(f"the training loss is {value}; no step was taken")
         optimizer.zero_grad()
         loss.backward()
+        bad = first_non_finite_gradient(model)
+        if bad is not None:
+            raise FloatingPointError(
+                f"the gradient of {bad} is not finite (the loss was {value:.6g}); no step was taken"
+            )
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
-        return loss.item()
+        return value
 
     return step

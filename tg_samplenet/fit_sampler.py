@@ -15,6 +15,13 @@ from tg_samplenet.fit import fit_model
 from tg_samplenet.losses import progressive_loss, samplenet_loss
 from tg_samplenet.nn.output import SampleNetOutput
 from tg_samplenet.nn.sampler import SampleNet
+from tg_samplenet.ops.checks import (
+    InputError,
+    InputTypeError,
+    check_choice,
+    check_number,
+    check_positive_int,
+)
 from tg_samplenet.temperature import TemperatureProfile
 
 __all__ = ["LossWeights", "default_inputs", "fit_sampler", "freeze"]
@@ -61,6 +68,28 @@ def default_inputs(data: Any) -> tuple[Tensor, Tensor, int]:
     r"""What a sampler samples from a PyG :class:`~torch_geometric.data.Batch`:
     :obj:`(data.pos, data.batch, data.num_graphs)`."""
     return data.pos, data.batch, data.num_graphs
+
+
+def _check_first_batch(loader: Iterable, inputs: Callable[[Any], tuple[Tensor, Tensor, int]]):
+    # Before any training: the loader yields batches that inputs() turns into clouds.
+    try:
+        first = next(iter(loader))
+    except StopIteration:
+        raise InputError("loader", "loader yields no batches: nothing to train on") from None
+    try:
+        pos, batch, _ = inputs(first)
+    except (AttributeError, KeyError, TypeError, ValueError) as error:
+        raise InputError(
+            "loader",
+            f"loader yields {type(first).__name__} batches that inputs() cannot read ({error}): "
+            "fit_sampler trains on PyG batches with pos and batch (a "
+            "torch_geometric.loader.DataLoader), or give inputs(data) -> (pos, batch, "
+            "num_clouds) for other batches",
+        ) from error
+    if not isinstance(pos, Tensor) or not isinstance(batch, Tensor):
+        raise InputError(
+            "loader", "inputs(data) must return (pos, batch, num_clouds) with tensors pos and batch"
+        )
 
 
 def fit_sampler(
@@ -155,11 +184,15 @@ def fit_sampler(
         mode
     """
     if not isinstance(sampler, SampleNet):
-        raise TypeError(f"sampler must be a SampleNet (got {type(sampler).__name__})")
+        raise InputTypeError(
+            "sampler", f"sampler must be a SampleNet (got {type(sampler).__name__})"
+        )
     if not callable(task_loss):
-        raise TypeError("task_loss must be callable as task_loss(out, data)")
-    if reduction not in ("sum", "mean"):
-        raise ValueError(f"reduction must be 'sum' or 'mean' (got {reduction!r})")
+        raise InputTypeError("task_loss", "task_loss must be callable as task_loss(out, data)")
+    epochs = check_positive_int(epochs, "epochs")
+    lr = check_number(lr, "lr", positive=True)
+    check_choice(reduction, "reduction", ("sum", "mean"))
+    _check_first_batch(loader, inputs)
     weights: dict[str, float] = {} if loss_weights is None else asdict(loss_weights)
     if temperature is not None and not temperature.learned:
         weights["lmbda"] = 0.0

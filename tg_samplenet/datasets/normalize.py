@@ -37,6 +37,11 @@ def normalize_unit_sphere(pos: Tensor) -> Tensor:
         raise InputError("pos", f"pos must have shape [P, 3] or [B, P, 3] (got {list(pos.shape)})")
     if pos.size(-2) == 0:
         raise InputError("pos", "pos must hold at least one point per cloud")
+    # An exact power of two first brings the largest coordinate into [1/2, 1): the result
+    # is unchanged by it, and the mean and squared norms below then neither overflow nor
+    # underflow at any scale (a cloud at 1e-30 has squares below float32's range).
+    largest = pos.abs().amax(dim=(-2, -1), keepdim=True)
+    pos = torch.ldexp(pos, -torch.frexp(largest).exponent)
     pos = pos - pos.mean(dim=-2, keepdim=True)
     scale = pos.norm(dim=-1).amax(dim=-1, keepdim=True)
     scale = scale.masked_fill(scale == 0, 1.0)

@@ -86,8 +86,8 @@ def read_off_mesh(path: str) -> Data:
 
     Raises:
         InputError: If the header or body cannot be parsed, or the mesh has no vertices, no
-            faces, non-finite vertices or faces that index missing vertices; the message
-            names the file.
+            faces, non-finite vertices, faces that index missing vertices or faces of zero
+            total area; the message names the file.
 
     :rtype: :class:`torch_geometric.data.Data` with :obj:`pos` :obj:`[V, 3]` and :obj:`face`
         :obj:`[3, F]`
@@ -109,6 +109,11 @@ def read_off_mesh(path: str) -> Data:
             "path",
             f"{path} has faces that index vertices outside [0, {mesh.pos.size(0)}) "
             f"(found {int(face.min())} .. {int(face.max())})",
+        )
+    a, b, c = (mesh.pos[face[i]].double() for i in range(3))
+    if not float(torch.linalg.cross(b - a, c - a).norm(dim=1).sum()) > 0:
+        raise InputError(
+            "path", f"{path} has faces of zero total area: no surface to sample points from"
         )
     return mesh
 

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from tg_samplenet.nn.sampler import SampleNet
 from tg_samplenet.ops.batch import default_batch
+from tg_samplenet.ops.checks import InputError, check_cloud_batch, check_points
 
 __all__ = ["SampleNetFPS", "hard_sample_indices"]
 
@@ -44,14 +45,14 @@ def hard_sample_indices(
 
     :rtype: :class:`torch.LongTensor` of shape :obj:`[M]`, grouped by cloud in batch order
     """
-    if not isinstance(pos, Tensor) or not torch.is_floating_point(pos):
-        kind = pos.dtype if isinstance(pos, Tensor) else type(pos).__name__
-        raise TypeError(f"pos must be a floating-point tensor (got {kind})")
+    check_points(pos, "pos")
+    check_cloud_batch(batch, pos, "batch", num_clouds)  # shapes before devices
     param = next(sampler.parameters())
     if pos.device != param.device:
-        raise ValueError(
+        raise InputError(
+            "pos",
             f"pos is on {pos.device} but the sampler is on {param.device}: move the model "
-            f"(model.to(device)) and its inputs to the same device"
+            f"(model.to(device)) and its inputs to the same device",
         )
     was_training = sampler.training
     sampler.eval()

@@ -252,7 +252,9 @@ class SampleNet(torch.nn.Module):
         sizes = cloud_sizes(batch, B)
         counts = _sample_counts(sizes, num_samples or self.num_out_points, ratio)
 
-        simplified = self.simplify(pos, batch, B).reshape(-1, 3)
+        # In eval mode the network only picks indices: no autograd history for it.
+        with torch.set_grad_enabled(self.training and torch.is_grad_enabled()):
+            simplified = self.simplify(pos, batch, B).reshape(-1, 3)
         if not is_compiling():  # a value read: compiled code skips it (see ops.checks)
             _check_simplified(simplified, pos)
         simplified_batch = torch.arange(B, device=pos.device).repeat_interleave(self.num_out_points)
@@ -338,7 +340,9 @@ class SampleNet(torch.nn.Module):
                 "path", f"{path} holds a configuration that builds no SampleNet: {error}"
             ) from error
         try:
-            sampler.load_state_dict(state["state_dict"])
+            # assign: the sampler takes the saved tensors' dtype and device (float64 stays
+            # float64; map_location="meta" gives a sampler on the meta device).
+            sampler.load_state_dict(state["state_dict"], assign=True)
         except (RuntimeError, TypeError, ValueError, AttributeError) as error:
             reason = str(error).splitlines()[0]
             raise InputError(

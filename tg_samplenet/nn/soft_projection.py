@@ -200,13 +200,17 @@ def soft_project(
     r"""The soft projection for checked input (see :class:`SoftProjection`; no argument is
     checked here).
 
-    Distances are computed on each cloud scaled by an exact power of two :math:`s`, so
-    :math:`s^{-2} \|s(\mathbf{q} - \mathbf{p}_i)\|^2` is bit for bit the plain squared
-    distance wherever that is finite. Where it is not (coordinates near :math:`10^{20}`),
-    the logits are computed from :math:`\|\mathbf{q} - \mathbf{p}_i\|^2 - \min_j
-    \|\mathbf{q} - \mathbf{p}_j\|^2` instead, the same softmax without
-    :math:`\infty - \infty`: the nearest neighbour keeps weight :math:`1` where the others
-    vanish. Half-precision weights are computed in float32.
+    Distances are computed on each cloud scaled by an exact power of two :math:`s` (no
+    coordinate range overflows or underflows). The logits are
+
+    .. math::
+        -\left(\|\mathbf{q} - \mathbf{p}_i\|^2 - \min_j \|\mathbf{q} - \mathbf{p}_j\|^2
+        \right) / \sigma,
+
+    the textbook softmax shifted by its largest logit: the same weights, and tied nearest
+    neighbours add exactly zero to :math:`\sigma`'s gradient (unshifted, a tie at a tiny
+    :math:`\sigma` gives :math:`0 \cdot \infty`). The factor :math:`s^{-2} / \sigma` is
+    formed in float64. Half-precision weights are computed in float32.
     """
     neighbors, mask = _padded_knn(pos, query, k, batch, query_batch, num_clouds)
     grouped = gather_rows(pos, neighbors)  # [M, k, D]
@@ -224,19 +228,11 @@ def soft_project(
     else:
         with torch.no_grad():
             nearest = dist.masked_fill(~mask, float("inf")).amin(1, keepdim=True)
-            unscale = power_of_two(2 * exponent, torch.float64).unsqueeze(1)  # 1 / s^2
-            limit = torch.finfo(work).max
-            # Rows whose distances in the original units stay finite take the plain form,
-            # -d / sigma, bit for bit the textbook one (an exact power of two undoes s).
-            plain = (unscale <= limit) & (nearest.double() * unscale / sigma.double() <= limit)
-        plain_logits = -(torch.where(plain, dist, 0.0) * torch.where(plain, unscale, 1.0).to(work))
-        plain_logits = plain_logits / sigma
-        # Other rows (coordinates near 1e20) shift by the nearest distance first, and the
-        # factor saturates instead of overflowing: the nearest neighbour keeps logit 0 and no
-        # 0 * inf arises.
-        factor = (unscale / sigma.double()).clamp(max=limit).to(work)
-        shifted_logits = -(dist - nearest) * torch.where(plain, 1.0, factor)
-        logits = torch.where(plain, plain_logits, shifted_logits)
+            unscale = torch.ldexp(torch.ones_like(exponent, dtype=torch.float64), 2 * exponent)
+        # 1 / (s^2 sigma), saturating instead of overflowing: a saturated row still gives
+        # its nearest neighbours logit 0 and the others -inf (weight 0).
+        beta = (unscale.unsqueeze(1) / sigma.double()).clamp(max=torch.finfo(torch.float64).max)
+        logits = (nearest - dist).double() * beta
         weights = torch.softmax(logits.masked_fill(~mask, float("-inf")), dim=1)
     weights = weights.to(pos.dtype)
     out = (weights.unsqueeze(-1) * grouped).sum(1)

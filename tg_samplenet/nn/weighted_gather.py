@@ -10,6 +10,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from tg_samplenet.ops.checks import InputError, InputTypeError
 from tg_samplenet.ops.gather import gather_rows
 
 __all__ = ["weighted_gather"]
@@ -48,6 +49,16 @@ def weighted_gather(src: Tensor, index: Tensor, weight: Optional[Tensor] = None)
     """
     if not isinstance(src, Tensor) or src.dim() < 1:
         raise TypeError(f"src must be a per-point tensor [N, *] (got {_describe(src)})")
+    if not isinstance(index, Tensor) or index.dtype not in (torch.int32, torch.int64):
+        raise InputTypeError("index", f"index must be an integer tensor (got {_describe(index)})")
+    if index.numel() > 0 and index.device.type != "meta":
+        low, high = (int(v) for v in torch.stack([index.min(), index.max()]).tolist())
+        if low < 0 or high >= src.size(0):
+            raise InputError(
+                "index",
+                f"index holds {low if low < 0 else high}, outside the {src.size(0)} rows of src "
+                f"([0, {src.size(0)}))",
+            )
     if weight is None:
         if index.dim() != 1:
             raise ValueError(f"index must be [M] without weight (got shape {list(index.shape)})")

@@ -19,6 +19,7 @@ from tg_samplenet.ops.checks import (
 from tg_samplenet.ops.farthest_point import _farthest_point_sampling
 from tg_samplenet.ops.matching import check_sampling_inputs, first_occurrence
 from tg_samplenet.ops.neighbors import _padded_knn
+from tg_samplenet.ops.scaling import scale_clouds
 
 __all__ = ["distinct_sample"]
 
@@ -122,7 +123,11 @@ def _distinct_sample(
     limit = counts if max_matched is None else counts.clamp(max=max_matched)
     keep = _rank_in_cloud(simplified_batch, B) < limit[simplified_batch]
     query, query_batch = simplified[keep].detach(), simplified_batch[keep]
-    matched, _ = _greedy_distinct(pos.detach(), batch, query, query_batch, B, k)
+    # Squared distances are formed below: each cloud scaled by an exact power of two first,
+    # so that none overflows or underflows (the same pairs, ties and order).
+    work = pos.detach().float() if pos.dtype in (torch.float16, torch.bfloat16) else pos.detach()
+    scaled, query = scale_clouds([(work, batch), (query.to(work.dtype), query_batch)], B)
+    matched, _ = _greedy_distinct(scaled, batch, query, query_batch, B, k)
     if not complete:
         return matched
     missing = counts - torch.bincount(query_batch, minlength=B)

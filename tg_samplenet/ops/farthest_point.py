@@ -259,8 +259,10 @@ def _steps_chunked(
     low = pts.masked_fill(~mask, big).amin(-1)  # [D, B, chunks]
     high = pts.masked_fill(~mask, -big).amax(-1)
     chunk_max = table.amax(-1)  # [B, chunks]
-    slot_of = torch.empty_like(order)
-    slot_of.scatter_(1, order, torch.arange(size, device=dist.device).expand(B, -1))
+    # The slot of each position; the padding slots past n (all pointing at position 0)
+    # are left out, so that they cannot stand for position 0.
+    slot_of = torch.empty_like(order[:, :n])
+    slot_of.scatter_(1, order[:, :n], torch.arange(n, device=dist.device).expand(B, -1))
 
     arange = torch.arange(B, device=dist.device)
     picked = torch.empty((B, steps), dtype=torch.long, device=dist.device)
