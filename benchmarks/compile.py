@@ -13,22 +13,25 @@ Writes benchmarks/results/compile.{json,md} (or under --out).
 
 from __future__ import annotations
 
-import argparse
 import sys
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # reproduction/ beside tg_samplenet/
+
+import argparse
+import time
 from typing import Any, Optional
 
 import torch
 import torch._dynamo
 from torch._dynamo.utils import counters
 
+from reproduction.benchmarking import format_seconds, time_call, write_json
+from reproduction.environment import metadata_markdown, run_metadata
+from reproduction.reporting import markdown_table
+from reproduction.testing import random_clouds
 from tg_samplenet import SampleNet
-from tg_samplenet.experiments.benchmarking import format_seconds, time_call, write_json
-from tg_samplenet.experiments.environment import metadata_markdown, run_metadata
-from tg_samplenet.experiments.reporting import markdown_table
 from tg_samplenet.losses import simplification_loss
-from tg_samplenet.testing import random_clouds
 
 
 def eval_forward(sampler: SampleNet, pos, batch):

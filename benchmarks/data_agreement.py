@@ -3,7 +3,7 @@ both, side by side, with the ordering of FPS, random, S-NET and SampleNet on Poi
 FPS and SampleNet-Progressive on vanilla PointNet at each size, and the pairs of samplers
 the two data sets order differently: strictly, and beyond noise (a difference within
 --standard-errors binomial standard errors of its run's evaluation clouds is a tie; see
-tg_samplenet.experiments.ordering.difference_sign).
+reproduction.ordering.difference_sign).
 
     python examples/classification.py                       # built-in data
     python examples/classification.py --profile cpu-real --dataset h5 \
@@ -15,20 +15,23 @@ Outputs in --out: data_agreement.json, .md and .png, with the machine, versions 
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # reproduction/ beside tg_samplenet/
+
+import argparse
+import json
 from typing import Optional
 
-from tg_samplenet.experiments.environment import metadata_markdown, run_metadata
-from tg_samplenet.experiments.ordering import (
+from reproduction.environment import metadata_markdown, run_metadata
+from reproduction.ordering import (
     ORDERED_GROUPS,
     discordant_pairs,
     ordering_table,
     sampler_ranking,
 )
-from tg_samplenet.experiments.plots import plot_runs_side_by_side
+from reproduction.plots import plot_runs_side_by_side
 
 
 def main(argv: Optional[list[str]] = None) -> dict:

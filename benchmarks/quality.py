@@ -16,16 +16,19 @@ default: after `python examples/classification.py`, this benchmark only re-evalu
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # reproduction/ beside tg_samplenet/
+
 import argparse
 import json
 import subprocess
-import sys
-from pathlib import Path
 from typing import Any, Optional
 
-from tg_samplenet.experiments.environment import metadata_markdown, run_metadata
-from tg_samplenet.experiments.plots import plot_metric_vs_ratio
-from tg_samplenet.experiments.reporting import markdown_table
+from reproduction.environment import metadata_markdown, run_metadata
+from reproduction.plots import plot_metric_vs_ratio
+from reproduction.reporting import markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ("classification", "registration", "reconstruction")

@@ -35,46 +35,49 @@ reuses what the example trained and only evaluates it (no per-epoch log then). O
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # reproduction/ beside tg_samplenet/
+
 import os
 
-# Idle OpenMP threads sleep (see tg_samplenet.experiments.command_line). Before torch.
+# Idle OpenMP threads sleep (see reproduction.command_line). Before torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import json
-import sys
 from collections import defaultdict
 from dataclasses import asdict, replace
-from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
 from torch_geometric.loader import DataLoader
 from tqdm import tqdm
 
-from tg_samplenet.distributed import training_loader
-from tg_samplenet.experiments.baselines import baseline_samplers
-from tg_samplenet.experiments.classification import train_pointnets
-from tg_samplenet.experiments.command_line import (
+from reproduction.baselines import baseline_samplers
+from reproduction.classification import train_pointnets
+from reproduction.command_line import (
     common_parser,
     load_splits,
     resolve_device,
     resolve_profile,
 )
-from tg_samplenet.experiments.config import CLASSIFICATION, ClassificationProfile
-from tg_samplenet.experiments.environment import metadata_markdown, run_metadata
-from tg_samplenet.experiments.plots import plot_metric_vs_ratio
-from tg_samplenet.experiments.reporting import markdown_table
-from tg_samplenet.experiments.samplers import gather_sample, make_sampler, train_sampler
-from tg_samplenet.fit import rng_state, seed_everything, set_rng_state
-from tg_samplenet.nn.sampler import SampleNet
-from tg_samplenet.ops.batch import cloud_sizes, rank_in_cloud
-from tg_samplenet.ops.distinct_matching import distinct_sample
-from tg_samplenet.ops.matching import first_occurrence, hard_sample
-from tg_samplenet.tasks.classification import (
+from reproduction.config import CLASSIFICATION, ClassificationProfile
+from reproduction.environment import metadata_markdown, run_metadata
+from reproduction.plots import plot_metric_vs_ratio
+from reproduction.reporting import markdown_table
+from reproduction.samplers import gather_sample, make_sampler, train_sampler
+from reproduction.tasks.classification import (
     PointNet,
     classification_loss,
     evaluate_accuracy,
 )
+from tg_samplenet.nn.sampler import SampleNet
+from tg_samplenet.ops.batch import cloud_sizes, rank_in_cloud
+from tg_samplenet.ops.distinct_matching import distinct_sample
+from tg_samplenet.ops.matching import first_occurrence, hard_sample
+from tg_samplenet.training.distributed import training_loader
+from tg_samplenet.training.loop import rng_state, seed_everything, set_rng_state
 
 ROOT = Path(__file__).resolve().parents[1]
 # name: (kind, changes). Loss weights (alpha, lmbda) change SampleNet's loss (the profile's
@@ -121,8 +124,8 @@ def variant_profile(
 class _Observed:
     r"""A training loader that tells the study where training is: the current batch (for
     the accuracy of the soft-projected points) and the end of every epoch. It hands
-    :func:`~tg_samplenet.fit.fit_model` what it reads of a loader (length, batch size,
-    batch sampler) and forwards the epoch :func:`~tg_samplenet.fit.fit` sets."""
+    :func:`~tg_samplenet.training.loop.fit_model` what it reads of a loader (length, batch size,
+    batch sampler) and forwards the epoch :func:`~tg_samplenet.training.loop.fit` sets."""
 
     def __init__(self, loader: DataLoader, on_epoch_end: Callable[[int], None]):
         self.loader, self.on_epoch_end = loader, on_epoch_end

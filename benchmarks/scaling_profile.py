@@ -15,9 +15,9 @@ bounds that slope. The stages, in the order the sampler runs them:
   the matched set, those distances included.
 
 Inputs are those of ``benchmarks/speed.py``: one cloud uniform on the unit sphere
-(:func:`tg_samplenet.testing.sphere_clouds`) and a SampleNet whose simplified points lie
+(:func:`reproduction.testing.sphere_clouds`) and a SampleNet whose simplified points lie
 near it, as a trained sampler's do
-(:func:`tg_samplenet.experiments.benchmarking.surface_sampler`).
+(:func:`reproduction.benchmarking.surface_sampler`).
 
 .. code-block:: bash
 
@@ -31,17 +31,22 @@ Writes :obj:`scaling_profile.json`, :obj:`scaling_profile.md` and
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # reproduction/ beside tg_samplenet/
+
 import argparse
 import os
-import sys
 from typing import Any, Optional, Sequence
 
 import torch
 from tqdm import tqdm
 
-import tg_samplenet.experiments.benchmarking as bench
-from tg_samplenet.experiments.environment import metadata_markdown, run_metadata
-from tg_samplenet.experiments.reporting import markdown_table
+import reproduction.benchmarking as bench
+from reproduction.environment import metadata_markdown, run_metadata
+from reproduction.reporting import markdown_table
+from reproduction.testing import sphere_clouds
 from tg_samplenet.ops import (
     available_backends,
     farthest_point_sampling,
@@ -51,7 +56,6 @@ from tg_samplenet.ops import (
     sample_counts,
     use_backend,
 )
-from tg_samplenet.testing import sphere_clouds
 
 SIZES = (16_000, 100_000, 1_000_000)
 SMOKE_SIZES = (1000, 4000)

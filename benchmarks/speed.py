@@ -2,9 +2,9 @@ r"""Speed and peak memory of SampleNet against PyG's samplers and the fastest sa
 can install, side by side in one process, on clouds uniform on the unit sphere:
 
 - **grid** (one cloud of :math:`N` points, ratio 1/32): the baselines of
-  :mod:`tg_samplenet.experiments.baselines`, SampleNet inference and a training step, the
-  soft projection and the dense reference of :mod:`tg_samplenet.testing`;
-- **peers** (issue 14's cases): :data:`~tg_samplenet.experiments.benchmarking.PEERS`
+  :mod:`reproduction.baselines`, SampleNet inference and a training step, the
+  soft projection and the dense reference of :mod:`reproduction.testing`;
+- **peers** (issue 14's cases): :data:`~reproduction.benchmarking.PEERS`
   (skipped with a note where they do not import; none is a dependency of the library)
   beside SampleNet's hard sampling and inference on each back-end of :mod:`tg_samplenet.ops`;
 - **back-ends**: SampleNet inference and training at the three largest :math:`N`;
@@ -20,23 +20,27 @@ and checks the targets of both performance rounds. Writes :obj:`speed.json`,
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # reproduction/ beside tg_samplenet/
+
 import argparse
 import os
-import sys
 from fractions import Fraction
 from typing import Any, Optional, Sequence
 
 import torch
 import torch_geometric
 
-import tg_samplenet.experiments.benchmarking as bench
+import reproduction.benchmarking as bench
 import tg_samplenet.ops as ops
+from reproduction.baselines import fps_sample, random_sample, voxel_sample
+from reproduction.environment import format_bytes, metadata_markdown, run_metadata
+from reproduction.reporting import markdown_table
+from reproduction.tasks import PointNet
+from reproduction.testing import dense_soft_projection, sphere_clouds
 from tg_samplenet import SoftProjection, samplenet_loss
-from tg_samplenet.experiments.baselines import fps_sample, random_sample, voxel_sample
-from tg_samplenet.experiments.environment import format_bytes, metadata_markdown, run_metadata
-from tg_samplenet.experiments.reporting import markdown_table
-from tg_samplenet.tasks import PointNet
-from tg_samplenet.testing import dense_soft_projection, sphere_clouds
 
 SEED, K, NOISE, RATIO, MEM = 0, 7, 0.01, 1 / 32, "peak_memory_bytes"
 SIZES, SMOKE_SIZES = (1000, 4000, 16_000, 100_000, 1_000_000), (500, 2000)
@@ -379,7 +383,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    bench.set_memory_preload(["torch", "torch_geometric", "tg_samplenet", "tg_samplenet.tasks"])
+    bench.set_memory_preload(["torch", "torch_geometric", "tg_samplenet", "reproduction.tasks"])
     device, default, sc = args.device, ops.get_backend(), scenarios(args.smoke)
     backends = [b for b in ("torch_cluster", "torch", "pyg_lib") if b in ops.available_backends()]
     meta = run_metadata("benchmarks/speed.py", argv, device)

@@ -19,9 +19,14 @@ Every stage resumes from its checkpoint in --out/checkpoints; see --help for tor
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # reproduction/ beside tg_samplenet/
+
 import os
 
-# Idle OpenMP threads sleep: see tg_samplenet.experiments.command_line. Before torch.
+# Idle OpenMP threads sleep: see reproduction.command_line. Before torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import time  # noqa: E402
@@ -29,21 +34,13 @@ from typing import Optional
 
 from torch_geometric.loader import DataLoader
 
-from tg_samplenet import TemperatureProfile
-from tg_samplenet.distributed import (
-    all_reduce_sum,
-    is_distributed,
-    is_main_process,
-    shard_loader,
-    training_loader,
-)
-from tg_samplenet.experiments.baselines import baseline_samplers
-from tg_samplenet.experiments.classification import train_pointnets
-from tg_samplenet.experiments.command_line import common_parser, load_splits, start_example
-from tg_samplenet.experiments.config import CLASSIFICATION
-from tg_samplenet.experiments.plots import plot_metric_vs_ratio, render_samples
-from tg_samplenet.experiments.reporting import example_metadata, results_table, write_results
-from tg_samplenet.experiments.samplers import (
+from reproduction.baselines import baseline_samplers
+from reproduction.classification import train_pointnets
+from reproduction.command_line import common_parser, load_splits, start_example
+from reproduction.config import CLASSIFICATION
+from reproduction.plots import plot_metric_vs_ratio, render_samples
+from reproduction.reporting import example_metadata, results_table, write_results
+from reproduction.samplers import (
     PROGRESSIVE_MODES,
     gather_sample,
     learned_samplers,
@@ -53,7 +50,15 @@ from tg_samplenet.experiments.samplers import (
     train_sampler,
     train_samplers,
 )
-from tg_samplenet.tasks.classification import PointNet, classification_loss, evaluate_accuracy
+from reproduction.tasks.classification import PointNet, classification_loss, evaluate_accuracy
+from tg_samplenet import TemperatureProfile
+from tg_samplenet.training.distributed import (
+    all_reduce_sum,
+    is_distributed,
+    is_main_process,
+    shard_loader,
+    training_loader,
+)
 
 
 def main(argv: Optional[list[str]] = None) -> dict:

@@ -28,9 +28,14 @@ torchrun (each global batch split over the processes, only rank 0 writes).
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # reproduction/ beside tg_samplenet/
+
 import os
 
-# Idle OpenMP threads sleep: see tg_samplenet.experiments.command_line. Before torch.
+# Idle OpenMP threads sleep: see reproduction.command_line. Before torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import math  # noqa: E402
@@ -40,10 +45,8 @@ from typing import Optional
 import torch.nn.functional as F
 from torch_geometric.loader import DataLoader
 
-from tg_samplenet import fit_sampler
-from tg_samplenet.distributed import is_main_process, shard_loader, training_loader
-from tg_samplenet.experiments.command_line import common_parser, load_splits, start_example
-from tg_samplenet.experiments.pointnet2 import (
+from reproduction.command_line import common_parser, load_splits, start_example
+from reproduction.pointnet2 import (
     POINTNET2,
     accuracy,
     build_pointnet2,
@@ -54,10 +57,12 @@ from tg_samplenet.experiments.pointnet2 import (
     seconds_per_epoch,
     train_pointnet2,
 )
-from tg_samplenet.experiments.reporting import example_metadata, write_results
-from tg_samplenet.experiments.samplers import make_sampler
-from tg_samplenet.fit import seed_everything
-from tg_samplenet.fit_sampler import freeze
+from reproduction.reporting import example_metadata, write_results
+from reproduction.samplers import make_sampler
+from tg_samplenet import fit_sampler
+from tg_samplenet.training.distributed import is_main_process, shard_loader, training_loader
+from tg_samplenet.training.fit import freeze
+from tg_samplenet.training.loop import seed_everything
 
 
 def main(argv: Optional[list[str]] = None) -> dict:

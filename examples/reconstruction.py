@@ -6,7 +6,7 @@ r"""SampleNet for reconstruction (paper §4.3, Figs. 11 and 12), on PyG batches.
    projection) to sample clouds the autoencoder reconstructs well, and one
    SampleNet-Progressive whose every prefix is such a sample.
 3. Evaluates the normalised reconstruction error (NRE) on the test split with FPS, random
-   sampling (and the other baselines of tg_samplenet.experiments.baselines), S-NET,
+   sampling (and the other baselines of reproduction.baselines), S-NET,
    SampleNet and SampleNet-Progressive for every m: per cloud,
    CD(AE(sample), complete) / CD(AE(complete), complete), then the mean, overall and per
    class. Writes results.json, results.md, nre.png, samples.png and the checkpoints into
@@ -23,9 +23,14 @@ Every stage resumes from its checkpoint in --out/checkpoints; see --help for tor
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # reproduction/ beside tg_samplenet/
+
 import os
 
-# Idle OpenMP threads sleep: see tg_samplenet.experiments.command_line. Before torch.
+# Idle OpenMP threads sleep: see reproduction.command_line. Before torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import time  # noqa: E402
@@ -33,37 +38,37 @@ from typing import Optional
 
 from torch_geometric.loader import DataLoader
 
-from tg_samplenet.distributed import (
-    evaluate_sharded,
-    is_main_process,
-    shard_loader,
-    training_loader,
-)
-from tg_samplenet.experiments.baselines import baseline_samplers
-from tg_samplenet.experiments.command_line import common_parser, load_splits, start_example
-from tg_samplenet.experiments.config import RECONSTRUCTION
-from tg_samplenet.experiments.plots import plot_metric_vs_ratio, render_samples
-from tg_samplenet.experiments.reporting import (
+from reproduction.baselines import baseline_samplers
+from reproduction.command_line import common_parser, load_splits, start_example
+from reproduction.config import RECONSTRUCTION
+from reproduction.plots import plot_metric_vs_ratio, render_samples
+from reproduction.reporting import (
     example_metadata,
     per_class_table,
     results_table,
     write_results,
 )
-from tg_samplenet.experiments.samplers import (
+from reproduction.samplers import (
     gather_sample,
     learned_samplers,
     samplenet_indices,
     train_samplers,
 )
-from tg_samplenet.fit import fit_model
-from tg_samplenet.fit_sampler import freeze
-from tg_samplenet.tasks.metrics import per_class_mean
-from tg_samplenet.tasks.reconstruction import (
+from reproduction.tasks.metrics import per_class_mean
+from reproduction.tasks.reconstruction import (
     PointCloudAE,
     evaluate_reconstruction,
     nre_summary,
     reconstruction_errors,
 )
+from tg_samplenet.training.distributed import (
+    evaluate_sharded,
+    is_main_process,
+    shard_loader,
+    training_loader,
+)
+from tg_samplenet.training.fit import freeze
+from tg_samplenet.training.loop import fit_model
 
 
 def main(argv: Optional[list[str]] = None) -> dict:

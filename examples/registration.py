@@ -9,7 +9,7 @@ r"""SampleNet for registration (paper §4.2, Figs. 9 and 10), on PyG batches.
    the template and the source (the same weights), with the task loss on the sampled
    clouds, and one SampleNet-Progressive (an addition: the paper has none for this task).
 4. Evaluates, for FPS (from a random start point, as the authors' baseline), random
-   sampling, the other baselines of tg_samplenet.experiments.baselines, S-NET, SampleNet
+   sampling, the other baselines of reproduction.baselines, S-NET, SampleNet
    and SampleNet-Progressive at every m, the mean rotation error (MRE, the geodesic angle
    between the estimated and true rotation, in degrees) and the sampling consistency (the
    Chamfer distance between the sampled template and the sampled source rotated back), and
@@ -29,9 +29,14 @@ Every stage resumes from its checkpoint in --out/checkpoints; see --help for tor
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # reproduction/ beside tg_samplenet/
+
 import os
 
-# Idle OpenMP threads sleep: see tg_samplenet.experiments.command_line. Before torch.
+# Idle OpenMP threads sleep: see reproduction.command_line. Before torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import time  # noqa: E402
@@ -40,37 +45,37 @@ from typing import Optional
 import torch
 from torch_geometric.loader import DataLoader
 
-from tg_samplenet.distributed import (
-    evaluate_sharded,
-    is_main_process,
-    shard_loader,
-    training_loader,
-)
-from tg_samplenet.experiments.baselines import baseline_samplers
-from tg_samplenet.experiments.command_line import common_parser, load_splits, start_example
-from tg_samplenet.experiments.config import REGISTRATION
-from tg_samplenet.experiments.plots import plot_metric_vs_ratio, render_registration
-from tg_samplenet.experiments.reporting import (
+from reproduction.baselines import baseline_samplers
+from reproduction.command_line import common_parser, load_splits, start_example
+from reproduction.config import REGISTRATION
+from reproduction.plots import plot_metric_vs_ratio, render_registration
+from reproduction.reporting import (
     consistency_table,
     example_metadata,
     results_table,
     write_results,
 )
-from tg_samplenet.experiments.samplers import (
+from reproduction.samplers import (
     gather_sample,
     learned_samplers,
     samplenet_indices,
     train_samplers,
 )
-from tg_samplenet.fit import fit_model
-from tg_samplenet.fit_sampler import freeze
-from tg_samplenet.tasks.registration import (
+from reproduction.tasks.registration import (
     PCRNet,
     evaluate_registration,
     make_pairs,
     random_start_fps,
     registration_loss,
 )
+from tg_samplenet.training.distributed import (
+    evaluate_sharded,
+    is_main_process,
+    shard_loader,
+    training_loader,
+)
+from tg_samplenet.training.fit import freeze
+from tg_samplenet.training.loop import fit_model
 
 
 def main(argv: Optional[list[str]] = None) -> dict:

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import tg_samplenet.ops.neighbors as backend_module
+from reproduction.testing import brute_farthest_points, brute_knn, float32_ceil, squared_distance
 from tg_samplenet.ops.batch import sample_counts
 from tg_samplenet.ops.farthest_point import fps
 from tg_samplenet.ops.neighbors import (
@@ -14,7 +15,6 @@ from tg_samplenet.ops.neighbors import (
     use_backend,
     zorder,
 )
-from tg_samplenet.testing import brute_farthest_points, brute_knn, float32_ceil, squared_distance
 
 
 def knn_distances(x, y, batch_x, batch_y, k):

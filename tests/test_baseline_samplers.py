@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from tg_samplenet.experiments.baselines import fps_sample, random_sample, voxel_sample
-from tg_samplenet.experiments.reporting import markdown_table, results_table, write_results
-from tg_samplenet.testing import brute_fps, random_clouds
+from reproduction.baselines import fps_sample, random_sample, voxel_sample
+from reproduction.reporting import markdown_table, results_table, write_results
+from reproduction.testing import brute_fps, random_clouds
 
 SIZES = [1024, 500, 20, 1, 300]
 

@@ -11,11 +11,11 @@ import pytest
 import torch
 from torch_geometric.loader import DataLoader
 
-from tg_samplenet.datasets import get_dataset
-from tg_samplenet.experiments.config import CLASSIFICATION
-from tg_samplenet.experiments.samplers import gather_sample, samplenet_indices
+from reproduction.config import CLASSIFICATION
+from reproduction.datasets import get_dataset
+from reproduction.samplers import gather_sample, samplenet_indices
+from reproduction.tasks.classification import PointNet, evaluate_accuracy
 from tg_samplenet.nn.sampler import SampleNet
-from tg_samplenet.tasks.classification import PointNet, evaluate_accuracy
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,6 +1,6 @@
 r"""The speed benchmark: its smoke run writes complete results whose targets and slopes follow
 from its own measurements, and the helpers it measures with
-(:mod:`tg_samplenet.experiments.benchmarking`) do what they claim."""
+(:mod:`reproduction.benchmarking`) do what they claim."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-import tg_samplenet.experiments.benchmarking as bench
-from tg_samplenet.experiments.environment import format_bytes, metadata_markdown, run_metadata
+import reproduction.benchmarking as bench
+from reproduction.environment import format_bytes, metadata_markdown, run_metadata
+from reproduction.testing import sphere_clouds
 from tg_samplenet.ops import sample_counts
-from tg_samplenet.testing import sphere_clouds
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_IDS = ["1", "2", "3a", "3b", "4", "R2.1", "R2.2", "R2.3a", "R2.3b", "R2.3c", "R2.3d"]

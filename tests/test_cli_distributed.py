@@ -36,15 +36,15 @@ from unittest import mock
 
 import numpy as np
 import pytest
+import tg_samplenet.fit as fit_module
 import torch
 from distributed_support import one_thread, torchrun
 from torch_geometric.loader import DataLoader
 
 import tg_samplenet.cli.train as cli_train
-import tg_samplenet.fit as fit_module
 from tg_samplenet import distributed as tdist
 from tg_samplenet.cli.main import main
-from tg_samplenet.distributed import DistributedBatchSampler
+from tg_samplenet.training.distributed import DistributedBatchSampler
 
 WORLD = 2
 SEED = 3
@@ -102,7 +102,7 @@ def train(
 ) -> dict[str, Any]:
     r"""Runs ``tg-samplenet train`` in this process and records what it trained (the weights
     of the task network and of the sampler) and which files it wrote (the targets of the
-    atomic renames). :obj:`loader` replaces :func:`~tg_samplenet.distributed.training_loader`;
+    atomic renames). :obj:`loader` replaces :func:`~tg_samplenet.training.distributed.training_loader`;
     :obj:`stop_after` interrupts the run once the sampler's checkpoint holds that epoch."""
     real_save = fit_module.atomic_save
 

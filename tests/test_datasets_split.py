@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from tg_samplenet.datasets.factory import get_dataset
+from reproduction.datasets import get_dataset
 from tg_samplenet.datasets.split import holdout, stratified_split
 from tg_samplenet.ops.checks import InputError, InputTypeError
 

@@ -6,9 +6,10 @@ import pytest
 import torch
 from torch_geometric.loader import DataLoader
 
-import tg_samplenet.datasets.synthetic as synthetic_module
-from tg_samplenet.datasets import NormalizeUnitSphere, SyntheticShapes, normalize_unit_sphere
-from tg_samplenet.datasets.primitives import Box, Cylinder, Disc, Frustum, Sphere, sample_surface
+import reproduction.shapes.synthetic as synthetic_module
+from reproduction.shapes import SyntheticShapes
+from reproduction.shapes.primitives import Box, Cylinder, Disc, Frustum, Sphere, sample_surface
+from tg_samplenet.datasets import NormalizeUnitSphere, normalize_unit_sphere
 
 
 def _binomial_tolerance(p, n, sigmas=5.0):

@@ -1,10 +1,10 @@
 import pytest
 import torch
 
+from reproduction.testing import brute_distinct_sample, random_clouds
 from tg_samplenet.ops.checks import InputError
 from tg_samplenet.ops.distinct_matching import distinct_sample
 from tg_samplenet.ops.matching import hard_sample
-from tg_samplenet.testing import brute_distinct_sample, random_clouds
 
 
 def problem(sizes, queries, seed, spread=1.0):

@@ -1,4 +1,4 @@
-r"""Data-parallel training with :mod:`tg_samplenet.distributed`: two CPU processes (gloo)
+r"""Data-parallel training with :mod:`tg_samplenet.training.distributed`: two CPU processes (gloo)
 launched by torchrun on 127.0.0.1 train a small sampler with :func:`fit_sampler` and end
 with identical weights, their loss falls, and they match one process that trains on the
 same global batches; checkpoints resume across different numbers of processes; the
@@ -45,10 +45,10 @@ from torch_geometric.nn import MLP
 import tg_samplenet.nn.recomputed_max_pool as recomputed
 from tg_samplenet import SampleNet, chamfer_distance, fit_sampler
 from tg_samplenet import distributed as tdist
-from tg_samplenet.distributed import DistributedBatchSampler
-from tg_samplenet.fit import seed_everything
-from tg_samplenet.fit_sampler import LossWeights
 from tg_samplenet.nn.recomputed_max_pool import recomputed_max_pool, use_recomputed_pool
+from tg_samplenet.training.distributed import DistributedBatchSampler
+from tg_samplenet.training.fit import LossWeights
+from tg_samplenet.training.loop import seed_everything
 
 WORLD = 2
 SEED = 3

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tg_samplenet.experiments.config import CLASSIFICATION
+from reproduction.config import CLASSIFICATION
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "classification.py"
 SMOKE = CLASSIFICATION["smoke"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tg_samplenet.experiments.config import RECONSTRUCTION, REGISTRATION
+from reproduction.config import RECONSTRUCTION, REGISTRATION
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 PROFILES = {"registration": REGISTRATION["smoke"], "reconstruction": RECONSTRUCTION["smoke"]}

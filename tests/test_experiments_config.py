@@ -1,4 +1,4 @@
-r"""The typed per-task configurations of :mod:`tg_samplenet.experiments.config` and the shared
+r"""The typed per-task configurations of :mod:`reproduction.config` and the shared
 command line: every profile is self-consistent, the paper profiles hold the authors' values,
 and the flags override what they name."""
 
@@ -9,8 +9,8 @@ from dataclasses import fields
 import pytest
 import torch
 
-from tg_samplenet.experiments.command_line import common_parser, resolve_profile
-from tg_samplenet.experiments.config import (
+from reproduction.command_line import common_parser, resolve_profile
+from reproduction.config import (
     CLASSIFICATION,
     RECONSTRUCTION,
     REGISTRATION,
@@ -18,8 +18,8 @@ from tg_samplenet.experiments.config import (
     ReconstructionProfile,
     RegistrationProfile,
 )
-from tg_samplenet.experiments.samplers import make_sampler
-from tg_samplenet.fit import LR_SCHEDULES
+from reproduction.samplers import make_sampler
+from tg_samplenet.training.loop import LR_SCHEDULES
 
 TASKS = {
     "classification": (CLASSIFICATION, ClassificationProfile),

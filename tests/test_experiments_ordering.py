@@ -1,5 +1,5 @@
 r"""The ordering of samplers and the agreement of two data sets on it
-(:mod:`tg_samplenet.experiments.ordering`, :obj:`benchmarks/data_agreement.py`), against
+(:mod:`reproduction.ordering`, :obj:`benchmarks/data_agreement.py`), against
 brute-force counts over every pair and on results files the test writes."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tg_samplenet.experiments.ordering import (
+from reproduction.ordering import (
     ORDERED_GROUPS,
     difference_sign,
     discordant_pairs,

@@ -1,4 +1,4 @@
-r"""The samplers the examples train and evaluate (:mod:`tg_samplenet.experiments.samplers`):
+r"""The samplers the examples train and evaluate (:mod:`reproduction.samplers`):
 what each evaluation mode hands the task network, against the sampler's own output and the
 brute-force soft projection, and the set of samplers :func:`train_samplers` trains."""
 
@@ -11,9 +11,8 @@ import torch
 from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
-from tg_samplenet import SampleNet
-from tg_samplenet.experiments.config import CLASSIFICATION, REGISTRATION
-from tg_samplenet.experiments.samplers import (
+from reproduction.config import CLASSIFICATION, REGISTRATION
+from reproduction.samplers import (
     gather_sample,
     learned_samplers,
     loss_weights,
@@ -23,7 +22,8 @@ from tg_samplenet.experiments.samplers import (
     train_sampler,
     train_samplers,
 )
-from tg_samplenet.testing import brute_distinct_sample, brute_soft_projection, random_clouds
+from reproduction.testing import brute_distinct_sample, brute_soft_projection, random_clouds
+from tg_samplenet import SampleNet
 
 SMALL = dict(point_channels=(8, 16), head_channels=(16,))
 
@@ -147,8 +147,8 @@ def test_residual_gradient_goes_to_the_samplers_that_project(tmp_path):
 
 
 def test_each_kind_of_sampler_trains_with_its_own_loss_weights(tmp_path, monkeypatch):
-    from tg_samplenet.experiments import samplers as module
-    from tg_samplenet.fit_sampler import LossWeights
+    from reproduction import samplers as module
+    from tg_samplenet.training.fit import LossWeights
 
     projected = LossWeights(alpha=3.0, lmbda=1.0, gamma=1.0, delta=0.0)
     profile = replace(CLASSIFICATION["smoke"], projected_loss=projected)

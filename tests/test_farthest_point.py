@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
+from reproduction.testing import brute_fps, random_clouds
 from tg_samplenet.ops.batch import rank_in_cloud, sample_counts
 from tg_samplenet.ops.farthest_point import farthest_point_sampling
-from tg_samplenet.testing import brute_fps, random_clouds
 
 
 def run(pos, batch, counts, selected=None, **kwargs):

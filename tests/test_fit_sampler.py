@@ -10,10 +10,10 @@ import torch
 from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
+from reproduction.baselines import random_sample
 from tg_samplenet import SampleNet, TemperatureProfile, fit_sampler
-from tg_samplenet.experiments.baselines import random_sample
-from tg_samplenet.fit import seed_everything
-from tg_samplenet.fit_sampler import LossWeights, freeze
+from tg_samplenet.training.fit import LossWeights, freeze
+from tg_samplenet.training.loop import seed_everything
 
 SMALL = dict(point_channels=(16, 32), head_channels=(32,))
 # A light simplification loss, so that a few steps move the samples towards the task.

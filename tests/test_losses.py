@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from reproduction.testing import brute_chamfer, nn_squared_distances, split_clouds
 from tg_samplenet.losses import (
     average_nn_distance,
     chamfer_distance,
@@ -11,7 +12,6 @@ from tg_samplenet.losses import (
     simplification_loss,
 )
 from tg_samplenet.nn.sampler import SampleNet
-from tg_samplenet.testing import brute_chamfer, nn_squared_distances, split_clouds
 
 
 def brute_la(X, Y):

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 import tg_samplenet.ops.matching as matching
+from reproduction.testing import brute_hard_sample, random_clouds
 from tg_samplenet.ops.matching import first_occurrence, hard_sample
-from tg_samplenet.testing import brute_hard_sample, random_clouds
 
 
 def test_first_occurrence_matches_python():

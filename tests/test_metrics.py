@@ -4,21 +4,21 @@ import numpy as np
 import pytest
 import torch
 
-from tg_samplenet.tasks.classification import accuracy, per_class_accuracy
-from tg_samplenet.tasks.metrics import per_class_mean
-from tg_samplenet.tasks.reconstruction import normalized_reconstruction_error
-from tg_samplenet.tasks.registration import (
+from reproduction.tasks.classification import accuracy, per_class_accuracy
+from reproduction.tasks.metrics import per_class_mean
+from reproduction.tasks.reconstruction import normalized_reconstruction_error
+from reproduction.tasks.registration import (
     mean_rotation_error,
     rotation_error_auc,
     rotation_errors,
     sampling_consistency,
 )
-from tg_samplenet.tasks.rotations import euler_angles_to_matrix, random_rotations
-from tg_samplenet.testing import brute_chamfer
+from reproduction.tasks.rotations import euler_angles_to_matrix, random_rotations
+from reproduction.testing import brute_chamfer
 
 
 def brute_force_chamfer(x, y, batch_x=None, batch_y=None, reduction="mean"):
-    r""":func:`~tg_samplenet.testing.brute_chamfer` one cloud at a time, with the call
+    r""":func:`~reproduction.testing.brute_chamfer` one cloud at a time, with the call
     signature of :func:`~tg_samplenet.chamfer_distance`."""
     batch_x = torch.zeros(len(x), dtype=torch.long) if batch_x is None else batch_x
     batch_y = torch.zeros(len(y), dtype=torch.long) if batch_y is None else batch_y

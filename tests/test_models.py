@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from tg_samplenet.tasks import PCRNet, PointCloudAE, PointNet, TNet, orthogonality_regularizer
-from tg_samplenet.tasks.layout import cloud_layout, max_pool, transform_per_cloud
-from tg_samplenet.tasks.rotations import quaternion_to_matrix, random_rotations
+from reproduction.tasks import PCRNet, PointCloudAE, PointNet, TNet, orthogonality_regularizer
+from reproduction.tasks.layout import cloud_layout, max_pool, transform_per_cloud
+from reproduction.tasks.rotations import quaternion_to_matrix, random_rotations
 
 # Narrow widths keep the tests fast; the structure is the paper's.
 SMALL_POINTNET = dict(

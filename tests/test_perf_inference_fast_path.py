@@ -8,8 +8,8 @@ import torch
 from torch_geometric.nn import MLP, global_max_pool
 
 import tg_samplenet.nn.inference_fast_path as fast_path
+from reproduction.testing import random_clouds
 from tg_samplenet.nn.inference_fast_path import chunk_bounds, chunked_max_pool, folded_mlp
-from tg_samplenet.testing import random_clouds
 
 
 def trained_mlp(channels, plain_last, seed=0) -> MLP:

@@ -8,9 +8,9 @@ import torch
 
 import tg_samplenet.ops.kdtree_search as kdtree_search
 import tg_samplenet.ops.neighbors as neighbors
+from reproduction.testing import brute_knn, random_clouds
 from tg_samplenet.ops.kdtree_search import kdtree_knn, locality_order
 from tg_samplenet.ops.neighbors import available_backends, padded_knn, use_backend
-from tg_samplenet.testing import brute_knn, random_clouds
 
 pytest.importorskip("scipy")
 

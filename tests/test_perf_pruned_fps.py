@@ -7,9 +7,9 @@ import torch
 
 import tg_samplenet.ops.farthest_point as farthest_point
 import tg_samplenet.ops.pruned_fps as pruned
+from reproduction.testing import brute_fps, random_clouds
 from tg_samplenet.ops.farthest_point import farthest_point_sampling
 from tg_samplenet.ops.pruned_fps import pruned_fps_steps
-from tg_samplenet.testing import brute_fps, random_clouds
 
 
 def distances_to(pos, batch, selected):

@@ -10,10 +10,10 @@ import torch.nn.functional as F
 from torch_geometric.nn import MLP, global_max_pool
 
 import tg_samplenet.nn.recomputed_max_pool as recomputed
+from reproduction.config import CLASSIFICATION, RECONSTRUCTION, REGISTRATION
 from tg_samplenet import SampleNet
-from tg_samplenet.distributed import SyncBatchNorm
-from tg_samplenet.experiments.config import CLASSIFICATION, RECONSTRUCTION, REGISTRATION
 from tg_samplenet.nn.recomputed_max_pool import recomputed_max_pool, use_recomputed_pool
+from tg_samplenet.training.distributed import SyncBatchNorm
 
 CHANNELS = [3, 16, 16, 32]
 

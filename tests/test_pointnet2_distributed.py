@@ -1,6 +1,6 @@
 r"""PointNet++ with learned sampling trained data-parallel: two CPU processes (gloo) launched
 by torchrun on 127.0.0.1 train the joint model of examples/pointnet2_samplenet.py with
-:func:`~tg_samplenet.experiments.pointnet2.train_pointnet2` and end with identical weights,
+:func:`~reproduction.pointnet2.train_pointnet2` and end with identical weights,
 match one process that trains on the same global batches, and gather exactly the single
 process's test accuracy; the example itself runs under torchrun and only rank 0 writes.
 
@@ -29,12 +29,12 @@ import torch
 from distributed_support import one_thread, torchrun
 from torch_geometric.loader import DataLoader
 
+from reproduction.datasets import get_dataset
+from reproduction.pointnet2 import POINTNET2, accuracy, build_pointnet2, train_pointnet2
+from reproduction.tasks.pointnet2 import evaluate_pointnet2
 from tg_samplenet import distributed as tdist
-from tg_samplenet.datasets import get_dataset
-from tg_samplenet.distributed import DistributedBatchSampler
-from tg_samplenet.experiments.pointnet2 import POINTNET2, accuracy, build_pointnet2, train_pointnet2
-from tg_samplenet.fit import seed_everything
-from tg_samplenet.tasks.pointnet2 import evaluate_pointnet2
+from tg_samplenet.training.distributed import DistributedBatchSampler
+from tg_samplenet.training.loop import seed_everything
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "pointnet2_samplenet.py"

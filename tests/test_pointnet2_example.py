@@ -1,4 +1,4 @@
-r"""PointNet++ with learned sampling (tg_samplenet.tasks.pointnet2): the radius search and the
+r"""PointNet++ with learned sampling (reproduction.tasks.pointnet2): the radius search and the
 learned set abstraction against independent expectations; examples/pointnet2_samplenet.py
 run as a user runs it (a subprocess), whose second run resumes from its checkpoints."""
 
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tg_samplenet.experiments.pointnet2 import POINTNET2, build_pointnet2
-from tg_samplenet.tasks.pointnet2 import joint_loss, radius
+from reproduction.pointnet2 import POINTNET2, build_pointnet2
+from reproduction.tasks.pointnet2 import joint_loss, radius
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "pointnet2_samplenet.py"
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from reproduction.testing import brute_fps, brute_knn
 from tg_samplenet.losses import chamfer_distance, max_nn_distance
 from tg_samplenet.nn.sampler import SampleNet
 from tg_samplenet.nn.soft_projection import SoftProjection
@@ -25,7 +26,6 @@ from tg_samplenet.ops import (
     sample_counts,
     use_backend,
 )
-from tg_samplenet.testing import brute_fps, brute_knn
 
 needs_torch_cluster = pytest.mark.skipif(
     "torch_cluster" not in available_backends(), reason="needs torch_cluster"

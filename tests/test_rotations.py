@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from tg_samplenet.tasks.rotations import (
+from reproduction.tasks.rotations import (
     euler_angles_to_matrix,
     matrix_to_quaternion,
     quaternion_to_matrix,

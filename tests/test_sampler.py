@@ -1,9 +1,7 @@
 import pytest
 import torch
 
-from tg_samplenet.nn.output import SampleNetOutput
-from tg_samplenet.nn.sampler import SampleNet
-from tg_samplenet.testing import (
+from reproduction.testing import (
     brute_farthest_points,
     brute_hard_sample,
     brute_nearest,
@@ -11,6 +9,8 @@ from tg_samplenet.testing import (
     float32_ceil,
     squared_distance,
 )
+from tg_samplenet.nn.output import SampleNetOutput
+from tg_samplenet.nn.sampler import SampleNet
 
 
 def per_cloud(index, batch, num_clouds):

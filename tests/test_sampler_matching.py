@@ -4,10 +4,10 @@ matching to distinct input points, with and without a cap on the matched points.
 import pytest
 import torch
 
+from reproduction.testing import random_clouds
 from tg_samplenet import SampleNet
 from tg_samplenet.ops import distinct_sample, hard_sample
 from tg_samplenet.ops.checks import InputError
-from tg_samplenet.testing import random_clouds
 
 
 def trained_looking_sampler(**kwargs) -> SampleNet:

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch.func import functional_call
 
+from reproduction.testing import brute_nearest, brute_soft_projection
 from tg_samplenet.nn.soft_projection import SoftProjection
-from tg_samplenet.testing import brute_nearest, brute_soft_projection
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-r"""The classification task of :mod:`tg_samplenet.tasks.classification`: its training loss and
+r"""The classification task of :mod:`reproduction.tasks.classification`: its training loss and
 the accuracy of its evaluation loop, against direct computations."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
-from tg_samplenet.tasks.classification import PointNet, classification_loss, evaluate_accuracy
-from tg_samplenet.testing import random_clouds
+from reproduction.tasks.classification import PointNet, classification_loss, evaluate_accuracy
+from reproduction.testing import random_clouds
 
 SMALL = dict(
     point_channels=(8, 8, 8, 16),

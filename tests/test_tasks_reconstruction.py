@@ -1,4 +1,4 @@
-r"""The reconstruction task of :mod:`tg_samplenet.tasks.reconstruction`: the NRE summary and
+r"""The reconstruction task of :mod:`reproduction.tasks.reconstruction`: the NRE summary and
 the evaluation's reconstruction error against brute-force references."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ import torch
 from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
-from tg_samplenet.tasks.reconstruction import (
+from reproduction.tasks.reconstruction import (
     ReconstructionOutput,
     evaluate_reconstruction,
     nre_summary,
 )
-from tg_samplenet.testing import brute_chamfer
+from reproduction.testing import brute_chamfer
 
 
 def random_clouds(num_clouds: int, num_points: int, seed: int = 0) -> list[Data]:

@@ -1,4 +1,4 @@
-r"""The registration task of :mod:`tg_samplenet.tasks.registration`: the pair generator, the
+r"""The registration task of :mod:`reproduction.tasks.registration`: the pair generator, the
 rotation error and sampling consistency of the evaluation, and the random-start FPS baseline,
 against SciPy and brute-force references."""
 
@@ -11,14 +11,14 @@ from scipy.spatial.transform import Rotation
 from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
-from tg_samplenet.tasks.registration import (
+from reproduction.tasks.registration import (
     PCRNetOutput,
     evaluate_registration,
     make_pairs,
     random_start_fps,
     registration_loss,
 )
-from tg_samplenet.testing import brute_chamfer
+from reproduction.testing import brute_chamfer
 
 
 def random_clouds(num_clouds: int, num_points: int, seed: int = 0) -> list[Data]:

@@ -1,4 +1,4 @@
-r"""The brute-force references of :mod:`tg_samplenet.testing` on inputs small enough to
+r"""The brute-force references of :mod:`reproduction.testing` on inputs small enough to
 check by hand, and the random inputs' layout."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tg_samplenet.testing import (
+from reproduction.testing import (
     brute_chamfer,
     brute_farthest_points,
     brute_fps,

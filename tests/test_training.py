@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from tg_samplenet.fit import fit, fit_model, learning_rate_schedule, seed_everything
 from tg_samplenet.io import atomic_save, load_checkpoint
+from tg_samplenet.training.loop import fit, fit_model, learning_rate_schedule, seed_everything
 
 
 def _run(tmp_path, num_epochs: int, checkpoint):

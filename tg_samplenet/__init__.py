@@ -7,13 +7,12 @@ under it:
 - :mod:`tg_samplenet.ops`: parameter-free functions on PyG's :obj:`(pos, batch)` layout,
 - :mod:`tg_samplenet.nn`: :class:`SoftProjection`, :class:`SampleNet`, the fps drop-in,
 - :mod:`tg_samplenet.losses`, :mod:`tg_samplenet.temperature`, :mod:`tg_samplenet.io`,
-- :mod:`tg_samplenet.tasks`: the paper's task networks and metrics,
+- :mod:`reproduction.tasks`: the paper's task networks and metrics,
 - :mod:`tg_samplenet.datasets`: the built-in shapes and the real data sets' loaders,
 - :mod:`tg_samplenet.experiments`: configurations, training loops and reports of the
   examples and benchmarks.
 """
 
-from tg_samplenet.fit_sampler import fit_sampler
 from tg_samplenet.losses import (
     average_nn_distance,
     chamfer_distance,
@@ -32,6 +31,7 @@ from tg_samplenet.nn import (
     SoftProjectionOutput,
 )
 from tg_samplenet.temperature import TemperatureProfile
+from tg_samplenet.training import LossWeights, fit_sampler, freeze
 from tg_samplenet.transforms import SampleNetSampling
 
 __version__ = "0.2.0"

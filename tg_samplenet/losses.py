@@ -293,7 +293,7 @@ def samplenet_loss(
 
     The :math:`\sigma` term is dropped when :obj:`out` carries none (S-NET mode). The
     defaults are the authors' classification settings; the other tasks' weights are in
-    :mod:`tg_samplenet.experiments.config`.
+    :mod:`reproduction.config`.
 
     Args:
         task_loss (torch.Tensor): :math:`L_{task}` computed on :obj:`out.pos`, one value.

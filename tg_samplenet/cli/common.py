@@ -12,9 +12,9 @@ from typing import Any, Callable, Optional, Union
 
 import torch
 
-from tg_samplenet.distributed import is_main_process
 from tg_samplenet.io import load_checkpoint
 from tg_samplenet.nn.sampler import SampleNet
+from tg_samplenet.training.distributed import is_main_process
 
 __all__ = [
     "add_device_argument",

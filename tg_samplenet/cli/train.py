@@ -39,6 +39,21 @@ from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 from torch_geometric.transforms import Compose, FixedPoints
 
+from reproduction.baselines import baseline_samplers
+from reproduction.config import CLASSIFICATION, RECONSTRUCTION, Profile
+from reproduction.environment import run_metadata
+from reproduction.samplers import (
+    gather_sample,
+    make_sampler,
+    samplenet_indices,
+    train_sampler,
+)
+from reproduction.tasks.classification import PointNet, classification_loss, evaluate_accuracy
+from reproduction.tasks.reconstruction import (
+    PointCloudAE,
+    evaluate_reconstruction,
+    reconstruction_errors,
+)
 from tg_samplenet.cli.common import (
     add_device_argument,
     command_parser,
@@ -52,7 +67,9 @@ from tg_samplenet.cli.point_files import (
     read_point_file,
 )
 from tg_samplenet.datasets.normalize import NormalizeUnitSphere
-from tg_samplenet.distributed import (
+from tg_samplenet.io import atomic_save, atomic_write
+from tg_samplenet.nn.sampler import SampleNet
+from tg_samplenet.training.distributed import (
     all_reduce_sum,
     evaluate_sharded,
     get_world_size,
@@ -62,25 +79,8 @@ from tg_samplenet.distributed import (
     shard_loader,
     training_loader,
 )
-from tg_samplenet.experiments.baselines import baseline_samplers
-from tg_samplenet.experiments.config import CLASSIFICATION, RECONSTRUCTION, Profile
-from tg_samplenet.experiments.environment import run_metadata
-from tg_samplenet.experiments.samplers import (
-    gather_sample,
-    make_sampler,
-    samplenet_indices,
-    train_sampler,
-)
-from tg_samplenet.fit import fit_model, seed_everything
-from tg_samplenet.fit_sampler import freeze
-from tg_samplenet.io import atomic_save, atomic_write
-from tg_samplenet.nn.sampler import SampleNet
-from tg_samplenet.tasks.classification import PointNet, classification_loss, evaluate_accuracy
-from tg_samplenet.tasks.reconstruction import (
-    PointCloudAE,
-    evaluate_reconstruction,
-    reconstruction_errors,
-)
+from tg_samplenet.training.fit import freeze
+from tg_samplenet.training.loop import fit_model, seed_everything
 
 __all__ = ["add_parser", "run", "load_clouds"]
 
@@ -263,7 +263,7 @@ class _Task:
     complete clouds, the sampler's task loss and the metric on held-out clouds:
     :obj:`evaluate(loader, shard, device, sample=None)`, over every cloud of :obj:`loader`,
     computed under torchrun on this rank's batches :obj:`shard`
-    (:func:`~tg_samplenet.distributed.shard_loader`) and combined over the ranks."""
+    (:func:`~tg_samplenet.training.distributed.shard_loader`) and combined over the ranks."""
 
     name: str
     metric: str

@@ -12,8 +12,8 @@ here. :class:`~tg_samplenet.nn.sampler.SampleNet` therefore uses this pool only 
 those of the plain path.
 
 Under data-parallel training the BatchNorm layers are synchronised ones
-(:func:`tg_samplenet.distributed.sync_batch_norm`: :class:`torch.nn.SyncBatchNorm` or
-:class:`tg_samplenet.distributed.SyncBatchNorm`, which name their :obj:`process_group`), and
+(:func:`tg_samplenet.training.distributed.sync_batch_norm`: :class:`torch.nn.SyncBatchNorm` or
+:class:`tg_samplenet.training.distributed.SyncBatchNorm`, which name their :obj:`process_group`), and
 so are the statistics here: each process's count, mean and squared deviations are merged
 over the group (two all-reduces per layer, in float64), so every process normalises with the
 statistics of the whole global batch and moves the running statistics identically, as one
@@ -70,7 +70,7 @@ def use_recomputed_pool(num_points: int, mlp: Optional[MLP] = None) -> bool:
 
 def _sync_group(bn: torch.nn.Module) -> Optional[Any]:
     # The process group over which a training-mode BatchNorm layer synchronises its batch
-    # statistics: torch.nn.SyncBatchNorm and tg_samplenet.distributed.SyncBatchNorm name it
+    # statistics: torch.nn.SyncBatchNorm and tg_samplenet.training.distributed.SyncBatchNorm name it
     # in `process_group` (None: the default group); None for a layer that does not (or a
     # group of one process, where there is nothing to merge).
     if not (hasattr(bn, "process_group") and bn.training):

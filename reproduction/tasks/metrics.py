@@ -1,6 +1,6 @@
 r"""Measures that more than one task shares: reductions and per-class means. Each task's own
-metric lives in its module (:mod:`~tg_samplenet.tasks.classification`,
-:mod:`~tg_samplenet.tasks.registration`, :mod:`~tg_samplenet.tasks.reconstruction`).
+metric lives in its module (:mod:`~reproduction.tasks.classification`,
+:mod:`~reproduction.tasks.registration`, :mod:`~reproduction.tasks.reconstruction`).
 
 Every function returns a tensor on the input's device (0-dimensional for a mean; call
 :obj:`.item()` for a Python number), so evaluation loops need no device synchronisation.

@@ -12,8 +12,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Data, InMemoryDataset
 
-from tg_samplenet.datasets.normalize import normalize_unit_sphere
-from tg_samplenet.datasets.primitives import (
+from reproduction.shapes.primitives import (
     Box,
     Cylinder,
     Disc,
@@ -22,6 +21,7 @@ from tg_samplenet.datasets.primitives import (
     Sphere,
     sample_surface,
 )
+from tg_samplenet.datasets.normalize import normalize_unit_sphere
 from tg_samplenet.datasets.utils import check_names, check_seed, check_split, selection_tag
 from tg_samplenet.ops.checks import InputTypeError, check_bool, check_number, check_positive_int
 
@@ -420,7 +420,7 @@ class SyntheticShapes(InMemoryDataset):
 
     Every shape is a union of primitives (boxes, cylinders, discs, frustums, spheres) whose
     proportions vary randomly per instance. Points are drawn uniformly by surface area over
-    the union (see :func:`~tg_samplenet.datasets.primitives.sample_surface`), and every cloud
+    the union (see :func:`~reproduction.shapes.primitives.sample_surface`), and every cloud
     is centred and scaled into the unit sphere (see :func:`normalize_unit_sphere`).
 
     The classes come in confusable pairs that differ only by a small, thin or low-area part,
@@ -437,7 +437,7 @@ class SyntheticShapes(InMemoryDataset):
 
     .. code-block:: python
 
-        from tg_samplenet.datasets import SyntheticShapes
+        from reproduction.shapes import SyntheticShapes
 
         train = SyntheticShapes(split="train", num_points=1024)
         train[0]  # Data(pos=[1024, 3], y=[1])

@@ -1,15 +1,15 @@
 r"""The paper's three tasks, one module each, in PyG's :obj:`(pos, batch)` layout: the task
 network, its loss, its metric and its evaluation on the points a sampler keeps.
 
-- :mod:`~tg_samplenet.tasks.classification`: PointNet, accuracy.
-- :mod:`~tg_samplenet.tasks.registration`: PCRNet, template/source pairs, rotation errors,
+- :mod:`~reproduction.tasks.classification`: PointNet, accuracy.
+- :mod:`~reproduction.tasks.registration`: PCRNet, template/source pairs, rotation errors,
   sampling consistency.
-- :mod:`~tg_samplenet.tasks.reconstruction`: the point-cloud autoencoder, NRE.
+- :mod:`~reproduction.tasks.reconstruction`: the point-cloud autoencoder, NRE.
 
-:mod:`~tg_samplenet.tasks.layout` (per-cloud pooling), :mod:`~tg_samplenet.tasks.rotations`
-and :mod:`~tg_samplenet.tasks.metrics` hold what the tasks share."""
+:mod:`~reproduction.tasks.layout` (per-cloud pooling), :mod:`~reproduction.tasks.rotations`
+and :mod:`~reproduction.tasks.metrics` hold what the tasks share."""
 
-from tg_samplenet.tasks.classification import (
+from reproduction.tasks.classification import (
     PointNet,
     TNet,
     accuracy,
@@ -18,8 +18,8 @@ from tg_samplenet.tasks.classification import (
     orthogonality_regularizer,
     per_class_accuracy,
 )
-from tg_samplenet.tasks.metrics import per_class_mean
-from tg_samplenet.tasks.reconstruction import (
+from reproduction.tasks.metrics import per_class_mean
+from reproduction.tasks.reconstruction import (
     PointCloudAE,
     ReconstructionOutput,
     evaluate_reconstruction,
@@ -27,7 +27,7 @@ from tg_samplenet.tasks.reconstruction import (
     nre_summary,
     reconstruction_errors,
 )
-from tg_samplenet.tasks.registration import (
+from reproduction.tasks.registration import (
     PCRNet,
     PCRNetOutput,
     evaluate_registration,

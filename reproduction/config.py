@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Optional
 
-from tg_samplenet.fit_sampler import LossWeights
+from tg_samplenet.training.fit import LossWeights
 
 __all__ = [
     "CLASSIFICATION_LOSS",
@@ -102,7 +102,7 @@ class ClassificationProfile(Profile):
     cosine or staircase :obj:`lr_schedule` applies to PointNet and to the samplers. Its
     :obj:`"prefix"` row keeps its first :obj:`progressive_prefix` learned points and
     continues with farthest points (see
-    :func:`~tg_samplenet.experiments.samplers.progressive_points`).
+    :func:`~reproduction.samplers.progressive_points`).
     """
 
     k: int = 7

@@ -12,19 +12,19 @@ from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.nn import MLP
 
-from tg_samplenet.losses import chamfer_distance
-from tg_samplenet.ops.batch import cloud_sizes, num_clouds, sample_counts
-from tg_samplenet.ops.checks import check_positive_int
-from tg_samplenet.ops.farthest_point import farthest_point_sampling
-from tg_samplenet.tasks.layout import check_widths, cloud_layout, max_pool
-from tg_samplenet.tasks.metrics import reduce_values
-from tg_samplenet.tasks.rotations import (
+from reproduction.tasks.layout import check_widths, cloud_layout, max_pool
+from reproduction.tasks.metrics import reduce_values
+from reproduction.tasks.rotations import (
     euler_angles_to_matrix,
     quaternion_to_matrix,
     random_euler_angles,
     rotate_points,
     rotation_angle,
 )
+from tg_samplenet.losses import chamfer_distance
+from tg_samplenet.ops.batch import cloud_sizes, num_clouds, sample_counts
+from tg_samplenet.ops.checks import check_positive_int
+from tg_samplenet.ops.farthest_point import farthest_point_sampling
 
 __all__ = [
     "PCRNet",
@@ -157,10 +157,10 @@ class PCRNet(torch.nn.Module):
 
 def rotation_errors(rotation_est: Tensor, rotation_gt: Tensor) -> Tensor:
     r"""The geodesic angle in degrees between each estimated and true rotation,
-    :func:`~tg_samplenet.tasks.rotations.rotation_angle`.
+    :func:`~reproduction.tasks.rotations.rotation_angle`.
 
     This is half of what the authors' registration code reports (it doubles the angle; see
-    :func:`~tg_samplenet.tasks.rotations.rotation_angle`).
+    :func:`~reproduction.tasks.rotations.rotation_angle`).
 
     Args:
         rotation_est (torch.Tensor): Estimated rotations :obj:`[B, 3, 3]`.

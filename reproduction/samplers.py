@@ -10,11 +10,11 @@ from typing import Any, Callable, Optional
 
 from torch import Tensor
 
-from tg_samplenet.experiments.config import Profile
-from tg_samplenet.fit_sampler import LossWeights, default_inputs, fit_sampler
+from reproduction.config import Profile
 from tg_samplenet.nn.sampler import SampleNet
 from tg_samplenet.ops.checks import check_int
 from tg_samplenet.temperature import TemperatureProfile
+from tg_samplenet.training.fit import LossWeights, default_inputs, fit_sampler
 
 __all__ = [
     "PROGRESSIVE_MODES",

@@ -27,8 +27,8 @@ import torch
 import torch.utils.benchmark as benchmark
 from torch import Tensor
 
-from tg_samplenet.experiments.baselines import random_sample
-from tg_samplenet.experiments.reporting import markdown_table
+from reproduction.baselines import random_sample
+from reproduction.reporting import markdown_table
 from tg_samplenet.nn.sampler import SampleNet
 from tg_samplenet.ops.batch import cloud_ptr, sample_counts
 

@@ -6,7 +6,7 @@ are broken towards the lowest index, as the library's kernels do.
 
 .. code-block:: python
 
-    from tg_samplenet.testing import brute_fps, random_clouds
+    from reproduction.testing import brute_fps, random_clouds
 
     pos, batch = random_clouds([20, 7], seed=0, dtype=torch.float64)
     expected = brute_fps(pos, batch, counts=[5, 3])  # greedy farthest points, per cloud

@@ -7,11 +7,11 @@ from typing import Any, Optional
 
 from torch_geometric.data import InMemoryDataset
 
+from reproduction.shapes.synthetic import SyntheticShapes
 from tg_samplenet.datasets.hdf5 import HDF5PointClouds
 from tg_samplenet.datasets.modelnet import ModelNetPointClouds
 from tg_samplenet.datasets.shapenet import ShapeNetPointClouds
 from tg_samplenet.datasets.split import check_val_fraction, holdout
-from tg_samplenet.datasets.synthetic import SyntheticShapes
 from tg_samplenet.ops.checks import InputError, InputTypeError
 
 __all__ = ["DATASET_NAMES", "get_dataset"]
@@ -54,7 +54,7 @@ def get_dataset(
 
     .. code-block:: python
 
-        from tg_samplenet.datasets import get_dataset
+        from reproduction.datasets import get_dataset
 
         train = get_dataset("synthetic", split="train", num_points=1024)
         test = get_dataset("modelnet40", "data/ModelNet40", split="test", num_points=1024)

@@ -11,10 +11,10 @@ import torch
 from torch import Tensor
 from torch_geometric.nn import MLP
 
+from reproduction.tasks.layout import check_widths, cloud_layout, max_pool
+from reproduction.tasks.metrics import per_class_mean, reduce_values
 from tg_samplenet.losses import chamfer_distance
 from tg_samplenet.ops.checks import check_positive_int
-from tg_samplenet.tasks.layout import check_widths, cloud_layout, max_pool
-from tg_samplenet.tasks.metrics import per_class_mean, reduce_values
 
 __all__ = [
     "PointCloudAE",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from itertools import combinations
 from typing import Any, Mapping, Sequence
 
-from tg_samplenet.experiments.reporting import markdown_table
+from reproduction.reporting import markdown_table
 
 __all__ = [
     "ORDERED_GROUPS",

@@ -14,8 +14,8 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from tg_samplenet.experiments.config import Profile
-from tg_samplenet.experiments.environment import run_metadata
+from reproduction.config import Profile
+from reproduction.environment import run_metadata
 
 __all__ = [
     "consistency_table",
@@ -97,7 +97,7 @@ def example_metadata(
     started: float,
 ) -> dict[str, Any]:
     r"""What :obj:`results.json` records of an example's run: command, date, machine and
-    versions (:func:`~tg_samplenet.experiments.environment.run_metadata`), and the profile's
+    versions (:func:`~reproduction.environment.run_metadata`), and the profile's
     name and settings, the data set, the split evaluated on (:obj:`"val"` with
     :obj:`--val-fraction`), seed, device and the seconds since :obj:`started`."""
     meta = run_metadata(script, sys.argv[1:] if argv is None else list(argv), str(args.device))

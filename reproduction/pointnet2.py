@@ -14,20 +14,20 @@ import torch
 from torch import Tensor
 from torch.utils.benchmark import Timer
 
-from tg_samplenet.distributed import all_reduce_sum, data_parallel, is_distributed
-from tg_samplenet.experiments.config import (
+from reproduction.config import (
     CLASSIFICATION_LOSS,
     CLASSIFICATION_PROGRESSIVE_LOSS,
     Profile,
 )
-from tg_samplenet.experiments.plots import plot_metric_vs_ratio
-from tg_samplenet.experiments.reporting import markdown_table
-from tg_samplenet.experiments.samplers import make_sampler
-from tg_samplenet.fit import fit, learning_rate_schedule, training_step
-from tg_samplenet.fit_sampler import LossWeights
+from reproduction.plots import plot_metric_vs_ratio
+from reproduction.reporting import markdown_table
+from reproduction.samplers import make_sampler
+from reproduction.tasks.pointnet2 import PointNet2, evaluate_pointnet2, joint_loss, swap_fps
 from tg_samplenet.nn.fps_drop_in import SampleNetFPS
 from tg_samplenet.ops.farthest_point import fps
-from tg_samplenet.tasks.pointnet2 import PointNet2, evaluate_pointnet2, joint_loss, swap_fps
+from tg_samplenet.training.distributed import all_reduce_sum, data_parallel, is_distributed
+from tg_samplenet.training.fit import LossWeights
+from tg_samplenet.training.loop import fit, learning_rate_schedule, training_step
 
 __all__ = [
     "PointNet2Profile",
@@ -85,7 +85,7 @@ POINTNET2 = {
 
 def build_pointnet2(num_classes: int, profile: PointNet2Profile, learned: bool) -> PointNet2:
     r"""PointNet++ at the profile's sizes, with fps or with one SampleNet per set
-    abstraction (:func:`~tg_samplenet.experiments.samplers.make_sampler`)."""
+    abstraction (:func:`~reproduction.samplers.make_sampler`)."""
     return PointNet2(
         num_classes,
         profile.num_points,
@@ -113,9 +113,9 @@ def optimizer_and_loss(model: PointNet2, profile: PointNet2Profile, steps: int):
 
 def train_pointnet2(model, loader, profile, ckpt: Path, device, progress) -> list[float]:
     r"""Trains (or resumes) :obj:`model`; returns the loss per epoch. Under torchrun it trains
-    data-parallel (:func:`~tg_samplenet.distributed.data_parallel`: synchronised BatchNorm,
+    data-parallel (:func:`~tg_samplenet.training.distributed.data_parallel`: synchronised BatchNorm,
     gradients averaged over the ranks) on a
-    :func:`~tg_samplenet.distributed.training_loader`, and only rank 0 writes :obj:`ckpt`."""
+    :func:`~tg_samplenet.training.distributed.training_loader`, and only rank 0 writes :obj:`ckpt`."""
     steps = profile.task_epochs * len(loader)
     optimizer, scheduler, loss_fn = optimizer_and_loss(model, profile, steps)
     state = {"model": model, "optimizer": optimizer}
@@ -151,9 +151,9 @@ def seconds_per_epoch(model, loader, profile, device, batches: int = 5) -> float
 
 
 def accuracy(model: PointNet2, loader, shard, device, sample=None, whole: bool = False) -> float:
-    r"""The test accuracy of :func:`~tg_samplenet.tasks.pointnet2.evaluate_pointnet2` over
+    r"""The test accuracy of :func:`~reproduction.tasks.pointnet2.evaluate_pointnet2` over
     :obj:`loader`; under torchrun each rank counts the correct predictions on its
-    :obj:`shard` (:func:`~tg_samplenet.distributed.shard_loader`) and the counts add up, so
+    :obj:`shard` (:func:`~tg_samplenet.training.distributed.shard_loader`) and the counts add up, so
     the value is the single process's. With :obj:`whole` every rank evaluates every batch:
     for fps, which draws each cloud's random start from one generator across calls."""
     if whole or not is_distributed():

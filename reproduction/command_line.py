@@ -19,10 +19,10 @@ from typing import NamedTuple
 import torch
 from torch_geometric.data import Dataset
 
-from tg_samplenet.datasets import DATASET_NAMES, get_dataset
-from tg_samplenet.distributed import init_distributed, main_process_first
-from tg_samplenet.experiments.config import Profile
-from tg_samplenet.fit import seed_everything
+from reproduction.config import Profile
+from reproduction.datasets import DATASET_NAMES, get_dataset
+from tg_samplenet.training.distributed import init_distributed, main_process_first
+from tg_samplenet.training.loop import seed_everything
 
 __all__ = [
     "ExampleRun",

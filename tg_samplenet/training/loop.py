@@ -1,6 +1,6 @@
 r"""The resumable training loop: tqdm progress, an atomic checkpoint after every epoch, and
 resuming from it exactly where it stopped; the learning-rate schedules; seeding. Under
-torchrun it trains data-parallel (:mod:`tg_samplenet.distributed`)."""
+torchrun it trains data-parallel (:mod:`tg_samplenet.training.distributed`)."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from tg_samplenet.distributed import (
+from tg_samplenet.io import atomic_save
+from tg_samplenet.training.distributed import (
     all_reduce_mean,
     broadcast_checkpoint,
     data_parallel,
     is_main_process,
     set_epoch,
 )
-from tg_samplenet.io import atomic_save
 
 __all__ = [
     "LR_SCHEDULES",
@@ -134,7 +134,7 @@ def fit(
 
     Under torchrun only rank 0 writes the checkpoint and shows the bar; every rank resumes
     from the checkpoint rank 0 reads, the loader's sampler is told each epoch
-    (:func:`~tg_samplenet.distributed.set_epoch`), and each epoch's loss is the mean over the
+    (:func:`~tg_samplenet.training.distributed.set_epoch`), and each epoch's loss is the mean over the
     ranks.
 
     Args:
@@ -206,8 +206,8 @@ def fit_model(
     r"""Trains :obj:`model` with Adam on :obj:`loss_fn(data)` for every batch of
     :obj:`loader` (moved to :obj:`device`), with a :func:`learning_rate_schedule`, through
     the resumable :func:`fit`. Under torchrun the model trains through
-    :func:`~tg_samplenet.distributed.data_parallel` (DistributedDataParallel with
-    synchronised BatchNorm); give it a :func:`~tg_samplenet.distributed.training_loader`.
+    :func:`~tg_samplenet.training.distributed.data_parallel` (DistributedDataParallel with
+    synchronised BatchNorm); give it a :func:`~tg_samplenet.training.distributed.training_loader`.
 
     Args:
         model (torch.nn.Module): The model; it is put in training mode before every step.

@@ -320,7 +320,7 @@ def training_loader(
     process group it is :obj:`DataLoader(dataset, batch_size, shuffle, drop_last=drop_last,
     **kwargs)`, exactly; under torchrun it takes this rank's share of every global batch of
     :obj:`batch_size` items (:class:`DistributedBatchSampler`, reshuffled from :obj:`seed`
-    every epoch by :func:`~tg_samplenet.fit.fit`).
+    every epoch by :func:`~tg_samplenet.training.loop.fit`).
 
     Args:
         dataset (Dataset): The training data.
@@ -372,7 +372,7 @@ def gather_cat(local: Optional[Union[Tensor, tuple[Tensor, ...]]]) -> Any:
     r"""Concatenates every rank's per-item results along their first dimension, in rank
     order, on every rank: with :func:`shard_loader` that is the single process's order.
     :obj:`local` is a tensor or a tuple of tensors (e.g. what
-    :func:`~tg_samplenet.tasks.registration.evaluate_registration` returns), or :obj:`None`
+    :func:`~reproduction.tasks.registration.evaluate_registration` returns), or :obj:`None`
     for a rank that had nothing to evaluate; tensors travel through the CPU. Without a
     process group it returns :obj:`local`."""
     if not is_distributed():

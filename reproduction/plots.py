@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from tg_samplenet.tasks.rotations import rotate_points
+from reproduction.tasks.rotations import rotate_points
 
 __all__ = [
     "plot_metric_vs_ratio",

@@ -10,8 +10,6 @@ from typing import Any, Callable, Iterable, Optional, Sequence, Union
 import torch
 from torch import Tensor
 
-from tg_samplenet.distributed import barrier, is_main_process
-from tg_samplenet.fit import fit_model
 from tg_samplenet.losses import progressive_loss, samplenet_loss
 from tg_samplenet.nn.output import SampleNetOutput
 from tg_samplenet.nn.sampler import SampleNet
@@ -23,6 +21,8 @@ from tg_samplenet.ops.checks import (
     check_positive_int,
 )
 from tg_samplenet.temperature import TemperatureProfile
+from tg_samplenet.training.distributed import barrier, is_main_process
+from tg_samplenet.training.loop import fit_model
 
 __all__ = ["LossWeights", "default_inputs", "fit_sampler", "freeze"]
 
@@ -38,7 +38,7 @@ class LossWeights:
         + (\gamma + \delta |Q|) L_a(P, Q)\right) + \lambda \sigma
 
     The authors' values per task are in
-    :mod:`tg_samplenet.experiments.config` (:obj:`CLASSIFICATION_LOSS`, ...).
+    :mod:`reproduction.config` (:obj:`CLASSIFICATION_LOSS`, ...).
 
     Args:
         alpha (float): :math:`\alpha`, the simplification loss.
@@ -130,7 +130,7 @@ def fit_sampler(
     rerun resumes exactly where it stopped; the trained sampler is then written with its
     configuration to :obj:`out` (:meth:`SampleNet.save`, read back by
     :meth:`SampleNet.load`). Under torchrun it trains data-parallel (see
-    :func:`~tg_samplenet.fit.fit_model`) and only rank 0 writes files.
+    :func:`~tg_samplenet.training.loop.fit_model`) and only rank 0 writes files.
 
     .. code-block:: python
 
@@ -164,7 +164,7 @@ def fit_sampler(
             a scheduled (not learned) temperature drops the :math:`\lambda\sigma` term, as
             the paper's study does. (default: :obj:`None`, learned)
         lr_schedule (str, optional): :obj:`"constant"`, :obj:`"cosine"` or
-            :obj:`"staircase"` (:func:`~tg_samplenet.fit.learning_rate_schedule`).
+            :obj:`"staircase"` (:func:`~tg_samplenet.training.loop.learning_rate_schedule`).
             (default: :obj:`"constant"`)
         decay_samples (int, optional): The staircase's step in samples.
             (default: :obj:`600000`)

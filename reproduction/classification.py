@@ -9,10 +9,10 @@ from typing import Union
 import torch
 from torch_geometric.loader import DataLoader
 
-from tg_samplenet.experiments.config import ClassificationProfile
-from tg_samplenet.fit import fit_model
-from tg_samplenet.fit_sampler import freeze
-from tg_samplenet.tasks.classification import PointNet, classification_loss
+from reproduction.config import ClassificationProfile
+from reproduction.tasks.classification import PointNet, classification_loss
+from tg_samplenet.training.fit import freeze
+from tg_samplenet.training.loop import fit_model
 
 __all__ = ["train_pointnets"]
 

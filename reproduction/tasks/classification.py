@@ -12,15 +12,15 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.nn import MLP
 
-from tg_samplenet.ops.checks import check_positive_int
-from tg_samplenet.tasks.layout import (
+from reproduction.tasks.layout import (
     CloudLayout,
     check_widths,
     cloud_layout,
     max_pool,
     transform_per_cloud,
 )
-from tg_samplenet.tasks.metrics import per_class_mean
+from reproduction.tasks.metrics import per_class_mean
+from tg_samplenet.ops.checks import check_positive_int
 
 __all__ = [
     "TNet",

@@ -1,0 +1,18 @@
+r"""Training a sampler for any frozen model (:func:`fit_sampler`, :class:`LossWeights`,
+:func:`freeze`) and what it needs: the resumable loop with atomic checkpoints and
+learning-rate schedules (:mod:`~tg_samplenet.training.loop`) and data-parallel training under
+torchrun (:mod:`~tg_samplenet.training.distributed`)."""
+
+from tg_samplenet.training.fit import LossWeights, default_inputs, fit_sampler, freeze
+from tg_samplenet.training.loop import fit, fit_model, learning_rate_schedule, seed_everything
+
+__all__ = [
+    "LossWeights",
+    "default_inputs",
+    "fit",
+    "fit_model",
+    "fit_sampler",
+    "freeze",
+    "learning_rate_schedule",
+    "seed_everything",
+]
