@@ -308,12 +308,32 @@ class SampleNet(torch.nn.Module):
             **out,
         )
 
-    def save(self, path: Union[str, os.PathLike]):
+    def save(self, path: Union[str, os.PathLike], metadata: Optional[dict[str, Any]] = None):
         r"""Saves the configuration and weights to :obj:`path` atomically (a partial file never
-        replaces a good one)."""
+        replaces a good one), with :obj:`metadata` (e.g. a record of the training, plain
+        Python values) that :meth:`read_metadata` returns."""
         from tg_samplenet.io import atomic_save
 
-        atomic_save({"config": self.config, "state_dict": self.state_dict()}, path)
+        state = {"config": self.config, "state_dict": self.state_dict()}
+        if metadata:
+            state["metadata"] = dict(metadata)
+        atomic_save(state, path)
+
+    @staticmethod
+    def read_metadata(path: Union[str, os.PathLike]) -> dict[str, Any]:
+        r"""The :obj:`metadata` that :meth:`save` wrote into :obj:`path` (:obj:`{}` if none),
+        without building the sampler.
+
+        Raises:
+            FileNotFoundError: If :obj:`path` does not exist.
+            InputError: If the file is not a SampleNet file; the message names it.
+        """
+        from tg_samplenet.io import load_checkpoint
+
+        state = load_checkpoint(path, map_location="cpu")
+        if not isinstance(state, dict) or "config" not in state or "state_dict" not in state:
+            raise InputError("path", f"{path} is not a SampleNet file written by SampleNet.save()")
+        return dict(state.get("metadata") or {})
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike], map_location: Any = "cpu") -> SampleNet:
