@@ -13,7 +13,7 @@ from torch import Tensor
 from tg_samplenet.ops.neighbors import available_backends, use_backend
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-BACKENDS = ["pyg_lib", "torch_cluster", "torch"]
+BACKENDS = ["pyg_lib", "torch_cluster", "kdtree", "torch"]
 
 
 @pytest.fixture(params=DEVICES)

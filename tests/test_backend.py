@@ -3,18 +3,22 @@ import math
 import pytest
 import torch
 
-import tg_samplenet.ops.neighbors as backend_module
+import tg_samplenet.ops.kdtree as kdtree_module
+import tg_samplenet.ops.zorder as zorder_module
 from reproduction.testing import brute_farthest_points, brute_knn, float32_ceil, squared_distance
-from tg_samplenet.ops.batch import sample_counts
-from tg_samplenet.ops.farthest_point import fps
-from tg_samplenet.ops.neighbors import (
+from tg_samplenet.ops import (
+    InputError,
     available_backends,
+    fps,
     get_backend,
+    knn,
     nearest_index,
     padded_knn,
+    radius,
+    sample_counts,
     use_backend,
-    zorder,
 )
+from tg_samplenet.ops.zorder import zorder
 
 
 def knn_distances(x, y, batch_x, batch_y, k):
@@ -23,12 +27,12 @@ def knn_distances(x, y, batch_x, batch_y, k):
 
 
 def test_backend_selection():
-    assert available_backends()[-1] == "torch"
-    before = get_backend()
+    assert available_backends()[-2:] == ["kdtree", "torch"]
+    assert get_backend("cpu") == "kdtree"  # the CPU default, with or without extensions
     with use_backend("torch"):
-        assert get_backend() == "torch"
-    assert get_backend() == before
-    with pytest.raises(ValueError, match="Unknown back-end 'nope'"):
+        assert get_backend("cpu") == "torch"
+    assert get_backend("cpu") == "kdtree"
+    with pytest.raises(InputError, match="'nope'"):
         with use_backend("nope"):
             pass
 
@@ -37,7 +41,7 @@ def test_use_backend_refuses_a_missing_package():
     missing = [name for name in ("pyg_lib", "torch_cluster") if name not in available_backends()]
     if not missing:
         pytest.skip("every back-end is installed")
-    with pytest.raises(RuntimeError, match="not installed"):
+    with pytest.raises(InputError, match="not installed"):
         with use_backend(missing[0]):
             pass
 
@@ -59,18 +63,16 @@ def test_knn_matches_brute_force(backend, device, make_clouds, k):
 
 @pytest.mark.parametrize("k", [1, 4])
 def test_knn_in_zorder_matches_brute_force(make_clouds, k, monkeypatch):
-    # The Z-order path that large CPU clouds take before torch_cluster.knn, forced here.
-    if "torch_cluster" not in available_backends():
-        pytest.skip("torch_cluster is not installed")
-    monkeypatch.setattr(backend_module, "_ZORDER_ABOVE", 1)
-    with use_backend("torch_cluster"):
+    # The Z-order path that large clouds take before the kd-tree, forced here.
+    monkeypatch.setattr(kdtree_module, "ZORDER_ABOVE", 1)
+    with use_backend("kdtree"):
         check_knn_against_brute_force(torch.device("cpu"), make_clouds, k)
 
 
 def test_spread_bits_moves_bit_i_to_bit_3i():
     values = torch.arange(1024)
     expected = [sum(((v >> b) & 1) << (3 * b) for b in range(10)) for v in range(1024)]
-    assert backend_module._spread_bits(values).tolist() == expected
+    assert zorder_module._spread_bits(values).tolist() == expected
 
 
 def test_zorder_sorts_each_cloud_by_its_morton_code(make_clouds):
@@ -87,17 +89,6 @@ def test_zorder_sorts_each_cloud_by_its_morton_code(make_clouds):
         code = sum(((int(cell[a]) >> b) & 1) << (3 * b + a) for b in range(10) for a in range(3))
         codes.append((int(batch[i]), code))
     assert order.tolist() == sorted(range(pos.size(0)), key=lambda j: codes[j])
-
-
-def test_zorder_of_one_cloud_equals_the_batched_path(make_clouds):
-    # One cloud takes a path without per-point gathers; a trailing empty cloud forces the
-    # batched path on the same points. Integer points: many equal coordinates and codes.
-    pos, _ = make_clouds([300], seed=6)
-    grid = (pos * 4).floor()
-    for points in (pos, grid, pos[:, :2], torch.cat([grid, pos], 1)):
-        batch = torch.zeros(points.size(0), dtype=torch.long)
-        assert torch.equal(zorder(points, batch, 1), zorder(points, batch, 2))
-        assert zorder(points, batch, 1).tolist() == zorder(points, batch, 2).tolist()
 
 
 def check_knn_against_brute_force(device, make_clouds, k):
@@ -142,7 +133,7 @@ def test_knn_without_queries(backend, device):
 def test_knn_rejects_queries_of_a_cloud_without_points(backend):
     x, batch_x = torch.rand(3, 3), torch.tensor([0, 0, 0])
     y, batch_y = torch.rand(2, 3), torch.tensor([0, 1])
-    with pytest.raises(ValueError, match="no reference points"):
+    with pytest.raises(InputError, match="nothing to compare them with"):
         padded_knn(x, y, 2, batch_x, batch_y)
 
 
@@ -197,15 +188,15 @@ def test_fps_with_random_start(backend, make_clouds):
     assert index.unique().numel() == index.numel()
 
 
-def test_torch_fps_equals_torch_cluster_exactly(make_clouds):
+def test_plain_fps_equals_torch_cluster_exactly(make_clouds):
     torch_cluster = pytest.importorskip("torch_cluster")
     cases = [([30, 17, 1, 64], 0.5), ([100], 0.25), ([3, 7], 0.3), ([40, 41, 5], 1.0)]
     for seed, (sizes, ratio) in enumerate(cases):
         for dtype in (torch.float32, torch.float64):
             pos, batch = make_clouds(sizes, seed=seed, dtype=dtype)
             expected = torch_cluster.fps(pos, batch, ratio, random_start=False)
-            with use_backend("torch"):
-                got = fps(pos, batch, ratio=ratio, random_start=False)
+            got = fps(pos, batch, ratio=ratio, random_start=False)  # the CPU default
+            assert get_backend("cpu") == "kdtree"
             assert torch.equal(got, expected), (sizes, ratio, dtype)
 
 
@@ -232,3 +223,36 @@ def test_fps_without_points(backend, device):
 def test_fps_rejects_a_ratio_outside_the_unit_interval(ratio):
     with pytest.raises(ValueError, match=r"ratio must lie in \(0, 1\]"):
         fps(torch.rand(10, 3), ratio=ratio)
+
+
+def test_knn_and_radius_keep_pygs_edge_layout(backend, make_clouds):
+    # PyG's contract: [2, E], row 0 indexes y, row 1 indexes x; grouped by query in order,
+    # nearest first; fewer than k where a cloud holds fewer points (no padding).
+    x, batch_x = make_clouds([7, 1, 12], seed=11)
+    y, batch_y = make_clouds([3, 2, 4], seed=12)
+    for k in (1, 4):
+        row, col = knn(x, y, k, batch_x, batch_y)
+        expected = knn_distances(x, y, batch_x, batch_y, k)
+        assert row.tolist() == [i for i in range(y.size(0)) for _ in expected[i]]
+        got = [squared_distance(x[j].tolist(), y[i].tolist()) for i, j in zip(row, col)]
+        assert got == pytest.approx([d for row in expected for d in row], rel=1e-5, abs=1e-7)
+    r = 0.45
+    row, col = radius(x, y, r, batch_x, batch_y, max_num_neighbors=3)
+    every = knn_distances(x, y, batch_x, batch_y, 12)
+    want = [(i, d) for i in range(y.size(0)) for d in every[i][:3] if d < r * r]
+    got = [(int(i), squared_distance(x[j].tolist(), y[i].tolist())) for i, j in zip(row, col)]
+    assert [i for i, _ in got] == [i for i, _ in want]
+    assert [d for _, d in got] == pytest.approx([d for _, d in want], rel=1e-5, abs=1e-7)
+    assert all(batch_x[j] == batch_y[i] for i, j in zip(row, col))
+
+
+def test_knn_and_radius_take_pygs_arguments(make_clouds):
+    x, batch = make_clouds([20, 30], seed=13)
+    a = knn(x, x, 3, batch, batch, cosine=False, num_workers=2, batch_size=2)
+    b = knn(x=x, y=x, k=3, batch_x=batch, batch_y=batch)
+    assert torch.equal(a, b)
+    c = radius(x, x, 0.3, batch, batch, max_num_neighbors=8, num_workers=1, batch_size=3)
+    assert torch.equal(c, radius(x, x, 0.3, batch, batch, 8))
+    # Cosine distance ranks unit vectors as Euclidean distance does.
+    unit = torch.nn.functional.normalize(x, dim=1)
+    assert torch.equal(knn(x * 3, x, 2, batch, batch, cosine=True), knn(unit, unit, 2, batch, batch))

@@ -3,7 +3,8 @@ import torch
 
 from reproduction.testing import brute_distinct_sample, random_clouds
 from tg_samplenet.ops.checks import InputError
-from tg_samplenet.ops.distinct_matching import distinct_sample
+import tg_samplenet.ops.matching as matching
+from tg_samplenet.ops.matching import distinct_sample
 from tg_samplenet.ops.matching import hard_sample
 
 
@@ -26,11 +27,13 @@ def problem(sizes, queries, seed, spread=1.0):
 
 @pytest.mark.parametrize("k", [1, 2, 16])
 @pytest.mark.parametrize("seed", range(4))
-def test_matches_the_sorted_pairs_greedy(backend, k, seed):
+def test_matches_the_sorted_pairs_greedy(backend, k, seed, monkeypatch):
+    # Few candidates per query and round force the searches of the free points again.
+    monkeypatch.setattr(matching, "DISTINCT_CANDIDATES", k)
     sizes, queries = [30, 7, 0, 12, 1], [12, 7, 0, 20, 1]
     pos, batch, simplified, simplified_batch = problem(sizes, queries, seed)
     counts = torch.tensor([12, 7, 0, 12, 1])  # cloud 3 keeps its first 12 of 20
-    index = distinct_sample(pos, batch, simplified, simplified_batch, counts, k=k)
+    index = distinct_sample(pos, batch, simplified, simplified_batch, counts)
     assert index.tolist() == brute_distinct_sample(pos, batch, simplified, simplified_batch, counts)
     assert torch.bincount(batch[index], minlength=5).tolist() == counts.tolist()
     for cloud in range(5):
@@ -38,11 +41,12 @@ def test_matches_the_sorted_pairs_greedy(backend, k, seed):
         assert mine.unique().numel() == mine.numel()
 
 
-def test_a_cloud_matched_whole_is_a_permutation(backend):
+def test_a_cloud_matched_whole_is_a_permutation(backend, monkeypatch):
     # As many queries as points: the greedy matching orders the whole cloud.
+    monkeypatch.setattr(matching, "DISTINCT_CANDIDATES", 3)
     pos, batch, simplified, simplified_batch = problem([25, 9], [25, 9], seed=5, spread=4.0)
     counts = torch.tensor([25, 9])
-    index = distinct_sample(pos, batch, simplified, simplified_batch, counts, k=3)
+    index = distinct_sample(pos, batch, simplified, simplified_batch, counts)
     assert index.tolist() == brute_distinct_sample(pos, batch, simplified, simplified_batch, counts)
     assert sorted(index.tolist()) == list(range(34))
 
@@ -102,7 +106,6 @@ def test_nothing_to_match():
     [
         (dict(counts=torch.tensor([6])), "counts"),
         (dict(max_matched=-1), "max_matched must be at least 0"),
-        (dict(k=0), "k must be at least 1"),
         (dict(complete=1), "complete must be a bool"),
     ],
 )

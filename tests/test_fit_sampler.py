@@ -11,8 +11,8 @@ from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
 from reproduction.baselines import random_sample
-from tg_samplenet import SampleNet, TemperatureProfile, fit_sampler
-from tg_samplenet.training.fit import LossWeights, freeze
+from tg_samplenet import SampleNet, TemperatureSchedule, fit_sampler
+from tg_samplenet import LossWeights, freeze
 from tg_samplenet.training.loop import seed_everything
 
 SMALL = dict(point_channels=(16, 32), head_channels=(32,))
@@ -39,10 +39,10 @@ def frozen_task() -> torch.nn.Module:
     return freeze(model)
 
 
-def run(tmp_path=None, m: int = 4, epochs: int = 6, stop_after=None, **kwargs):
-    r"""Trains a small sampler from seed 0; :obj:`stop_after` task-loss calls, it raises
+def run(tmp_path=None, m: int = 4, epochs: int = 6, stop_after=None, seed=0, **kwargs):
+    r"""Trains a small sampler from :obj:`seed`; :obj:`stop_after` task-loss calls, it raises
     :class:`Interrupted`, as a killed run stops."""
-    seed_everything(0)
+    seed_everything(seed)
     task = frozen_task()
     loader = DataLoader(clouds(), batch_size=6, shuffle=True)
     sampler = SampleNet(m, k=4, **SMALL, **kwargs.pop("sampler", {}))
@@ -75,13 +75,18 @@ class Interrupted(Exception):
 
 
 def test_loss_falls_and_samples_serve_the_task_better_than_random():
-    sampler, history, _ = run(epochs=8)
-    assert len(history) == 8 and history[-1] < history[0]
-    assert not sampler.training  # ready for inference
+    # The task prefers low points: over three seeds the learned samples sit clearly lower
+    # than random ones (one seed's margin varies from 0.1 to 0.5).
     data = next(iter(DataLoader(clouds(seed=1), batch_size=24)))
-    learned = data.pos[sampler(data.pos, data.batch).index][:, 2].mean()
     index = random_sample(data.pos, data.batch, 4, torch.Generator().manual_seed(0))
-    assert learned < data.pos[index][:, 2].mean() - 0.3
+    random_height = float(data.pos[index][:, 2].mean())
+    heights = []
+    for seed in range(3):
+        sampler, history, _ = run(epochs=8, seed=seed)
+        assert len(history) == 8 and history[-1] < history[0]
+        assert not sampler.training  # ready for inference
+        heights.append(float(data.pos[sampler(data.pos, data.batch).index][:, 2].mean()))
+    assert max(heights) < random_height and sum(heights) / 3 < random_height - 0.2
 
 
 def test_interrupted_run_resumes_to_the_uninterrupted_weights(tmp_path):
@@ -128,7 +133,7 @@ def test_skip_projection_trains_on_the_simplified_points():
 
 
 def test_scheduled_temperature_is_applied_and_drops_the_sigma_term():
-    schedule = TemperatureProfile("constant", start=0.05)
+    schedule = TemperatureSchedule("constant", start=0.05)
     weights = LossWeights(alpha=0.0, lmbda=1e6, gamma=1.0, delta=0.0)
     sampler, history, calls = run(
         epochs=2, sampler={"learn_temperature": False}, temperature=schedule, loss_weights=weights

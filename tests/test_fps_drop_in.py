@@ -119,7 +119,7 @@ def test_accepts_the_position_dtypes_fps_accepts(sampler_fps, make_clouds, dtype
     index = sampler_fps(pos, batch, 0.25)
     # Cast to the sampler's float32, as the docstring says.
     assert torch.equal(index, eval_index(sampler_fps.sampler, pos.float(), batch, ratio=0.25))
-    with pytest.raises(TypeError, match="floating-point"):
+    with pytest.raises(TypeError, match="floating point"):
         sampler_fps(torch.zeros(10, 3, dtype=torch.long))
 
 
@@ -242,7 +242,7 @@ def test_fps_per_layer_calls_the_running_layers_sampler():
     router.remove()
     with pytest.raises(RuntimeError, match="outside"):
         outer(pos)  # hooks removed: no layer is running for the router
-    with pytest.raises(TypeError, match="keys must be modules"):
+    with pytest.raises(TypeError, match="must map modules"):
         FPSPerLayer({"sa1": fps})
     with pytest.raises(TypeError, match="non-empty dict"):
         FPSPerLayer({})

@@ -1,6 +1,6 @@
 r"""Property-based fuzz of the modules and what they produce: SoftProjection (construction and
 projection), SampleNet (construction, eval and training), its losses on its own output,
-TemperatureProfile, and SampleNet.load on truncated, corrupt and foreign files. Each call
+TemperatureSchedule, and SampleNet.load on truncated, corrupt and foreign files. Each call
 returns a correct result or raises an InputError that names the bad argument."""
 
 import io
@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from tg_samplenet.losses import progressive_loss, samplenet_loss
 from tg_samplenet.nn.sampler import SampleNet
 from tg_samplenet.nn.soft_projection import SoftProjection
-from tg_samplenet.temperature import TemperatureProfile
+from tg_samplenet.temperature import TemperatureSchedule
 
 # NaN and inf inputs make numpy warn inside the checks themselves.
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -279,7 +279,7 @@ def test_losses_on_samplenet_output(x, task, alpha, progressive):
     epoch=st.sampled_from([0, 3, 50, -1, 1.5]),
 )
 def test_temperature_profile(kind, start, end, num_epochs, epoch):
-    profile, error = promise("TemperatureProfile", TemperatureProfile, kind, start, end, num_epochs)
+    profile, error = promise("TemperatureSchedule", TemperatureSchedule, kind, start, end, num_epochs)
     ok = kind in ("learned", "linear", "exponential", "constant")
     ok = ok and finite_number(start) and start > 0 and finite_number(end) and end > 0
     ok = ok and isinstance(num_epochs, int) and num_epochs >= 1
@@ -287,7 +287,7 @@ def test_temperature_profile(kind, start, end, num_epochs, epoch):
         assert error is not None
         return
     assert error is None, error
-    sigma, error = promise("TemperatureProfile.sigma", profile.sigma, epoch)
+    sigma, error = promise("TemperatureSchedule.sigma", profile.sigma, epoch)
     if not isinstance(epoch, int):
         assert error is not None
         return

@@ -13,18 +13,14 @@ from hypothesis import strategies as st
 
 from tg_samplenet.ops import (
     available_backends,
-    cloud_ptr,
-    cloud_sizes,
     farthest_point_sampling,
     first_occurrence,
     fps,
     hard_sample,
     nearest_index,
     padded_knn,
-    rank_in_cloud,
     sample_counts,
     use_backend,
-    zorder,
 )
 
 BACKENDS = [name for name in available_backends() if name != "pyg_lib"]
@@ -344,40 +340,3 @@ def test_sample_counts(sizes, ratio, num_samples):
         return
     assert error is None, error
     assert counts.tolist() == [min(s, num_samples) for s in sizes]
-
-
-@FUZZ
-@given(c=clouds(dims=(3,)), extra=st.sampled_from([0, 1, 2, -1]))
-def test_batch_helpers(c, extra):
-    batch = c.batch if c.batch is not None else torch.zeros(len(c.values), dtype=torch.long)
-    num = c.num_clouds + extra
-    sizes, error = promise("cloud_sizes", cloud_sizes, batch, num)
-    b = batch.numpy() if isinstance(batch, torch.Tensor) else None
-    index_ok = batch.dtype in (torch.int32, torch.int64) and batch.dim() == 1
-    index_ok = index_ok or (batch.numel() == 0 and batch.dim() == 1)
-    if not index_ok or (len(b) and b.min() < 0) or (len(b) and num < b.max() + 1) or num < 0:
-        assert error is not None
-    else:
-        assert error is None, error
-        assert sizes.tolist() == np.bincount(b.astype(int), minlength=num).tolist()
-        ptr, error = promise("cloud_ptr", cloud_ptr, batch, num)
-        assert ptr.tolist() == [0] + np.cumsum(sizes.numpy()).tolist()
-        rank, error = promise("rank_in_cloud", rank_in_cloud, batch, num)
-        if np.all(np.diff(b) >= 0):
-            assert error is None, error
-            expected = [int((b[:i] == v).sum()) for i, v in enumerate(b)]
-            assert rank.tolist() == expected
-        else:
-            assert error is not None
-
-
-@FUZZ
-@given(c=clouds())
-def test_zorder(c):
-    order, error = promise("zorder", zorder, c.pos, c.batch)
-    if not c.valid:
-        assert error is not None
-        return
-    assert error is None, error
-    assert sorted(order.tolist()) == list(range(len(c.values)))
-    assert np.all(np.diff(c.cloud[order.numpy()]) >= 0), "a cloud moved"

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tg_samplenet.losses import chamfer_distance
-from tg_samplenet.ops.gather import gather_rows
+from tg_samplenet.nn.weighted_gather import gather_rows
 
 
 @settings(max_examples=40, deadline=None)

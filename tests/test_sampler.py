@@ -316,14 +316,14 @@ def test_inference_network_equals_the_unfolded_unchunked_network(make_clouds, mo
     # Inference folds BatchNorm into the linear layers and pools the per-point features in
     # chunks; both must give the training-time graph's output in eval mode. Clouds span
     # chunk borders, one is empty and one trails with no points at all.
-    import tg_samplenet.nn.inference_fast_path as fast_path
+    import tg_samplenet.ops.kernels as kernels
 
     torch.manual_seed(0)
     sampler = SampleNet(6, k=3)
     pos, batch = make_clouds([7, 0, 12, 3], seed=5)
     sampler(pos, batch)  # moves the BatchNorm statistics away from their initial values
     sampler.eval()
-    monkeypatch.setattr(fast_path, "POOL_CHUNK", 5)
+    monkeypatch.setattr(kernels, "POOL_CHUNK", 5)
     with torch.no_grad():
         fast = sampler.simplify(pos, batch, 5)
         features = sampler.point_mlp(pos)  # the plain layers, BatchNorm in eval mode

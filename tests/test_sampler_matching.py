@@ -41,7 +41,7 @@ def test_default_matching_is_the_papers():
         out = sampler(pos, batch)
     expected = hard_sample(pos, batch, out.simplified, out.simplified_batch, out.counts)
     assert torch.equal(out.index, expected)
-    assert "matching" not in sampler.config  # files of the default stay as they were
+    assert sampler.config["matching"] == "nearest"
 
 
 def test_matching_survives_save_and_load(tmp_path):

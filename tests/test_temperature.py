@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from tg_samplenet.nn.soft_projection import SoftProjection
-from tg_samplenet.temperature import TemperatureProfile, temperature_profile
+from tg_samplenet.temperature import TemperatureSchedule
 
 
 def test_linear_rectified_profile():
-    profile = TemperatureProfile("linear", start=1.0, end=0.1, num_epochs=10)
+    profile = TemperatureSchedule("linear", start=1.0, end=0.1, num_epochs=10)
     values = [profile.sigma(epoch) for epoch in range(15)]
     assert values[0] == pytest.approx(1.0)
     assert values[5] == pytest.approx(0.55)  # half-way between start and end
@@ -18,7 +18,7 @@ def test_linear_rectified_profile():
 
 
 def test_exponential_profile():
-    profile = TemperatureProfile("exponential", start=1.0, end=1e-3, num_epochs=6)
+    profile = TemperatureSchedule("exponential", start=1.0, end=1e-3, num_epochs=6)
     values = [profile.sigma(epoch) for epoch in range(10)]
     assert values[0] == pytest.approx(1.0)
     assert values[3] == pytest.approx(math.sqrt(1e-3))  # geometric mean at mid-way
@@ -28,13 +28,13 @@ def test_exponential_profile():
 
 
 def test_constant_profile():
-    profile = TemperatureProfile("constant", start=0.3)
+    profile = TemperatureSchedule("constant", start=0.3)
     assert [profile.sigma(epoch) for epoch in (0, 1, 50, 500)] == [0.3] * 4
 
 
 @pytest.mark.parametrize("kind", ["linear", "exponential", "constant"])
 def test_fixed_profiles_set_the_projection(kind):
-    profile = temperature_profile(kind, start=0.5, end=0.01, num_epochs=4)
+    profile = TemperatureSchedule(kind, start=0.5, end=0.01, num_epochs=4)
     proj = SoftProjection(min_sigma=1e-4)
     for epoch in range(6):
         profile.apply(proj, epoch)
@@ -43,7 +43,7 @@ def test_fixed_profiles_set_the_projection(kind):
 
 
 def test_learned_profile_leaves_the_temperature_alone():
-    profile = TemperatureProfile("learned")
+    profile = TemperatureSchedule("learned")
     assert profile.learned and profile.sigma(3) is None
     proj = SoftProjection(initial_temperature=0.7)
     with torch.no_grad():
@@ -54,15 +54,15 @@ def test_learned_profile_leaves_the_temperature_alone():
 
 
 def test_bad_profiles_are_rejected():
-    with pytest.raises(ValueError, match="Unknown temperature profile 'cosine'"):
-        TemperatureProfile("cosine")
+    with pytest.raises(ValueError, match="Unknown temperature schedule 'cosine'"):
+        TemperatureSchedule("cosine")
     with pytest.raises(ValueError, match="start and end must be positive"):
-        TemperatureProfile("linear", start=0.0)
+        TemperatureSchedule("linear", start=0.0)
     with pytest.raises(ValueError, match="num_epochs must be at least 1"):
-        TemperatureProfile("linear", num_epochs=0)
+        TemperatureSchedule("linear", num_epochs=0)
 
 
 def test_repr():
-    assert repr(TemperatureProfile("learned")) == "TemperatureProfile('learned')"
-    profile = TemperatureProfile("linear", start=1.0, end=0.001, num_epochs=50)
-    assert repr(profile) == "TemperatureProfile('linear', start=1.0, end=0.001, num_epochs=50)"
+    assert repr(TemperatureSchedule("learned")) == "TemperatureSchedule('learned')"
+    profile = TemperatureSchedule("linear", start=1.0, end=0.001, num_epochs=50)
+    assert repr(profile) == "TemperatureSchedule('linear', start=1.0, end=0.001, num_epochs=50)"

@@ -16,7 +16,6 @@ from tg_samplenet.ops import (
     nearest_index,
     padded_knn,
     sample_counts,
-    zorder,
 )
 from tg_samplenet.ops.checks import check_ratio
 
@@ -114,30 +113,30 @@ def test_k_below_one():
 def test_tensors_on_different_devices(cloud):
     # "meta" tensors have a device but no data, so this runs without a GPU.
     pos, batch = cloud
-    with pytest.raises(ValueError, match="Expected all tensors on one device"):
+    with pytest.raises(ValueError, match="one device|same device"):
         SampleNet(num_out_points=4).to("meta")(pos, batch)
-    with pytest.raises(ValueError, match="Expected all tensors on one device"):
+    with pytest.raises(ValueError, match="one device|same device"):
         SampleNet(num_out_points=4)(pos, batch.to("meta"))
-    with pytest.raises(ValueError, match="Expected all tensors on one device"):
+    with pytest.raises(ValueError, match="one device|same device"):
         SampleNet(num_out_points=4)(pos.to("meta"))
-    with pytest.raises(ValueError, match="Expected all tensors on one device"):
+    with pytest.raises(ValueError, match="one device|same device"):
         SoftProjection()(pos, pos[:2].to("meta"))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_tensors_on_cpu_and_cuda(cloud):
     pos, batch = cloud
-    with pytest.raises(ValueError, match="Expected all tensors on one device"):
+    with pytest.raises(ValueError, match="one device|same device"):
         SampleNet(num_out_points=4)(pos.cuda(), batch.cuda())
-    with pytest.raises(ValueError, match="Expected all tensors on one device"):
+    with pytest.raises(ValueError, match="one device|same device"):
         SoftProjection()(pos, pos[:2].cuda())
 
 
 def test_dtype_of_pos_and_model_differ(cloud):
     pos, batch = cloud
-    with pytest.raises(TypeError, match="pos is torch.float64 but SampleNet's parameters are"):
+    with pytest.raises(TypeError, match="pos is torch.float64 but the sampler is"):
         SampleNet(num_out_points=4)(pos.double(), batch)
-    with pytest.raises(TypeError, match="pos is torch.float32 but SampleNet's parameters are"):
+    with pytest.raises(TypeError, match="pos is torch.float32 but the sampler is"):
         SampleNet(num_out_points=4).double()(pos, batch)
 
 
@@ -169,7 +168,6 @@ def test_bad_batch_vectors_are_named_by_every_op(batch, message):
     calls = [
         lambda: fps(pos, batch, 0.5),
         lambda: farthest_point_sampling(pos, batch, torch.tensor([1, 1])),
-        lambda: zorder(pos, batch),
     ]
     for call in calls:
         with pytest.raises(InputError, match=message):
@@ -206,9 +204,9 @@ def test_counts_and_ratios():
         farthest_point_sampling(pos, batch, torch.tensor([1, 3]))
     with pytest.raises(InputError, match="counts\\[0\\] = 2 exceeds the 1 unselected points"):
         farthest_point_sampling(pos, batch, torch.tensor([2, 0]), selected=torch.tensor([2, 0]))
-    with pytest.raises(InputError, match="counts has 1 entries but the batch vectors name 2"):
+    with pytest.raises(InputError, match="counts must have one entry per cloud"):
         farthest_point_sampling(pos, batch, torch.tensor([1]))
-    with pytest.raises(InputError, match="selected holds the index 5, outside"):
+    with pytest.raises(InputError, match="selected holds 5, outside"):
         farthest_point_sampling(pos, batch, torch.tensor([1, 1]), selected=torch.tensor([5]))
     with pytest.raises(InputError, match="batch_size=1 is smaller than the batch vector implies"):
         fps(pos, batch, batch_size=1)

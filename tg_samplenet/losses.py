@@ -11,21 +11,20 @@ from torch import Tensor
 from torch_geometric.utils import scatter
 
 from tg_samplenet.nn.output import SampleNetOutput
-from tg_samplenet.ops.batch import _rank_in_cloud
+from tg_samplenet.nn.weighted_gather import gather_rows
+from tg_samplenet.ops.batch import rank_in_cloud
 from tg_samplenet.ops.checks import (
     InputError,
     InputTypeError,
     check_choice,
     check_cloud_batch,
-    check_matching_points,
-    check_num_clouds,
+    check_int,
+    check_like,
     check_number,
     check_points,
     check_positive_int,
     check_references,
 )
-from tg_samplenet.ops.gather import gather_rows
-from tg_samplenet.ops.neighbors import _nearest_index
 
 __all__ = [
     "nn_squared_distance",
@@ -50,10 +49,18 @@ def _check_pair(
     x_name, y_name, batch_x_name, batch_y_name = names
     check_points(x, x_name, dim=None)
     check_points(y, y_name, dim=None)
-    check_matching_points(x, y, x_name, y_name)
+    check_like(x, y, x_name, y_name)
     batch_x, clouds_x = check_cloud_batch(batch_x, x, batch_x_name, pos_name=x_name)
     batch_y, clouds_y = check_cloud_batch(batch_y, y, batch_y_name, pos_name=y_name)
-    return batch_x, batch_y, check_num_clouds(num_clouds, max(clouds_x, clouds_y))
+    implied = max(clouds_x, clouds_y)
+    if num_clouds is None:
+        return batch_x, batch_y, implied
+    if check_int(num_clouds, "num_clouds", minimum=0) < implied:
+        raise InputError(
+            "num_clouds",
+            f"num_clouds={num_clouds} is smaller than the batch vectors imply ({implied} clouds)",
+        )
+    return batch_x, batch_y, num_clouds
 
 
 def _per_cloud(value: Tensor, batch: Tensor, num_clouds: int, reduce: str) -> Tensor:
@@ -80,7 +87,7 @@ def _reduce(value: Tensor, present: Tensor, reduction: str, names: tuple[str, st
 
 
 def _nn_squared(src: Tensor, dst: Tensor, batch_src: Tensor, batch_dst: Tensor, B: int) -> Tensor:
-    index = _nearest_index(dst, src, batch_dst, batch_src, B)
+    index = torch.ops.tg_samplenet.knn(dst, src, 1, batch_dst, batch_src, B)[0][:, 0]
     return (src - gather_rows(dst, index)).pow(2).sum(-1)
 
 
@@ -293,7 +300,7 @@ def samplenet_loss(
 
     The :math:`\sigma` term is dropped when :obj:`out` carries none (S-NET mode). The
     defaults are the authors' classification settings; the other tasks' weights are in
-    :mod:`reproduction.config`.
+    :obj:`~tg_samplenet.training.fit.PAPER_LOSS_WEIGHTS`.
 
     Args:
         task_loss (torch.Tensor): :math:`L_{task}` computed on :obj:`out.pos`, one value.
@@ -397,7 +404,7 @@ def progressive_loss(
         raise InputError("pos", "pos holds no points: the loss over no clouds is undefined")
     # A simplified point's nearest input point does not depend on the prefix it is in.
     to_input = _nn_squared(out.simplified, pos, simplified_batch, batch, B)
-    rank = _rank_in_cloud(simplified_batch, B)
+    rank = rank_in_cloud(simplified_batch, B)
     total = pos.new_zeros(())
     for size in control_sizes:
         part = out.prefix(size)

@@ -1,6 +1,6 @@
-r"""Temperature profiles for the soft projection (paper §4.1, Table 1 and Fig. 8).
+r"""Temperature schedules for the soft projection (paper §4.1, Table 1 and Fig. 8).
 
-A profile gives :math:`\sigma = t^2` per epoch. The learned profile leaves :math:`t` to the
+A schedule gives :math:`\sigma = t^2` per epoch. The learned schedule leaves :math:`t` to the
 optimiser (with the loss term :math:`\lambda \sigma`); the others set it before each epoch
 with :math:`\lambda = 0`, as in the paper's study.
 """
@@ -19,10 +19,10 @@ from tg_samplenet.ops.checks import (
     check_positive_int,
 )
 
-__all__ = ["TemperatureProfile", "temperature_profile"]
+__all__ = ["TemperatureSchedule"]
 
 
-class TemperatureProfile:
+class TemperatureSchedule:
     r"""A schedule of the squared temperature :math:`\sigma` over epochs.
 
     .. math::
@@ -45,7 +45,7 @@ class TemperatureProfile:
     def __init__(self, kind: str, start: float = 1.0, end: float = 1e-3, num_epochs: int = 100):
         if not isinstance(kind, str) or kind not in self.KINDS:
             raise InputError(
-                "kind", f"Unknown temperature profile {kind!r} (kind must be one of {self.KINDS})"
+                "kind", f"Unknown temperature schedule {kind!r} (kind must be one of {self.KINDS})"
             )
         for name, value in (("start", start), ("end", end)):
             try:
@@ -96,8 +96,3 @@ class TemperatureProfile:
             f"{self.__class__.__name__}({self.kind!r}, start={self.start}, end={self.end}, "
             f"num_epochs={self.num_epochs})"
         )
-
-
-def temperature_profile(kind: str, **kwargs) -> TemperatureProfile:
-    r"""Shorthand for :class:`TemperatureProfile`."""
-    return TemperatureProfile(kind, **kwargs)

@@ -10,10 +10,10 @@ from torch import Tensor
 from torch_geometric.data import Batch, Data
 from torch_geometric.transforms import BaseTransform
 
-from tg_samplenet.nn.fps_drop_in import hard_sample_indices
 from tg_samplenet.nn.sampler import SampleNet
 from tg_samplenet.nn.select import check_sampler_and_size, sampler_and_size_repr
 from tg_samplenet.nn.weighted_gather import weighted_gather
+from tg_samplenet.ops.checks import InputError, InputTypeError
 
 __all__ = ["SampleNetSampling"]
 
@@ -44,17 +44,17 @@ class SampleNetSampling(BaseTransform):
     Args:
         sampler (SampleNet): A trained sampler, on the device the data will be on when
             transformed (inputs are moved to it and the index back).
-        num_samples (int, optional): Points to keep, :math:`\min(m, n)`. (default:
-            :obj:`None`, the sampler's :obj:`num_out_points`)
         ratio (float, optional): Keep :math:`\lceil n \cdot r \rceil` points (float32, as
             :func:`torch_geometric.nn.fps`). (default: :obj:`None`)
+        num_samples (int, optional): Points to keep, :math:`\min(m, n)`. (default:
+            :obj:`None`, the sampler's :obj:`num_out_points`)
     """
 
     def __init__(
         self,
         sampler: SampleNet,
-        num_samples: Optional[int] = None,
         ratio: Optional[float] = None,
+        num_samples: Optional[int] = None,
     ):
         ratio = check_sampler_and_size(self, sampler, ratio, num_samples)
         self.sampler = sampler
@@ -63,17 +63,17 @@ class SampleNetSampling(BaseTransform):
 
     def forward(self, data: Data) -> Data:
         if isinstance(data, Batch) or not isinstance(data, Data):
-            raise TypeError(
+            raise InputTypeError(
+                "data",
                 f"SampleNetSampling transforms one Data object (got {type(data).__name__}); "
-                "apply it in the data set, or sample a Batch with SampleNet directly"
+                "apply it in the data set, or sample a Batch with SampleNet directly",
             )
         if getattr(data, "pos", None) is None:
-            raise ValueError("SampleNetSampling needs data.pos (the points to sample)")
+            raise InputError("data", "SampleNetSampling needs data.pos (the points to sample)")
         num_nodes = data.num_nodes
         device = next(self.sampler.parameters()).device
-        index = hard_sample_indices(
-            self.sampler, data.pos.to(device), None, self.ratio, self.num_samples
-        ).to(data.pos.device)
+        index = self.sampler.sample(data.pos.to(device), None, self.ratio, self.num_samples)
+        index = index.to(data.pos.device)
 
         for key, value in data.items():
             if key == "num_nodes":

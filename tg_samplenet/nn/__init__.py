@@ -1,10 +1,10 @@
 r"""The learned sampler's modules: :class:`SoftProjection`, :class:`SampleNet` and its output,
-:class:`SampleNetFPS` (a module with :func:`torch_geometric.nn.fps`'s signature) and
-:class:`FPSPerLayer` (one such callable per layer of a model),
-:class:`SampleNetSelect` (a PyG :class:`~torch_geometric.nn.pool.select.Select`) and the
-:func:`weighted_gather` they all carry per-point tensors with."""
+the adapters of a trained sampler (:class:`SampleNetFPS` with
+:func:`torch_geometric.nn.fps`'s signature, :class:`FPSPerLayer` for one per layer of a model,
+:class:`SampleNetSelect` as a PyG :class:`~torch_geometric.nn.pool.select.Select`) and the
+:func:`weighted_gather` that carries per-point tensors through a sampler's choice."""
 
-from tg_samplenet.nn.fps_drop_in import SampleNetFPS, hard_sample_indices
+from tg_samplenet.nn.fps_drop_in import SampleNetFPS
 from tg_samplenet.nn.fps_per_layer import FPSPerLayer
 from tg_samplenet.nn.output import SampleNetOutput
 from tg_samplenet.nn.sampler import SampleNet
@@ -21,6 +21,5 @@ __all__ = [
     "SampleNetSelectOutput",
     "SoftProjection",
     "SoftProjectionOutput",
-    "hard_sample_indices",
     "weighted_gather",
 ]

@@ -11,57 +11,13 @@ import torch
 from torch import Tensor
 
 from tg_samplenet.nn.sampler import SampleNet
-from tg_samplenet.ops.batch import default_batch
-from tg_samplenet.ops.checks import InputError, check_cloud_batch, check_points
+from tg_samplenet.ops.checks import InputTypeError
 
-__all__ = ["SampleNetFPS", "hard_sample_indices"]
+__all__ = ["SampleNetFPS"]
 
 # Positions of these dtypes are sampled in float32: a sampler returns indices, not values,
 # and 3 significant digits turn near neighbours into ties that matching cannot break.
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
-
-
-def hard_sample_indices(
-    sampler: SampleNet,
-    pos: Tensor,
-    batch: Optional[Tensor] = None,
-    ratio: Optional[float] = None,
-    num_samples: Optional[int] = None,
-    num_clouds: Optional[int] = None,
-) -> Tensor:
-    r"""The indices that a trained :obj:`sampler` selects in eval mode, whatever mode it is
-    in (its mode is restored afterwards), without gradients. Positions of any floating
-    dtype are cast to the sampler's dtype; they must be on the sampler's device.
-
-    Args:
-        sampler (SampleNet): The sampler.
-        pos (torch.Tensor): Points :obj:`[N, 3]`.
-        batch (torch.Tensor, optional): Sorted batch vector. (default: :obj:`None`)
-        ratio (float, optional): Sample :math:`\lceil n_i \cdot r \rceil` points per cloud.
-            (default: :obj:`None`)
-        num_samples (int, optional): Sample :math:`\min(c, n_i)` points per cloud.
-            (default: :obj:`None`, the sampler's :obj:`num_out_points`)
-        num_clouds (int, optional): The number of clouds :math:`B`. (default: :obj:`None`)
-
-    :rtype: :class:`torch.LongTensor` of shape :obj:`[M]`, grouped by cloud in batch order
-    """
-    check_points(pos, "pos")
-    check_cloud_batch(batch, pos, "batch", num_clouds)  # shapes before devices
-    param = next(sampler.parameters())
-    if pos.device != param.device:
-        raise InputError(
-            "pos",
-            f"pos is on {pos.device} but the sampler is on {param.device}: move the model "
-            f"(model.to(device)) and its inputs to the same device",
-        )
-    was_training = sampler.training
-    sampler.eval()
-    try:
-        with torch.no_grad():
-            out = sampler(pos.to(param.dtype), batch, ratio, num_samples, num_clouds)
-    finally:
-        sampler.train(was_training)
-    return out.index
 
 
 class SampleNetFPS(torch.nn.Module):
@@ -136,7 +92,9 @@ class SampleNetFPS(torch.nn.Module):
     def __init__(self, sampler: SampleNet):
         super().__init__()
         if not isinstance(sampler, SampleNet):
-            raise TypeError(f"SampleNetFPS wraps a SampleNet (got {type(sampler).__name__})")
+            raise InputTypeError(
+                "sampler", f"SampleNetFPS wraps a SampleNet (got {type(sampler).__name__})"
+            )
         self.sampler = sampler
         self._warned_sizes: set[int] = set()
         self._keep_sampler_precision()
@@ -164,7 +122,9 @@ class SampleNetFPS(torch.nn.Module):
         batch_size: Optional[int] = None,
     ) -> Tensor:
         index = super().__call__(x, batch, ratio, random_start, batch_size)
-        self._warn_past_learned(default_batch(x, batch)[index], ratio)
+        if index.numel() > 0:
+            most = index.numel() if batch is None else int(torch.bincount(batch[index]).max())
+            self._warn_past_learned(most, ratio)
         return index
 
     def forward(
@@ -188,10 +148,9 @@ class SampleNetFPS(torch.nn.Module):
 
         :rtype: :class:`torch.LongTensor`
         """
-        return hard_sample_indices(self.sampler, x, batch, ratio=ratio, num_clouds=batch_size)
+        return self.sampler.sample(x, batch, ratio=ratio, num_clouds=batch_size)
 
-    def _warn_past_learned(self, sampled_batch: Tensor, ratio: float):
-        asked = int(torch.bincount(sampled_batch).max()) if sampled_batch.numel() else 0
+    def _warn_past_learned(self, asked: int, ratio: float):
         learned = self.sampler.num_out_points
         if asked > learned and asked not in self._warned_sizes:
             self._warned_sizes.add(asked)

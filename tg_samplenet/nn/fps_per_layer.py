@@ -7,6 +7,8 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor
 
+from tg_samplenet.ops.checks import InputTypeError
+
 __all__ = ["FPSPerLayer"]
 
 
@@ -47,14 +49,18 @@ class FPSPerLayer(torch.nn.Module):
     ):
         super().__init__()
         if not isinstance(layers, dict) or not layers:
-            raise TypeError("layers must be a non-empty dict {layer module: fps callable}")
+            raise InputTypeError("layers", "layers must be a non-empty dict {layer: fps callable}")
         for layer, sample in layers.items():
-            if not isinstance(layer, torch.nn.Module):
-                raise TypeError(f"layers' keys must be modules (got {type(layer).__name__})")
-            if not callable(sample):
-                raise TypeError(f"layers' values must be callable (got {type(sample).__name__})")
+            if not isinstance(layer, torch.nn.Module) or not callable(sample):
+                raise InputTypeError(
+                    "layers",
+                    "layers must map modules to fps callables (got "
+                    f"{type(layer).__name__}: {type(sample).__name__})",
+                )
         if default is not None and not callable(default):
-            raise TypeError(f"default must be callable (got {type(default).__name__})")
+            raise InputTypeError(
+                "default", f"default must be callable (got {type(default).__name__})"
+            )
         self.samplers = torch.nn.ModuleList(
             s for s in layers.values() if isinstance(s, torch.nn.Module)
         )

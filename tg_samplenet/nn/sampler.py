@@ -11,25 +11,21 @@ import torch
 from torch import Tensor
 from torch_geometric.nn import MLP, global_max_pool
 
-from tg_samplenet.nn.inference_fast_path import chunked_max_pool, folded_mlp
 from tg_samplenet.nn.output import SampleNetOutput
 from tg_samplenet.nn.recomputed_max_pool import recomputed_max_pool, use_recomputed_pool
 from tg_samplenet.nn.soft_projection import SoftProjection, check_sigma, soft_project
-from tg_samplenet.ops.batch import _rank_in_cloud, _sample_counts, cloud_sizes
+from tg_samplenet.ops.batch import cloud_sizes, rank_in_cloud, sample_counts
 from tg_samplenet.ops.checks import (
     InputError,
     InputTypeError,
     check_bool,
+    check_choice,
     check_cloud_batch,
     check_points,
     check_positive_int,
-    check_ratio,
-    check_same_device,
+    readable,
 )
-from tg_samplenet.ops.custom_ops import MATCH_SAMPLE, is_compiling, select_index
-from tg_samplenet.ops.distinct_matching import _distinct_sample
-from tg_samplenet.ops.matching import _hard_sample
-from tg_samplenet.ops.neighbors import _nearest_index
+from tg_samplenet.ops.matching import MATCHINGS
 
 __all__ = ["SampleNet"]
 
@@ -64,6 +60,7 @@ class SampleNet(torch.nn.Module):
         out = sampler(data.pos, data.batch)     # training: out.pos is differentiable
         sampler.eval()
         out = sampler(data.pos, data.batch)     # eval: out.index selects input points
+        index = sampler.sample(data.pos, data.batch, ratio=0.25)  # any mode, no gradient
 
     Args:
         num_out_points (int): The number :math:`m` of simplified points per cloud.
@@ -73,13 +70,16 @@ class SampleNet(torch.nn.Module):
             (default: :obj:`False`)
         complete_fps (bool, optional): Complete de-duplicated samples with farthest point
             sampling; if :obj:`False`, a cloud can get fewer points. (default: :obj:`True`)
-        progressive (bool, optional): Marks a SampleNet-Progressive sampler (informative;
-            the progressive behaviour comes from its loss). (default: :obj:`False`)
+        progressive (bool, optional): SampleNet-Progressive: the sampler is trained with
+            :func:`~tg_samplenet.progressive_loss` (:func:`~tg_samplenet.fit_sampler` picks
+            that loss from this flag), so that every prefix of its ordered output is a good
+            sample; give it :math:`m = n`, the clouds' size, and sample any
+            :obj:`ratio` or :obj:`num_samples`. (default: :obj:`False`)
         matching (str, optional): The inference step: :obj:`"nearest"` (the paper's: each
             simplified point to its nearest input point, repeats dropped, farthest point
             completion, :func:`~tg_samplenet.ops.hard_sample`) or :obj:`"distinct"` (greedy
-            matching to distinct input points, :func:`~tg_samplenet.ops.distinct_sample`;
-            ``docs/real-data-study.md``). (default: :obj:`"nearest"`)
+            matching to distinct input points, :func:`~tg_samplenet.ops.distinct_sample`).
+            (default: :obj:`"nearest"`)
         max_matched (int, optional): With :obj:`matching="distinct"`, match only the first
             :obj:`max_matched` simplified points of each cloud and complete with farthest
             point sampling from them (a progressive sampler's later points can cover the
@@ -96,10 +96,9 @@ class SampleNet(torch.nn.Module):
             \operatorname{sg}(\mathbf{q})` with Jacobian :math:`\mathbf{I} + \partial\Pi /
             \partial\mathbf{q}` (:math:`\operatorname{sg}`: stop-gradient). The soft
             projection's own Jacobian, :math:`2\,\mathrm{Cov}_w / \sigma`, passes the
-            gradient mostly along the surface, and scaled down; beyond the paper, it
-            lifted SampleNet above S-NET and SampleNet-Progressive above FPS at 8 to 128
-            points on real scans (``docs/real-data-study.md``); the classification CPU
-            profiles train with it. (default: :obj:`False`, the paper's gradient)
+            gradient mostly along the surface, and scaled down. Beyond the paper; see the
+            results on real scans in the documentation. (default: :obj:`False`, the
+            paper's gradient)
         point_channels (tuple of int, optional): Widths of the per-point MLP.
             (default: :obj:`(64, 64, 64, 128, 128)`)
         head_channels (tuple of int, optional): Widths of the hidden layers of the head.
@@ -138,10 +137,7 @@ class SampleNet(torch.nn.Module):
             (residual_gradient, "residual_gradient"),
         ]:
             check_bool(flag, name)
-        if matching not in ("nearest", "distinct"):
-            raise InputError(
-                "matching", f"matching must be 'nearest' or 'distinct' (got {matching!r})"
-            )
+        check_choice(matching, "matching", MATCHINGS)
         if max_matched is not None:
             max_matched = check_positive_int(max_matched, "max_matched")
             if matching != "distinct":
@@ -164,16 +160,15 @@ class SampleNet(torch.nn.Module):
             skip_projection=skip_projection,
             complete_fps=complete_fps,
             progressive=progressive,
+            matching=matching,
+            max_matched=max_matched,
             initial_temperature=initial_temperature,
             min_sigma=min_sigma,
             learn_temperature=learn_temperature,
+            residual_gradient=residual_gradient,
             point_channels=list(point_channels),
             head_channels=list(head_channels),
         )
-        if matching != "nearest":
-            self._config.update(matching=matching, max_matched=max_matched)
-        if residual_gradient:  # older files lack the key and load as the paper's
-            self._config.update(residual_gradient=True)
 
         # A batch of one cloud (or one point) still trains: BatchNorm then falls back to
         # its running statistics.
@@ -202,18 +197,24 @@ class SampleNet(torch.nn.Module):
         return dict(self._config)
 
     def simplify(self, pos: Tensor, batch: Tensor, num_clouds: int) -> Tensor:
-        r"""The simplification network: :math:`m` points per cloud, :obj:`[B, m, 3]`."""
-        if self.training:
-            if use_recomputed_pool(pos.size(0), self.point_mlp):  # memory that does not grow with N
-                h = recomputed_max_pool(self.point_mlp, pos, batch, num_clouds)
-            else:
-                h = global_max_pool(self.point_mlp(pos), batch, size=num_clouds)
-            return self.head(h).view(num_clouds, self.num_out_points, 3)
-        if is_compiling():  # the chunk loop would pin the number of points: one chunk
-            h = global_max_pool(folded_mlp(self.point_mlp, pos), batch, size=num_clouds)
+        r"""The simplification network: :math:`m` points per cloud, :obj:`[B, m, 3]`. In eval
+        mode the point MLP runs with its BatchNorm folded into the linear layers, max-pooled
+        chunk by chunk (:obj:`tg_samplenet::max_pooled_mlp`): memory that does not grow with
+        the number of points; in training, so does it above
+        :obj:`~tg_samplenet.nn.recomputed_max_pool.RECOMPUTE_ABOVE` points per batch
+        (:func:`~tg_samplenet.nn.recomputed_max_pool.recomputed_max_pool`)."""
+        if self.training and use_recomputed_pool(pos.size(0), self.point_mlp):
+            h = recomputed_max_pool(self.point_mlp, pos, batch, num_clouds)
+        elif self.training:
+            h = global_max_pool(self.point_mlp(pos), batch, size=num_clouds)
         else:
-            h = chunked_max_pool(self.point_mlp, pos, batch, num_clouds)
-        return folded_mlp(self.head, h).view(num_clouds, self.num_out_points, 3)
+            weights, biases = _folded(self.point_mlp)
+            h = torch.ops.tg_samplenet.max_pooled_mlp(pos, batch, num_clouds, weights, biases)
+            weights, biases = _folded(self.head)
+            for weight, bias in zip(weights, biases):
+                h = torch.addmm(bias, h, weight).relu()
+            return self.head.lins[-1](h).view(num_clouds, self.num_out_points, 3)
+        return self.head(h).view(num_clouds, self.num_out_points, 3)
 
     def forward(
         self,
@@ -225,7 +226,7 @@ class SampleNet(torch.nn.Module):
     ) -> SampleNetOutput:
         r"""
         Args:
-            pos (torch.Tensor): Points :obj:`[N, 3]`.
+            pos (torch.Tensor): Points :obj:`[N, 3]` of the sampler's dtype and device.
             batch (torch.Tensor, optional): Sorted batch vector
                 :math:`\mathbf{b} \in {\{ 0, \ldots, B-1\}}^N`. (default: :obj:`None`)
             ratio (float, optional): Sample :math:`\lceil n_i \cdot r \rceil` points per cloud,
@@ -236,40 +237,86 @@ class SampleNet(torch.nn.Module):
             num_clouds (int, optional): The number of clouds :math:`B`, if some trailing ones
                 are empty. (default: :obj:`None`)
         """
+        batch, counts = self._check(pos, batch, ratio, num_samples, num_clouds)
+        return self._run(pos, batch, counts)
+
+    def sample(
+        self,
+        pos: Tensor,
+        batch: Optional[Tensor] = None,
+        ratio: Optional[float] = None,
+        num_samples: Optional[int] = None,
+        num_clouds: Optional[int] = None,
+    ) -> Tensor:
+        r"""The indices of the eval-mode sample, whatever mode the sampler is in (restored
+        afterwards), without gradient: the one sampling path of a trained sampler, which
+        :class:`~tg_samplenet.SampleNetFPS` and :class:`~tg_samplenet.SampleNetSampling`
+        wrap. Points of any floating dtype are sampled in the sampler's dtype.
+
+        Args:
+            pos (torch.Tensor): Points :obj:`[N, 3]` on the sampler's device.
+            batch (torch.Tensor, optional): Sorted batch vector. (default: :obj:`None`)
+            ratio (float, optional): Sample :math:`\lceil n_i \cdot r \rceil` points per
+                cloud. (default: :obj:`None`)
+            num_samples (int, optional): Sample :math:`\min(c, n_i)` points per cloud.
+                (default: :obj:`None`, which means :obj:`num_out_points`)
+            num_clouds (int, optional): The number of clouds :math:`B`. (default: :obj:`None`)
+
+        :rtype: :class:`torch.LongTensor` :obj:`[M]`: unique within each cloud, grouped by
+            cloud in batch order
+        """
+        if isinstance(pos, Tensor) and torch.is_floating_point(pos):
+            pos = pos.detach().to(self.head.lins[-1].weight.dtype)
+        batch, counts = self._check(pos, batch, ratio, num_samples, num_clouds)
+        was_training = self.training
+        try:
+            with torch.no_grad():
+                return self.eval()._run(pos, batch, counts).index
+        finally:
+            self.train(was_training)
+
+    def _check(self, pos, batch, ratio, num_samples, num_clouds) -> tuple[Tensor, Tensor]:
+        # The checks of every call; returns the batch vector and each cloud's sample count.
         check_points(pos, "pos")
         batch, B = check_cloud_batch(batch, pos, "batch", num_clouds)
-        if ratio is not None:
-            ratio = check_ratio(ratio)
+        param = self.head.lins[-1].weight
+        if pos.device != param.device:
+            raise InputError(
+                "pos",
+                f"pos is on {pos.device} but the sampler is on {param.device}: move the "
+                "model (model.to(device)) and its inputs to the same device",
+            )
+        if pos.dtype != param.dtype:
+            raise InputTypeError("pos", f"pos is {pos.dtype} but the sampler is {param.dtype}")
         if num_samples is not None:
             num_samples = check_positive_int(num_samples, "num_samples")
-        param = next(self.parameters())
-        check_same_device(param, pos, names=("SampleNet", "pos"))
-        if pos.dtype != param.dtype:
-            raise InputTypeError(
-                "pos", f"pos is {pos.dtype} but SampleNet's parameters are {param.dtype}"
-            )
+        counts = sample_counts(cloud_sizes(batch, B), num_samples or self.num_out_points, ratio)
+        return batch, counts
 
-        sizes = cloud_sizes(batch, B)
-        counts = _sample_counts(sizes, num_samples or self.num_out_points, ratio)
-
+    def _run(self, pos: Tensor, batch: Tensor, counts: Tensor) -> SampleNetOutput:
+        B, m = counts.numel(), self.num_out_points
         # In eval mode the network only picks indices: no autograd history for it.
         with torch.set_grad_enabled(self.training and torch.is_grad_enabled()):
             simplified = self.simplify(pos, batch, B).reshape(-1, 3)
-        if not is_compiling():  # a value read: compiled code skips it (see ops.checks)
-            _check_simplified(simplified, pos)
-        simplified_batch = torch.arange(B, device=pos.device).repeat_interleave(self.num_out_points)
+        if readable(simplified) and not bool(torch.isfinite(simplified).all()):
+            raise InputError(
+                "pos",
+                "pos: the simplification network gives NaN or infinite points for these "
+                f"clouds (largest |coordinate| {float(pos.abs().max()):.3g}): SampleNet expects "
+                "clouds scaled like its training data (e.g. into the unit sphere) and finite "
+                "weights",
+            )
+        simplified_batch = torch.arange(B, device=pos.device).repeat_interleave(m)
         # Empty clouds have nothing to project onto, match with or be compared to.
-        present = select_index((sizes > 0)[simplified_batch])
+        present = select((cloud_sizes(batch, B) > 0)[simplified_batch])
         simplified, simplified_batch = simplified[present], simplified_batch[present]
-        out = dict(counts=counts, simplified=simplified, simplified_batch=simplified_batch)
+        parts = dict(simplified=simplified, simplified_batch=simplified_batch)
 
         if not self.training:
-            # Compiled: value-dependent sizes all through, so one opaque operator.
-            match = torch.ops.tg_samplenet.match_sample if is_compiling() else _match_sample
-            index = match(
+            index = torch.ops.tg_samplenet.match_sample(
                 pos.detach(),
                 batch,
-                simplified.detach(),
+                simplified,
                 simplified_batch,
                 counts,
                 self.matching,
@@ -277,36 +324,26 @@ class SampleNet(torch.nn.Module):
                 self.complete_fps,
             )
             if not self.complete_fps:  # de-duplication may leave a cloud short
-                out["counts"] = cloud_sizes(batch[index], B)
-            return SampleNetOutput(pos=pos[index], index=index, batch=batch[index], **out)
+                counts = cloud_sizes(batch[index], B)
+            return SampleNetOutput(pos[index], index, batch[index], counts, **parts)
 
-        counts = counts.clamp(max=self.num_out_points)
-        keep = select_index(_rank_in_cloud(simplified_batch, B) < counts[simplified_batch])
+        counts = counts.clamp(max=m)
+        keep = select(rank_in_cloud(simplified_batch, B) < counts[simplified_batch])
         query, query_batch = simplified[keep], simplified_batch[keep]
-        out["counts"] = counts
         if self.skip_projection:
-            index = _nearest_index(pos, query, batch, query_batch, B)
-            return SampleNetOutput(pos=query, index=index, batch=query_batch, **out)
+            index = torch.ops.tg_samplenet.knn(pos, query, 1, batch, query_batch, B)[0][:, 0]
+            return SampleNetOutput(query, index, query_batch, counts, **parts)
         sigma = self.projection.sigma
-        if not is_compiling():
-            check_sigma(sigma)
+        check_sigma(sigma)
         proj = soft_project(pos, query, batch, query_batch, B, self.k, sigma)
         index = proj.neighbors.gather(1, proj.weights.argmax(1, keepdim=True)).view(-1)
         projected = proj.pos
-        if self.residual_gradient:  # same values, gradient I + dPi/dq
+        if self.residual_gradient:  # the same values, gradient I + dPi/dq
             projected = projected + (query - query.detach())
         return SampleNetOutput(
-            pos=projected,
-            index=index,
-            batch=query_batch,
-            weights=proj.weights,
-            neighbors=proj.neighbors,
-            # A second sigma node, not the projection's: t's gradient then sums
-            # 2t * dL/dsigma per use, as the published runs did (one shared node rounds
-            # differently in the last bit and the training drifts).
-            sigma=self.projection.sigma,
-            **out,
-        )
+            projected, index, query_batch, counts, **parts,
+            weights=proj.weights, neighbors=proj.neighbors, sigma=sigma,
+        )  # fmt: skip
 
     def save(self, path: Union[str, os.PathLike], metadata: Optional[dict[str, Any]] = None):
         r"""Saves the configuration and weights to :obj:`path` atomically (a partial file never
@@ -402,37 +439,18 @@ def _check_channels(channels: Any, name: str, allow_empty: bool) -> tuple[int, .
     return tuple(int(width) for width in channels)
 
 
-def _check_simplified(simplified: Tensor, pos: Tensor):
-    # The network's output for this input must be usable: NaN or infinite simplified
-    # points come from coordinates far beyond those the network was trained on, or from
-    # diverged weights. One host sync on CUDA.
-    if simplified.numel() > 0 and not bool(torch.isfinite(simplified).all()):
-        largest = float(pos.abs().max()) if pos.numel() > 0 else 0.0
-        raise InputError(
-            "pos",
-            "pos: SampleNet's simplification network gives NaN or infinite points for these "
-            f"clouds (largest |coordinate| {largest:.3g}): SampleNet expects clouds scaled "
-            "like its training data (e.g. into the unit sphere) and finite weights",
-        )
+def _folded(mlp: MLP) -> tuple[list[Tensor], list[Tensor]]:
+    # The eval-mode hidden layers of a PyG MLP (Linear, BatchNorm, ReLU) with each BatchNorm
+    # folded into its Linear: x @ weight + bias, then ReLU (not its plain last layer).
+    weights, biases = [], []
+    for lin, norm in zip(mlp.lins, mlp.norms):
+        bn = norm.module
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        weights.append((lin.weight * scale.unsqueeze(1)).t().contiguous())
+        biases.append((lin.bias - bn.running_mean) * scale + bn.bias)
+    return weights, biases
 
 
-def _match_sample(
-    pos: Tensor,
-    batch: Tensor,
-    simplified: Tensor,
-    simplified_batch: Tensor,
-    counts: Tensor,
-    matching: str,
-    max_matched: Optional[int],
-    complete: bool,
-) -> Tensor:
-    # SampleNet's inference step for checked input: the chosen matching, then farthest
-    # point completion. Also the kernel of tg_samplenet::match_sample (ops.custom_ops).
-    if matching == "distinct":
-        return _distinct_sample(
-            pos, batch, simplified, simplified_batch, counts, max_matched, complete=complete
-        )
-    return _hard_sample(pos, batch, simplified, simplified_batch, counts, complete)
-
-
-torch.library.impl(MATCH_SAMPLE, ("CPU", "CUDA"))(torch.compiler.disable(_match_sample))
+def select(mask: Tensor) -> Tensor:
+    # The indices of a boolean mask, as an operator whose size the compiler leaves symbolic.
+    return torch.ops.tg_samplenet.select(mask)

@@ -12,33 +12,29 @@ from torch_geometric.nn.pool.select import Select, SelectOutput
 
 from tg_samplenet.nn.output import SampleNetOutput
 from tg_samplenet.nn.sampler import SampleNet
-from tg_samplenet.ops.checks import check_positive_int, check_ratio
+from tg_samplenet.ops.checks import InputError, InputTypeError, check_positive_int, check_ratio
 
 __all__ = ["SampleNetSelect", "SampleNetSelectOutput"]
 
 
 def check_sampler_and_size(
-    owner: torch.nn.Module,
-    sampler: SampleNet,
-    ratio: Optional[float],
-    num_samples: Optional[int],
+    owner: object, sampler: SampleNet, ratio: Optional[float], num_samples: Optional[int]
 ) -> Optional[float]:
-    r"""The checks of a module that samples with a trained :obj:`sampler` either
-    :obj:`ratio` of each cloud or :obj:`num_samples` points (at most one of them); returns
-    the checked ratio."""
+    r"""The checks of a module that samples :obj:`ratio` of each cloud or :obj:`num_samples`
+    points (at most one of them) with :obj:`sampler`; returns the checked ratio."""
     name = type(owner).__name__
     if not isinstance(sampler, SampleNet):
-        raise TypeError(f"{name} wraps a SampleNet (got {type(sampler).__name__})")
+        raise InputTypeError(
+            "sampler", f"{name} wraps a SampleNet (got {type(sampler).__name__})"
+        )
     if ratio is not None and num_samples is not None:
-        raise ValueError(f"{name} takes ratio or num_samples, not both")
-    if ratio is not None:
-        ratio = check_ratio(ratio)
+        raise InputError("ratio", f"{name} takes ratio or num_samples, not both")
     if num_samples is not None:
         check_positive_int(num_samples, "num_samples")
-    return ratio
+    return None if ratio is None else check_ratio(ratio)
 
 
-def sampler_and_size_repr(owner: torch.nn.Module) -> str:
+def sampler_and_size_repr(owner) -> str:
     r"""The :obj:`__repr__` of such a module: its sampler and its ratio or sample size."""
     if owner.ratio is not None:
         size = f"ratio={owner.ratio}"

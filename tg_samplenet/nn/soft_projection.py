@@ -10,19 +10,18 @@ import torch
 from torch import Tensor
 from torch.nn import Parameter
 
-from tg_samplenet.nn.weighted_gather import weighted_gather
+from tg_samplenet.nn.weighted_gather import gather_rows, weighted_gather
 from tg_samplenet.ops.checks import (
     InputError,
     check_bool,
     check_cloud_batch,
-    check_matching_points,
+    check_like,
     check_number,
     check_points,
     check_positive_int,
     check_references,
+    readable,
 )
-from tg_samplenet.ops.gather import gather_rows
-from tg_samplenet.ops.neighbors import _padded_knn
 from tg_samplenet.ops.scaling import cloud_exponents, power_of_two
 
 __all__ = ["SoftProjection", "SoftProjectionOutput"]
@@ -155,7 +154,7 @@ class SoftProjection(torch.nn.Module):
         check_points(query, "query", dim=None)
         # Nothing to project onto is an error only when there is something to project.
         check_points(pos, "pos", allow_empty=query.size(0) == 0, dim=None)
-        check_matching_points(pos, query, "pos", "query")
+        check_like(pos, query, "pos", "query")
         batch, clouds = check_cloud_batch(batch, pos, "batch")
         query_batch, query_clouds = check_cloud_batch(
             query_batch, query, "query_batch", pos_name="query"
@@ -179,7 +178,7 @@ def check_sigma(sigma: Tensor):
     r"""Checks that the soft projection's :math:`\sigma` is finite and positive (a learned
     temperature that diverged is not). One host sync on CUDA."""
     sigma = sigma.detach()
-    if not bool(torch.isfinite(sigma) & (sigma > 0)):
+    if readable(sigma) and not bool(torch.isfinite(sigma) & (sigma > 0)):
         raise InputError(
             "temperature",
             f"temperature gives sigma = {sigma.item()}: the soft projection needs a finite "
@@ -197,8 +196,8 @@ def soft_project(
     sigma: Tensor,
     hard: bool = False,
 ) -> SoftProjectionOutput:
-    r"""The soft projection for checked input (see :class:`SoftProjection`; no argument is
-    checked here).
+    r"""The soft projection of :class:`SoftProjection` for valid input (the kernel that
+    :class:`~tg_samplenet.SampleNet` calls after checking its own arguments).
 
     Distances are computed on each cloud scaled by an exact power of two :math:`s` (no
     coordinate range overflows or underflows). The logits are
@@ -212,7 +211,7 @@ def soft_project(
     :math:`\sigma` gives :math:`0 \cdot \infty`). The factor :math:`s^{-2} / \sigma` is
     formed in float64. Half-precision weights are computed in float32.
     """
-    neighbors, mask = _padded_knn(pos, query, k, batch, query_batch, num_clouds)
+    neighbors, mask = torch.ops.tg_samplenet.knn(pos, query, k, batch, query_batch, num_clouds)
     grouped = gather_rows(pos, neighbors)  # [M, k, D]
     work = torch.promote_types(pos.dtype, torch.float32)
     with torch.no_grad():

@@ -11,9 +11,17 @@ import torch
 from torch import Tensor
 
 from tg_samplenet.ops.checks import InputError, InputTypeError
-from tg_samplenet.ops.gather import gather_rows
 
-__all__ = ["weighted_gather"]
+__all__ = ["gather_rows", "weighted_gather"]
+
+
+def gather_rows(src: Tensor, index: Tensor) -> Tensor:
+    r""":obj:`src[index]` for an integer :obj:`index` of any shape, with a backward pass whose
+    sums do not depend on the thread count: advanced indexing adds the gradients of repeated
+    indices from several threads in a changing order, :func:`torch.index_select` adds them in
+    the order of :obj:`index` (soft-projection neighbours repeat all the time, and training
+    would not repeat under a seed)."""
+    return src.index_select(0, index.reshape(-1)).view(*index.shape, *src.shape[1:])
 
 
 def weighted_gather(src: Tensor, index: Tensor, weight: Optional[Tensor] = None) -> Tensor:

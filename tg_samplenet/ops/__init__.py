@@ -1,26 +1,28 @@
 r"""Parameter-free functions on PyG's :obj:`(pos, batch)` layout: batch-vector helpers, the
-neighbour search (the one place that picks the back-end), farthest point sampling and the
-hard sampling (matching) of SampleNet's inference step.
+neighbour search with its one back-end choice, farthest point sampling, and the matching of
+SampleNet's inference step.
 
-Names that PyG also has keep PyG's contract (:func:`fps`); the others say how they differ
+Names that PyG also has keep PyG's contract (:func:`fps`, :func:`knn`, :func:`radius`), and
+run on a pip install of PyG without :obj:`pyg-lib`; the others say how they differ
 (:func:`padded_knn` returns a fixed :obj:`[M, k]` table, not PyG's :obj:`[2, E]` edges).
+Every public function checks its arguments once (:mod:`~tg_samplenet.ops.checks`) and raises
+:class:`InputError`, naming the argument, for input it cannot take; the kernels behind them
+are :mod:`torch.library` operators (:mod:`~tg_samplenet.ops.kernels`)."""
 
-Every public function here checks its arguments once (see :mod:`tg_samplenet.ops.checks`) and
-raises :class:`InputError`, naming the argument, for input it cannot take."""
-
-from tg_samplenet.ops.batch import cloud_ptr, cloud_sizes, rank_in_cloud, sample_counts
+from tg_samplenet.ops import kernels  # noqa: F401  (registers the tg_samplenet:: operators)
+from tg_samplenet.ops.batch import sample_counts
 from tg_samplenet.ops.checks import InputError, InputTypeError
-from tg_samplenet.ops.distinct_matching import distinct_sample
 from tg_samplenet.ops.farthest_point import farthest_point_sampling, fps
-from tg_samplenet.ops.matching import first_occurrence, hard_sample
+from tg_samplenet.ops.matching import distinct_sample, first_occurrence, hard_sample
 from tg_samplenet.ops.neighbors import (
     KNNResult,
     available_backends,
     get_backend,
+    knn,
     nearest_index,
     padded_knn,
+    radius,
     use_backend,
-    zorder,
 )
 
 __all__ = [
@@ -28,18 +30,16 @@ __all__ = [
     "InputTypeError",
     "KNNResult",
     "available_backends",
-    "cloud_ptr",
-    "cloud_sizes",
     "distinct_sample",
     "farthest_point_sampling",
     "first_occurrence",
     "fps",
     "get_backend",
     "hard_sample",
+    "knn",
     "nearest_index",
     "padded_knn",
-    "rank_in_cloud",
+    "radius",
     "sample_counts",
     "use_backend",
-    "zorder",
 ]

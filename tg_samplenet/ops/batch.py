@@ -1,5 +1,8 @@
-r"""Helpers for PyG's batch vector (a sorted cloud id per point): sizes, CSR offsets, the
-rank of each point in its cloud and the per-cloud sample counts that every sampler shares."""
+r"""Helpers for PyG's batch vector (a sorted cloud id per point): sizes, CSR offsets and the rank
+of each point in its cloud, which the kernels use on valid batch vectors (like
+:func:`torch_geometric.utils.degree`, they check nothing and read no value: no host sync), and
+:func:`sample_counts`, the per-cloud sample counts that every sampler shares (public,
+checked)."""
 
 from __future__ import annotations
 
@@ -11,83 +14,62 @@ from torch import Tensor
 from tg_samplenet.ops.checks import (
     InputError,
     check_index_vector,
-    check_int,
     check_positive_int,
     check_ratio,
-    check_sorted,
+    readable,
 )
-from tg_samplenet.ops.custom_ops import is_compiling
 
-__all__ = [
-    "cloud_sizes",
-    "cloud_ptr",
-    "default_batch",
-    "num_clouds",
-    "rank_in_cloud",
-    "sample_counts",
-]
+__all__ = ["cloud_sizes", "cloud_ptr", "num_clouds", "rank_in_cloud", "sample_counts"]
 
 
 def cloud_sizes(batch: Tensor, num_clouds: int) -> Tensor:
-    r"""Number of points of each cloud, :obj:`[num_clouds]` (in any order of the batch
-    vector).
+    r"""The number of points of each cloud.
 
     Args:
-        batch (torch.LongTensor): Cloud ids :math:`\mathbf{b} \in {\{ 0, \ldots, B-1\}}^N`.
-        num_clouds (int): The number of clouds :math:`B`, at least the largest id plus one.
+        batch (torch.Tensor): Cloud ids :math:`\mathbf{b} \in {\{ 0, \ldots, B-1\}}^N`.
+        num_clouds (int): The number of clouds :math:`B`.
 
-    :rtype: :class:`torch.LongTensor`
+    :rtype: :class:`torch.LongTensor` of shape :obj:`[B]`
     """
-    batch = check_index_vector(batch, "batch")
-    num_clouds = check_int(num_clouds, "num_clouds", minimum=0)
-    if is_compiling():  # bincount's size depends on the values; the same counts
-        return batch.new_zeros(num_clouds).scatter_add_(0, batch, torch.ones_like(batch))
-    try:
-        sizes = torch.bincount(batch, minlength=num_clouds)
-    except RuntimeError as error:  # bincount rejects negative values (its own host sync)
-        raise InputError("batch", "batch contains negative cloud indices") from error
-    if sizes.numel() > num_clouds:
-        raise InputError(
-            "num_clouds",
-            f"num_clouds={num_clouds} is smaller than the batch vector implies "
-            f"({sizes.numel()} clouds)",
-        )
-    return sizes
+    ones = torch.ones_like(batch, dtype=torch.long)
+    return batch.new_zeros(num_clouds, dtype=torch.long).scatter_add_(0, batch, ones)
 
 
 def cloud_ptr(batch: Tensor, num_clouds: int) -> Tensor:
-    r"""CSR offsets :obj:`[num_clouds + 1]` of the clouds of a sorted batch vector (empty
-    clouds allowed): cloud :math:`i` holds the points :obj:`ptr[i]` to :obj:`ptr[i + 1] - 1`.
+    r"""The CSR offsets of the clouds of a sorted batch vector: cloud :math:`i` holds the
+    points :obj:`ptr[i]` to :obj:`ptr[i + 1] - 1`.
 
-    :rtype: :class:`torch.LongTensor`
+    :rtype: :class:`torch.LongTensor` of shape :obj:`[B + 1]`
     """
     sizes = cloud_sizes(batch, num_clouds)
     return torch.cat([sizes.new_zeros(1), sizes.cumsum(0)])
 
 
-def default_batch(x: Tensor, batch: Optional[Tensor]) -> Tensor:
-    r"""Returns :obj:`batch`, or all zeros (one cloud) for :obj:`None`."""
-    return x.new_zeros(x.size(0), dtype=torch.long) if batch is None else batch
-
-
 def num_clouds(*batches: Tensor) -> int:
-    r"""Number of clouds that the batch vectors name (the largest id plus one)."""
-    return max((int(b.max()) + 1 if b.numel() > 0 else 0) for b in batches)
+    r"""The number of clouds that sorted batch vectors name: the largest last id plus one
+    (one host sync on CUDA)."""
+    return max((int(b[-1]) + 1 if b.numel() > 0 else 0) for b in batches)
+
+
+def rank_in_cloud(batch: Tensor, num_clouds: int) -> Tensor:
+    r"""The position of each point within its cloud (0 for the first), for a sorted batch
+    vector.
+
+    :rtype: :class:`torch.LongTensor` of shape :obj:`[N]`
+    """
+    ptr = cloud_ptr(batch, num_clouds)
+    return torch.arange(batch.numel(), device=batch.device) - ptr[batch]
 
 
 def sample_counts(
-    sizes: Tensor,
-    num_samples: Optional[int] = None,
-    ratio: Optional[float] = None,
+    sizes: Tensor, num_samples: Optional[int] = None, ratio: Optional[float] = None
 ) -> Tensor:
-    r"""Number of points to sample from each cloud.
-
-    With :obj:`ratio`, this is :math:`\lceil n_i \cdot r \rceil` computed in float32, exactly
-    as :func:`torch_geometric.nn.fps` (and :obj:`torch_cluster`) compute it: for example
-    :math:`n = 25, r = 0.6` gives 16, not 15. Otherwise it is :math:`\min(m, n_i)`.
+    r"""The number of points to sample from each cloud: :math:`\lceil n_i \cdot r \rceil`
+    computed in float32 with :obj:`ratio`, exactly as :func:`torch_geometric.nn.fps` computes
+    it (:math:`n = 25, r = 0.6` gives 16, not 15), else :math:`\min(m, n_i)`.
 
     Args:
-        sizes (torch.LongTensor): Points per cloud :obj:`[B]`, non-negative.
+        sizes (torch.Tensor): Points per cloud :obj:`[B]`.
         num_samples (int, optional): The requested count :math:`m \geq 1`.
             (default: :obj:`None`)
         ratio (float, optional): The sampling ratio in :math:`(0, 1]`, which wins over
@@ -96,43 +78,11 @@ def sample_counts(
     :rtype: :class:`torch.LongTensor` of shape :obj:`[B]`
     """
     sizes = check_index_vector(sizes, "sizes")
-    if sizes.numel() > 0 and sizes.device.type != "meta" and bool((sizes < 0).any()):
-        raise InputError("sizes", "sizes contains negative cloud sizes")  # one host sync
+    if readable(sizes) and bool((sizes < 0).any()):
+        raise InputError("sizes", "sizes contains negative cloud sizes")
     if ratio is not None:
-        return _sample_counts(sizes, ratio=check_ratio(ratio))
+        ratio = check_ratio(ratio)
+        return torch.ceil(sizes.to(torch.float32) * ratio).long().clamp(max=sizes)
     if num_samples is None:
         raise InputError("num_samples", "sample_counts needs num_samples or ratio")
-    return _sample_counts(sizes, num_samples=check_positive_int(num_samples, "num_samples"))
-
-
-def _sample_counts(
-    sizes: Tensor,
-    num_samples: Optional[int] = None,
-    ratio: Optional[float] = None,
-) -> Tensor:
-    # sample_counts for checked arguments.
-    if ratio is not None:
-        return torch.ceil(sizes.to(torch.float32) * ratio).long().clamp(max=sizes)
-    return sizes.clamp(max=num_samples)
-
-
-def rank_in_cloud(batch: Tensor, num_clouds: int) -> Tensor:
-    r"""Position of each element within its cloud (0 for the first), for a sorted batch
-    vector.
-
-    Args:
-        batch (torch.LongTensor): Sorted cloud ids
-            :math:`\mathbf{b} \in {\{ 0, \ldots, B-1\}}^N`.
-        num_clouds (int): The number of clouds :math:`B`.
-
-    :rtype: :class:`torch.LongTensor` of shape :obj:`[N]`
-    """
-    batch = check_index_vector(batch, "batch")
-    check_sorted(batch, "batch")
-    return _rank_in_cloud(batch, num_clouds)
-
-
-def _rank_in_cloud(batch: Tensor, num_clouds: int) -> Tensor:
-    # rank_in_cloud for a checked, sorted batch vector.
-    ptr = cloud_ptr(batch, num_clouds)
-    return torch.arange(batch.numel(), device=batch.device) - ptr[batch]
+    return sizes.clamp(max=check_positive_int(num_samples, "num_samples"))

@@ -1,6 +1,6 @@
-r"""Farthest point sampling that can continue from an already chosen set, batched over clouds
-of any sizes, and :func:`fps` with :func:`torch_geometric.nn.fps`'s contract on every
-back-end."""
+r"""Farthest point sampling (`"PointNet++" <https://arxiv.org/abs/1706.02413>`_) batched over
+clouds of any sizes, that can continue from an already chosen set (SampleNet's completion of
+its matched points), and :func:`fps` with :func:`torch_geometric.nn.fps`'s contract."""
 
 from __future__ import annotations
 
@@ -9,147 +9,73 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from tg_samplenet.ops.batch import _sample_counts, cloud_ptr, cloud_sizes
+from tg_samplenet.ops.batch import cloud_ptr, cloud_sizes, sample_counts
 from tg_samplenet.ops.checks import (
     InputTypeError,
     check_bool,
     check_cloud_batch,
     check_counts,
-    check_counts_fit,
     check_index,
     check_points,
     check_ratio,
 )
-from tg_samplenet.ops.custom_ops import FARTHEST_POINT_SAMPLING, is_compiling
-from tg_samplenet.ops.neighbors import _nearest_index, _zorder, get_backend
+from tg_samplenet.ops.neighbors import get_backend
 from tg_samplenet.ops.pruned_fps import lower_distances, pruned_fps_steps
 from tg_samplenet.ops.scaling import scale_clouds
+from tg_samplenet.ops.zorder import zorder
 
 __all__ = ["farthest_point_sampling", "fps"]
 
 
-def farthest_point_sampling(
-    pos: Tensor,
-    batch: Optional[Tensor],
-    counts: Tensor,
-    selected: Optional[Tensor] = None,
-    random_start: bool = False,
-    generator: Optional[torch.Generator] = None,
+def farthest_point_steps(
+    pos: Tensor, batch: Tensor, counts: Tensor, selected: Tensor, start: Tensor
 ) -> Tensor:
-    r"""Farthest point sampling (`"PointNet++" <https://arxiv.org/abs/1706.02413>`_) that
-    *continues* from an already selected set, as SampleNet's inference completes its matched
-    points:
-
-    .. math::
-        p_{\text{next}} = \operatorname*{arg\,max}_{p \in P_i \setminus S_i}
-        \min_{s \in S_i} \| p - s \|^2
+    r"""The kernel of farthest point sampling (:obj:`tg_samplenet::farthest_point_steps`),
+    for valid input: :obj:`counts[i]` new points per cloud, continuing from the sorted,
+    unique indices :obj:`selected`; a cloud without selected points starts at its local
+    index :obj:`start[i]`.
 
     All clouds advance together, one step per new point, on a dense :obj:`[B, N_max]`
-    distance table: the Python loop runs over steps, never over clouds. A cloud with an
-    empty :math:`S_i` starts from its first point (or a random one). Ties go to the lowest
-    index. For clouds of 32768 points or more, the points are ordered along a Z-order curve
-    in chunks, and a step only updates the chunks whose bounding box the new point can
-    affect, so that a step costs far less than :math:`O(N)`; exact ties may then be broken
-    in another order. When every cloud that needs points continues from selected points
-    (SampleNet's completion of its matches) and :obj:`random_start` is :obj:`False`, the steps
-    run only on the points that can be picked
-    (:func:`~tg_samplenet.ops.pruned_fps.pruned_fps_steps`), with the dense steps' picks and
-    ties. Distances are computed on each cloud scaled by a power of two (exact),
-    so that no coordinate range overflows; half-precision points are sampled in float32.
-
-    Args:
-        pos (torch.Tensor): Points :obj:`[N, D]`, finite, floating point.
-        batch (torch.LongTensor, optional): Sorted batch vector :obj:`[N]`; :obj:`None` for
-            one cloud.
-        counts (torch.LongTensor): How many *new* points to pick per cloud, :obj:`[B]`; at
-            least 0 and at most the number of unselected points of that cloud. Its length
-            is the number of clouds (at least the largest batch id plus one).
-        selected (torch.LongTensor, optional): Indices into :obj:`pos` already chosen,
-            :math:`S`, in any order (repeats count once). They are never picked again.
-            (default: :obj:`None`)
-        random_start (bool, optional): Start clouds with an empty :math:`S_i` at a random
-            point. (default: :obj:`False`)
-        generator (torch.Generator, optional): Random source for :obj:`random_start`.
-            (default: :obj:`None`)
-
-    :rtype: :class:`torch.LongTensor` with :obj:`counts.sum()` new indices into :obj:`pos`,
-        grouped by cloud in batch order, in the order they were picked.
+    distance table: the Python loop runs over steps, never over clouds. Ties go to the
+    lowest index. Clouds of 32768 points or more are cut into chunks along a Z-order curve,
+    and a step only updates the chunks whose bounding box the new point can reach. When
+    every cloud that needs points continues from selected points, the steps run only on the
+    points that can be picked (:func:`~tg_samplenet.ops.pruned_fps.pruned_fps_steps`).
+    Distances are computed on each cloud scaled by an exact power of two, so no coordinate
+    range overflows; half-precision points are sampled in float32.
     """
-    check_points(pos, "pos", dim=None)
-    batch, implied = check_cloud_batch(batch, pos, "batch")
-    counts = check_counts(counts, "counts", implied)
-    B = counts.numel()
-    available = cloud_sizes(batch, B)
-    if selected is not None:
-        selected = torch.unique(check_index(selected, "selected", pos.size(0), "points of pos"))
-        available = available - cloud_sizes(batch[selected], B)
-    check_counts_fit(counts, "counts", available, "unselected points")
-    check_bool(random_start, "random_start")
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise InputTypeError(
-            "generator",
-            f"generator must be a torch.Generator or None (got {type(generator).__name__})",
-        )
-    return _farthest_point_sampling(pos, batch, counts, selected, random_start, generator)
-
-
-def _farthest_point_sampling(
-    pos: Tensor,
-    batch: Tensor,
-    counts: Tensor,
-    selected: Optional[Tensor] = None,
-    random_start: bool = False,
-    generator: Optional[torch.Generator] = None,
-) -> Tensor:
-    # farthest_point_sampling for checked input (selected unique, counts that fit).
     from torch_geometric.utils import to_dense_batch
 
-    if is_compiling() and generator is None:  # a loop of counts.max() steps: one operator
-        return torch.ops.tg_samplenet.farthest_point_sampling(
-            pos.detach(), batch, counts, selected, random_start
-        )
     B = counts.numel()
     steps = int(counts.max()) if B > 0 else 0
     if steps == 0:
         return torch.empty(0, dtype=torch.long, device=pos.device)
-
     pos = pos.detach()
     if pos.dtype in (torch.float16, torch.bfloat16):
         pos = pos.float()
     (pos,) = scale_clouds([(pos, batch)], B)
     ptr = cloud_ptr(batch, B)
 
-    # Distance of every point to the selected set: +inf where a cloud has none yet, so the
-    # first argmax picks the cloud's first point; -1 marks chosen points.
+    # Distance of every point to the selected set: +inf where a cloud has none yet; -1
+    # marks chosen points.
     dist = torch.full((pos.size(0),), float("inf"), dtype=pos.dtype, device=pos.device)
     seeded = torch.zeros(B, dtype=torch.bool, device=pos.device)
-    if selected is not None and selected.numel() > 0:
+    if selected.numel() > 0:
         seeded[batch[selected]] = True
         query = seeded[batch].nonzero().view(-1)
-        pruned = not random_start and not bool(((counts > 0) & ~seeded).any())
         dist[query] = _selected_distances(pos, batch, selected, query, B)
         dist[selected] = -1.0
-        if pruned:
-            # Every cloud continues from its selected points (hard sampling's completion):
-            # only the points farthest from them can be picked, the same picks as below.
+        if not bool(((counts > 0) & ~seeded).any()):
             return pruned_fps_steps(pos, batch, dist, counts, B)
 
-    dense, valid = to_dense_batch(pos, batch, batch_size=B)  # [B, Nmax, D]
-    rank = torch.arange(batch.numel(), device=pos.device) - ptr[batch]
+    dense, valid = to_dense_batch(pos, batch, batch_size=B)  # [B, N_max, D]
     dist = to_dense_batch(dist, batch, float("-inf"), batch_size=B)[0]  # -inf: padding
-
-    first = dist.argmax(dim=1)
-    if random_start:
-        sizes = ptr[1:] - ptr[:-1]
-        device = generator.device if generator is not None else "cpu"
-        rnd = torch.rand(B, generator=generator, device=device).to(pos.device)
-        start = (rnd * sizes).long().clamp(max=(sizes - 1).clamp(min=0))
-        first = torch.where(seeded, first, start)
-
-    planes = dense.permute(2, 0, 1).contiguous()  # [D, B, Nmax], one plane per coordinate
+    first = torch.where(seeded, dist.argmax(dim=1), start.clamp(min=0))
+    planes = dense.permute(2, 0, 1).contiguous()  # [D, B, N_max], one plane per coordinate
     if valid.size(1) >= _CHUNKED_ABOVE:
-        # Each row's positions in Z-order, padding positions last (in place).
-        order = to_dense_batch(rank[_zorder(pos, batch, B)], batch, batch_size=B)[0]
+        # Each row's positions in Z-order, padding positions last.
+        rank = torch.arange(batch.numel(), device=pos.device) - ptr[batch]
+        order = to_dense_batch(rank[zorder(pos, batch, B)], batch, batch_size=B)[0]
         slots = torch.arange(valid.size(1), device=pos.device).expand_as(order)
         order = torch.where(valid, order, slots)
         picked = _steps_chunked(planes, valid, dist, first, steps, order)
@@ -182,7 +108,7 @@ def _selected_distances(
     q_size, s_size = cloud_sizes(q_batch, B), cloud_sizes(s_batch, B)
     q_max, s_max = torch.stack([q_size.max(), s_size.max()]).tolist()  # one host sync
     if B * q_max * s_max > _DENSE_PAIRS:
-        near = _nearest_index(s, q, s_batch, q_batch, B)
+        near = torch.ops.tg_samplenet.knn(s, q, 1, s_batch, q_batch, B)[0][:, 0]
         return (q - s[near]).pow(2).sum(-1)
     # One plane per coordinate, [D, B, 1, S_max] and [D, B, Q_max, 1]. Padding of the
     # selected points lies 2^60 away: farther than any point (coordinates are scaled below
@@ -206,15 +132,6 @@ def _squared_distances(planes_a: Tensor, planes_b: Tensor) -> Tensor:
     for axis in range(1, planes_a.size(0)):
         d.add_((planes_a[axis] - planes_b[axis]).square_())
     return d
-
-
-@torch.library.impl(FARTHEST_POINT_SAMPLING, ("CPU", "CUDA"))
-@torch.compiler.disable
-def _farthest_point_sampling_operator(
-    pos: Tensor, batch: Tensor, counts: Tensor, selected: Optional[Tensor], random_start: bool
-) -> Tensor:
-    # What tg_samplenet::farthest_point_sampling runs when a compiled graph calls it.
-    return _farthest_point_sampling(pos, batch, counts, selected, random_start)
 
 
 # Clouds of at least this many points update only the chunks a new point can reach.
@@ -286,6 +203,73 @@ def _steps_chunked(
     return picked
 
 
+def _start(batch: Tensor, counts: Tensor, random_start: bool, generator) -> Tensor:
+    # Each cloud's local start index: its first point, or a uniformly random one.
+    if not random_start:
+        return torch.zeros_like(counts)
+    sizes = cloud_sizes(batch, counts.numel())
+    device = generator.device if generator is not None else "cpu"
+    draw = torch.rand(counts.numel(), generator=generator, device=device).to(batch.device)
+    return (draw * sizes).long().clamp(max=(sizes - 1).clamp(min=0))
+
+
+def farthest_point_sampling(
+    pos: Tensor,
+    batch: Optional[Tensor],
+    counts: Tensor,
+    selected: Optional[Tensor] = None,
+    random_start: bool = False,
+    generator: Optional[torch.Generator] = None,
+) -> Tensor:
+    r"""Farthest point sampling that *continues* from an already selected set :math:`S_i`,
+    as SampleNet's inference completes its matched points:
+
+    .. math::
+        p_{\text{next}} = \operatorname*{arg\,max}_{p \in P_i \setminus S_i}
+        \min_{s \in S_i} \| p - s \|^2
+
+    A cloud with an empty :math:`S_i` starts from its first point (or a random one). Ties go
+    to the lowest index (on clouds of 32768 points or more, exact ties may be broken in
+    another order).
+
+    Args:
+        pos (torch.Tensor): Points :obj:`[N, D]`.
+        batch (torch.Tensor, optional): Sorted batch vector
+            :math:`\mathbf{b} \in {\{ 0, \ldots, B-1\}}^N`; :obj:`None` for one cloud.
+        counts (torch.Tensor): How many *new* points to pick per cloud, :obj:`[B]`, at most
+            the cloud's unselected points.
+        selected (torch.Tensor, optional): Indices into :obj:`pos` already chosen, in any
+            order (repeats count once); never picked again. (default: :obj:`None`)
+        random_start (bool, optional): Start clouds with nothing selected at a random point.
+            (default: :obj:`False`)
+        generator (torch.Generator, optional): The random source of :obj:`random_start`.
+            (default: :obj:`None`)
+
+    :rtype: :class:`torch.LongTensor` of :obj:`counts.sum()` new indices into :obj:`pos`,
+        grouped by cloud in batch order, in the order they were picked
+    """
+    check_points(pos, "pos", dim=None)
+    batch, implied = check_cloud_batch(batch, pos, "batch")
+    B = counts.numel() if isinstance(counts, Tensor) and counts.dim() == 1 else implied
+    if B < implied:
+        B = implied  # check_counts below names the short counts
+    available = cloud_sizes(batch, B)
+    selected = check_index(
+        selected if selected is not None else torch.empty(0, dtype=torch.long, device=pos.device),
+        "selected",
+        pos.size(0),
+    ).view(-1)
+    selected = torch.unique(selected)
+    counts = check_counts(counts, "counts", available - cloud_sizes(batch[selected], B), "unselected points")
+    check_bool(random_start, "random_start")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise InputTypeError(
+            "generator", f"generator must be a torch.Generator (got {type(generator).__name__})"
+        )
+    start = _start(batch, counts, random_start, generator)
+    return torch.ops.tg_samplenet.farthest_point_steps(pos, batch, counts, selected, start)
+
+
 def fps(
     x: Tensor,
     batch: Optional[Tensor] = None,
@@ -293,22 +277,28 @@ def fps(
     random_start: bool = True,
     batch_size: Optional[int] = None,
 ) -> Tensor:
-    r"""Farthest point sampling (`"PointNet++" <https://arxiv.org/abs/1706.02413>`_) with
-    :func:`torch_geometric.nn.fps`'s contract on every back-end, pyg-lib and torch_cluster
-    included and none needed: :math:`\lceil n_i \cdot r \rceil` points per cloud (computed
-    in float32), grouped by cloud in batch order, each cloud's start point first, never an
-    index twice within a cloud (torch_cluster repeats one on clouds with fewer distinct
-    points than it samples; such input goes to the plain-PyTorch path). Empty clouds get no
-    points (where torch_cluster would end the process).
+    r""":func:`torch_geometric.nn.fps` on this library's back-ends, with PyG's contract and
+    none of its extensions needed (`"PointNet++" <https://arxiv.org/abs/1706.02413>`_):
+    :math:`\lceil n_i \cdot r \rceil` points per cloud (computed in float32), grouped by
+    cloud in batch order, each cloud's start point first, never an index twice within a
+    cloud (the extensions repeat one on clouds with fewer distinct points than they sample;
+    such input goes to the plain-PyTorch steps). Empty clouds get no points. On CPU it runs
+    the plain-PyTorch steps of :func:`farthest_point_sampling`; on GPU :obj:`pyg_lib` or
+    :obj:`torch_cluster` where installed (see :func:`~tg_samplenet.ops.get_backend`).
+
+    .. code-block:: python
+
+        from tg_samplenet.ops import fps
+        index = fps(pos, batch, ratio=0.25)  # as torch_geometric.nn.fps(pos, batch, 0.25)
 
     Args:
-        x (torch.Tensor): Points :obj:`[N, D]`, finite, floating point.
+        x (torch.Tensor): Points :obj:`[N, D]`.
         batch (torch.Tensor, optional): Sorted batch vector. (default: :obj:`None`)
         ratio (float, optional): Sampling ratio in :math:`(0, 1]`. (default: :obj:`0.5`)
         random_start (bool, optional): Start each cloud at a random point instead of its
             first one. (default: :obj:`True`)
-        batch_size (int, optional): The number of clouds, for trailing empty ones; at least
-            the largest batch id plus one. (default: :obj:`None`)
+        batch_size (int, optional): The number of clouds, for trailing empty ones.
+            (default: :obj:`None`)
 
     :rtype: :class:`torch.LongTensor`
     """
@@ -316,40 +306,30 @@ def fps(
     ratio = check_ratio(ratio)
     check_bool(random_start, "random_start")
     batch, B = check_cloud_batch(batch, x, "batch", batch_size, "batch_size", pos_name="x")
-    return _fps(x, batch, ratio, random_start, B)
-
-
-def _fps(x: Tensor, batch: Tensor, ratio: float, random_start: bool, num_clouds: int) -> Tensor:
-    # fps for checked input.
-    if x.size(0) == 0:
-        return torch.empty(0, dtype=torch.long, device=x.device)
-    B = num_clouds
     sizes = cloud_sizes(batch, B)
-    backend = get_backend()
-    if backend == "torch" or bool((sizes == 0).any()):
-        # torch_cluster's fps kills the process on an empty cloud (rand() % 0).
-        counts = _sample_counts(sizes, ratio=ratio)
-        return _farthest_point_sampling(x, batch, counts, random_start=random_start)
-    x = x.detach()
-    if x.dtype in (torch.float16, torch.bfloat16):
-        x = x.float()
+    counts = sample_counts(sizes, ratio=ratio)
+    backend = get_backend(x.device)
+    if backend in ("pyg_lib", "torch_cluster") and x.size(0) > 0 and bool((sizes > 0).all()):
+        # The extensions end the process on an empty cloud (rand() % 0): not here.
+        index = _fps_extension(backend, x, batch, ratio, random_start, B)
+        if not _repeats(index):
+            return index
+    start = _start(batch, counts, random_start, None)
+    none = torch.empty(0, dtype=torch.long, device=x.device)
+    return torch.ops.tg_samplenet.farthest_point_steps(x, batch, counts, none, start)
+
+
+def _fps_extension(backend, x, batch, ratio, random_start, B) -> Tensor:
+    x = x.detach().float() if x.dtype in (torch.float16, torch.bfloat16) else x.detach()
     (x,) = scale_clouds([(x, batch)], B)
     if backend == "pyg_lib":
-        index = torch.ops.pyg.fps(x, cloud_ptr(batch, B), ratio, random_start)
-    else:
-        import torch_cluster
+        return torch.ops.pyg.fps(x, cloud_ptr(batch, B), ratio, random_start)
+    import torch_cluster
 
-        index = torch_cluster.fps(x, batch, ratio, random_start)
-    if _repeats(index):
-        # A cloud with fewer distinct points than it samples: the compiled back-ends then
-        # pick an already chosen point again, the plain-PyTorch steps never do.
-        counts = _sample_counts(sizes, ratio=ratio)
-        return _farthest_point_sampling(x, batch, counts, random_start=random_start)
-    return index
+    return torch_cluster.fps(x, batch, ratio, random_start)
 
 
 def _repeats(index: Tensor) -> bool:
-    # Whether any index occurs twice (indices are global, so across clouds they differ).
-    # One host sync on CUDA.
+    # Whether an index occurs twice (indices are global, so clouds never share one).
     ordered = torch.sort(index).values
     return bool((ordered[1:] == ordered[:-1]).any())

@@ -3,11 +3,18 @@ r"""Training a sampler for any frozen model (:func:`fit_sampler`, :class:`LossWe
 learning-rate schedules (:mod:`~tg_samplenet.training.loop`) and data-parallel training under
 torchrun (:mod:`~tg_samplenet.training.distributed`)."""
 
-from tg_samplenet.training.fit import LossWeights, default_inputs, fit_sampler, freeze
+from tg_samplenet.training.fit import (
+    PAPER_LOSS_WEIGHTS,
+    LossWeights,
+    default_inputs,
+    fit_sampler,
+    freeze,
+)
 from tg_samplenet.training.loop import fit, fit_model, learning_rate_schedule, seed_everything
 
 __all__ = [
     "LossWeights",
+    "PAPER_LOSS_WEIGHTS",
     "default_inputs",
     "fit",
     "fit_model",

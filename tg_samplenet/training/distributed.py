@@ -371,8 +371,7 @@ def shard_loader(loader: TorchDataLoader) -> TorchDataLoader:
 def gather_cat(local: Optional[Union[Tensor, tuple[Tensor, ...]]]) -> Any:
     r"""Concatenates every rank's per-item results along their first dimension, in rank
     order, on every rank: with :func:`shard_loader` that is the single process's order.
-    :obj:`local` is a tensor or a tuple of tensors (e.g. what
-    :func:`~reproduction.tasks.registration.evaluate_registration` returns), or :obj:`None`
+    :obj:`local` is a tensor or a tuple of tensors (e.g. per-cloud errors), or :obj:`None`
     for a rank that had nothing to evaluate; tensors travel through the CPU. Without a
     process group it returns :obj:`local`."""
     if not is_distributed():

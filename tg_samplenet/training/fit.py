@@ -20,11 +20,11 @@ from tg_samplenet.ops.checks import (
     check_number,
     check_positive_int,
 )
-from tg_samplenet.temperature import TemperatureProfile
+from tg_samplenet.temperature import TemperatureSchedule
 from tg_samplenet.training.distributed import barrier, is_main_process
 from tg_samplenet.training.loop import fit_model
 
-__all__ = ["LossWeights", "default_inputs", "fit_sampler", "freeze"]
+__all__ = ["LossWeights", "PAPER_LOSS_WEIGHTS", "default_inputs", "fit_sampler", "freeze"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -37,8 +37,7 @@ class LossWeights:
         L = L_{task}(R) + \alpha \left(L_a(Q, P) + \beta L_m(Q, P)
         + (\gamma + \delta |Q|) L_a(P, Q)\right) + \lambda \sigma
 
-    The authors' values per task are in
-    :mod:`reproduction.config` (:obj:`CLASSIFICATION_LOSS`, ...).
+    The authors' values per task are in :obj:`PAPER_LOSS_WEIGHTS`.
 
     Args:
         alpha (float): :math:`\alpha`, the simplification loss.
@@ -53,6 +52,16 @@ class LossWeights:
     gamma: float
     delta: float
     beta: float = 1.0
+
+
+#: The authors' loss weights per task (their code, not only the paper): SampleNet and
+#: SampleNet-Progressive for classification, registration and reconstruction.
+PAPER_LOSS_WEIGHTS = {
+    "classification": LossWeights(alpha=30.0, lmbda=1.0, gamma=1.0, delta=0.0),
+    "classification_progressive": LossWeights(alpha=30.0, lmbda=1.0, gamma=0.5, delta=1 / 30),
+    "registration": LossWeights(alpha=0.01, lmbda=0.01, gamma=1.0, delta=0.0),
+    "reconstruction": LossWeights(alpha=0.01, lmbda=1e-4, gamma=0.0, delta=1 / 64),
+}
 
 
 def freeze(module: torch.nn.Module) -> torch.nn.Module:
@@ -102,7 +111,7 @@ def fit_sampler(
     loss_weights: Optional[LossWeights] = None,
     control_sizes: Optional[Sequence[int]] = None,
     reduction: str = "sum",
-    temperature: Optional[TemperatureProfile] = None,
+    temperature: Optional[TemperatureSchedule] = None,
     lr_schedule: str = "constant",
     decay_samples: int = 600_000,
     inputs: Callable[[Any], tuple[Tensor, Tensor, int]] = default_inputs,
@@ -160,7 +169,7 @@ def fit_sampler(
             progressive sampler. (default: :obj:`None`, the powers of two up to :math:`m`)
         reduction (str, optional): :obj:`"sum"` or :obj:`"mean"` over the control sizes.
             (default: :obj:`"sum"`)
-        temperature (TemperatureProfile, optional): A schedule of :math:`\sigma` per epoch;
+        temperature (TemperatureSchedule, optional): A schedule of :math:`\sigma` per epoch;
             a scheduled (not learned) temperature drops the :math:`\lambda\sigma` term, as
             the paper's study does. (default: :obj:`None`, learned)
         lr_schedule (str, optional): :obj:`"constant"`, :obj:`"cosine"` or

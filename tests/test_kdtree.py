@@ -1,16 +1,17 @@
-r"""The kd-tree neighbour engine (scipy's cKDTree) against a brute-force reference: the same
-neighbours (equal distances, so only exact ties may be ordered differently), padding where a
-cloud holds fewer than k points, the Z-order path, and other dimensions; and the back-end
-choice that routes CPU searches to it."""
+r"""The kd-tree search (scipy's cKDTree, all clouds in one tree) against a brute-force
+reference: the same neighbours (equal distances, so only exact ties may be ordered
+differently), padding where a cloud holds fewer than k points, the Z-order path, other
+dimensions; and the back-end choice that routes CPU searches to it."""
 
 import pytest
 import torch
 
-import tg_samplenet.ops.kdtree_search as kdtree_search
+import tg_samplenet.ops.kdtree as kdtree_search
 import tg_samplenet.ops.neighbors as neighbors
 from reproduction.testing import brute_knn, random_clouds
-from tg_samplenet.ops.kdtree_search import kdtree_knn, locality_order
+from tg_samplenet.ops.kdtree import kdtree_knn
 from tg_samplenet.ops.neighbors import available_backends, padded_knn, use_backend
+from tg_samplenet.ops.zorder import zorder
 
 pytest.importorskip("scipy")
 
@@ -64,9 +65,9 @@ def test_duplicate_points_are_all_found():
     assert sorted(index[0].tolist()) == [1, 2, 3] and bool(mask.all())
 
 
-def test_locality_order_keeps_clouds_in_place():
+def test_zorder_keeps_clouds_in_place():
     pos, batch = random_clouds([100, 0, 30, 70], seed=4)
-    order = locality_order(pos, batch)
+    order = zorder(pos, batch, 4)
     assert sorted(order.tolist()) == list(range(200))
     assert torch.equal(batch[order], batch)
 
@@ -85,45 +86,26 @@ def record_kdtree_calls(monkeypatch):
     return calls
 
 
-def test_torch_cluster_keeps_its_own_search(monkeypatch):
-    # The kd-tree ranks in float64, torch_cluster in float32: where torch_cluster is the
-    # back-end it runs, so that near-ties keep the order of the published results.
-    if "torch_cluster" not in available_backends():
-        pytest.skip("torch_cluster is not installed")
-    calls = record_kdtree_calls(monkeypatch)
-    pos, batch = random_clouds([50, 0, 30], seed=5)
-    query, query_batch = random_clouds([8, 0, 30], seed=6)
-    with use_backend("torch_cluster"):
-        index = padded_knn(pos, query, 3, batch, query_batch).index
-        padded_knn(query, pos, 1, query_batch, batch)
-    assert calls == []
-    with use_backend("torch"):
-        plain = padded_knn(pos, query, 3, batch, query_batch).index
-    assert calls == [80]
-    distances = (query.unsqueeze(1) - pos[index]).pow(2).sum(-1)
-    assert torch.allclose(distances, (query.unsqueeze(1) - pos[plain]).pow(2).sum(-1))
-
-
-def test_plain_torch_uses_the_kdtree_on_cpu(monkeypatch):
+def test_cpu_searches_use_the_kdtree_by_default_and_others_when_forced(monkeypatch):
     calls = record_kdtree_calls(monkeypatch)
     pos, batch = random_clouds([20, 40], seed=7)
     query, query_batch = random_clouds([60, 70], seed=8)
-    with use_backend("torch"):
-        padded_knn(pos, query, 2, batch, query_batch)
-        padded_knn(query, pos, 2, query_batch, batch)
+    padded_knn(pos, query, 2, batch, query_batch)
+    padded_knn(query, pos, 2, query_batch, batch)
+    assert calls == [60, 130]
+    for other in [name for name in available_backends() if name != "kdtree"]:
+        with use_backend(other):
+            padded_knn(pos, query, 2, batch, query_batch)
     assert calls == [60, 130]
 
 
 @pytest.mark.parametrize("k", [1, 5])
-def test_brute_force_without_scipy_matches_brute_force(k, monkeypatch):
-    # Where scipy is missing (or on a GPU), plain torch searches by brute force.
-    monkeypatch.setattr(neighbors, "_KDTREE", False)
-    calls = record_kdtree_calls(monkeypatch)
+def test_brute_force_matches_brute_force(k, monkeypatch):
+    # The plain-torch back-end (the GPU's without extensions) on CPU tensors.
     pos, batch = random_clouds([40, 1, 0, 25], seed=9, dtype=torch.float64)
     query, query_batch = random_clouds([7, 3, 0, 30], seed=10, dtype=torch.float64)
     with use_backend("torch"):
         index, mask = padded_knn(pos, query, k, batch, query_batch)
-    assert calls == []
     expected = brute_knn(pos, query, batch, query_batch, k)
     for row, want in enumerate(expected):
         assert mask[row].tolist() == [slot < len(want) for slot in range(k)]
@@ -132,7 +114,7 @@ def test_brute_force_without_scipy_matches_brute_force(k, monkeypatch):
 
 
 @pytest.mark.parametrize("swap", [False, True])
-def test_default_choice_matches_brute_force_on_both_sides_of_the_rule(swap):
+def test_more_queries_than_references_and_fewer(swap):
     pos, batch = random_clouds([90, 2, 40], seed=11, dtype=torch.float64)
     query, query_batch = random_clouds([10, 5, 60], seed=12, dtype=torch.float64)
     if swap:
@@ -142,3 +124,13 @@ def test_default_choice_matches_brute_force_on_both_sides_of_the_rule(swap):
         assert mask[row].tolist() == [slot < len(want) for slot in range(4)]
         got = (pos[index[row]] - query[row]).pow(2).sum(-1).tolist()[: len(want)]
         assert got == pytest.approx([d for d, _ in want], rel=1e-12, abs=1e-300)
+
+
+def test_clouds_far_apart_in_the_tree_do_not_mix():
+    # A cloud of one point beside large clouds: its queries find only it, as padding.
+    pos = torch.cat([torch.rand(50, 3), torch.rand(1, 3) * 0.99, torch.rand(30, 3)]) * 2 - 1
+    batch = torch.tensor([0] * 50 + [1] + [2] * 30)
+    query = torch.zeros(3, 3)
+    index, mask = kdtree_knn(pos, query, 4, batch, torch.tensor([0, 1, 2]), 3)
+    assert index[1].tolist() == [50] * 4 and mask[1].tolist() == [True, False, False, False]
+    assert all(batch[j] == 0 for j in index[0]) and all(batch[j] == 2 for j in index[2])

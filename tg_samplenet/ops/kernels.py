@@ -1,0 +1,126 @@
+r"""The library's kernels as :mod:`torch.library` operators: the one boundary that
+:func:`torch.compile` sees, and the only code of the library that knows about it.
+
+The neighbour search, farthest point sampling and SampleNet's inference step have sizes that
+depend on values (and :obj:`torch_cluster`/:obj:`pyg-lib` register no fake kernels, so Dynamo
+cannot trace through them at all). Each runs as an opaque operator whose fake kernel tells
+the compiler only the shape of its result, and the graph continues around it with its sizes
+symbolic: new cloud sizes reuse the compiled graphs. Eager code calls the same operators, so
+eager and compiled runs execute the same kernels. The public functions of
+:mod:`tg_samplenet.ops` and the modules of :mod:`tg_samplenet.nn` check their arguments, then
+call these with valid input:
+
+- :obj:`tg_samplenet::knn(x, y, k, batch_x, batch_y, num_clouds) -> (index, mask)`, both
+  :obj:`[M, k]` (:func:`~tg_samplenet.ops.neighbors.knn_table`);
+- :obj:`tg_samplenet::farthest_point_steps(pos, batch, counts, selected, start) -> index` of
+  :obj:`counts.sum()` entries (:func:`~tg_samplenet.ops.farthest_point.farthest_point_steps`);
+- :obj:`tg_samplenet::match_sample(pos, batch, simplified, simplified_batch, counts, matching,
+  max_matched, complete) -> index` (:func:`~tg_samplenet.ops.matching.match_sample`);
+- :obj:`tg_samplenet::select(mask) -> index`, :obj:`mask.nonzero().view(-1)`;
+- :obj:`tg_samplenet::max_pooled_mlp(pos, batch, num_clouds, weights, biases) -> [B, C]`: the
+  layers :math:`\mathbf{x} \mapsto \mathrm{ReLU}(\mathbf{x} \mathbf{W} + \mathbf{b})`
+  of an eval-mode point MLP (its BatchNorm folded in), max-pooled per cloud, chunk by chunk.
+
+They return indices or eval-mode features and carry no gradient.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from tg_samplenet.ops.farthest_point import farthest_point_steps
+from tg_samplenet.ops.matching import match_sample
+from tg_samplenet.ops.neighbors import knn_table
+
+__all__ = ["dynamic_size"]
+
+
+def dynamic_size(most) -> torch.SymInt:
+    r"""A new unbacked size in :math:`[0, \text{most}]` for a fake kernel."""
+    bound = {"max": most} if isinstance(most, int) else {}
+    return torch.library.get_ctx().new_dynamic_size(**bound)
+
+
+@torch.library.custom_op("tg_samplenet::knn", mutates_args=())
+def _knn(
+    x: Tensor, y: Tensor, k: int, batch_x: Tensor, batch_y: Tensor, num_clouds: int
+) -> tuple[Tensor, Tensor]:
+    return knn_table(x, y, k, batch_x, batch_y, num_clouds)
+
+
+@_knn.register_fake
+def _(x, y, k, batch_x, batch_y, num_clouds):
+    return y.new_empty((y.size(0), k), dtype=torch.long), y.new_empty((y.size(0), k), dtype=torch.bool)
+
+
+@torch.library.custom_op("tg_samplenet::farthest_point_steps", mutates_args=())
+def _farthest_point_steps(
+    pos: Tensor, batch: Tensor, counts: Tensor, selected: Tensor, start: Tensor
+) -> Tensor:
+    return farthest_point_steps(pos, batch, counts, selected, start)
+
+
+@_farthest_point_steps.register_fake
+def _(pos, batch, counts, selected, start):
+    return pos.new_empty((dynamic_size(pos.size(0)),), dtype=torch.long)
+
+
+@torch.library.custom_op("tg_samplenet::match_sample", mutates_args=())
+def _match_sample(
+    pos: Tensor,
+    batch: Tensor,
+    simplified: Tensor,
+    simplified_batch: Tensor,
+    counts: Tensor,
+    matching: str,
+    max_matched: Optional[int],
+    complete: bool,
+) -> Tensor:
+    return match_sample(
+        pos, batch, simplified, simplified_batch, counts, matching, max_matched, complete
+    )
+
+
+@_match_sample.register_fake
+def _(pos, batch, simplified, simplified_batch, counts, matching, max_matched, complete):
+    return pos.new_empty((dynamic_size(pos.size(0)),), dtype=torch.long)
+
+
+@torch.library.custom_op("tg_samplenet::select", mutates_args=())
+def _select(mask: Tensor) -> Tensor:
+    return mask.nonzero().view(-1)
+
+
+@_select.register_fake
+def _(mask):
+    return mask.new_empty((dynamic_size(mask.numel()),), dtype=torch.long)
+
+
+# Points per chunk of the eval-mode point MLP: a chunk's widest features (2048 x 128 float32,
+# 1 MiB) stay in a core's L2 cache between the layers.
+POOL_CHUNK = 1 << 11
+
+
+@torch.library.custom_op("tg_samplenet::max_pooled_mlp", mutates_args=())
+def _max_pooled_mlp(
+    pos: Tensor, batch: Tensor, num_clouds: int, weights: list[Tensor], biases: list[Tensor]
+) -> Tensor:
+    # x -> relu(x @ w + b) per layer, then the maximum per cloud, POOL_CHUNK points at a time:
+    # the features of a million points would take 1.8 GB over the layers. The features are
+    # ReLU outputs (>= 0), so the 0 a cloud starts from never wins over one of its points.
+    out = pos.new_zeros((num_clouds, weights[-1].size(1)))
+    for start in range(0, pos.size(0), POOL_CHUNK):
+        x = pos[start : start + POOL_CHUNK]
+        for weight, bias in zip(weights, biases):
+            x = torch.addmm(bias, x, weight).relu_()
+        index = batch[start : start + POOL_CHUNK].unsqueeze(1).expand_as(x)
+        out.scatter_reduce_(0, index, x, "amax")
+    return out
+
+
+@_max_pooled_mlp.register_fake
+def _(pos, batch, num_clouds, weights, biases):
+    return pos.new_empty((num_clouds, weights[-1].size(1)))
