@@ -90,7 +90,7 @@ def test_second_construction_reads_the_cache(tmp_path, monkeypatch):
     assert os.listdir(tmp_path / "processed")
     for name in ("ply_data_train0.h5", "ply_data_train1.h5"):
         os.remove(tmp_path / name)
-    monkeypatch.setattr(hdf5_module, "_read_h5", lambda path: pytest.fail("re-read " + path))
+    monkeypatch.setattr(hdf5_module, "read_h5_clouds", lambda path: pytest.fail("re-read " + path))
     second = HDF5PointClouds(str(tmp_path), split="train", num_points=20)
     assert torch.equal(first._data.pos, second._data.pos)
     assert torch.equal(first._data.y, second._data.y)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from reproduction.tasks import PCRNet, PointCloudAE, PointNet, TNet, orthogonality_regularizer
-from reproduction.tasks.layout import cloud_layout, max_pool, transform_per_cloud
+from tg_samplenet.models import cloud_layout, max_pool, transform_per_cloud
 from reproduction.tasks.rotations import quaternion_to_matrix, random_rotations
 
 # Narrow widths keep the tests fast; the structure is the paper's.

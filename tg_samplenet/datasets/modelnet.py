@@ -14,14 +14,9 @@ import torch_geometric.transforms as T
 from torch_geometric.data import Data
 from torch_geometric.datasets import ModelNet
 
+from tg_samplenet.datasets.formats import read_off_mesh
 from tg_samplenet.datasets.normalize import NormalizeUnitSphere
-from tg_samplenet.datasets.readers import read_off_mesh
-from tg_samplenet.datasets.utils import (
-    check_file_loader,
-    check_names,
-    check_seed,
-    selection_tag,
-)
+from tg_samplenet.datasets.utils import check_file_loader, check_names, check_seed, selection_tag
 from tg_samplenet.ops.checks import InputError
 
 __all__ = ["ModelNetPointClouds"]

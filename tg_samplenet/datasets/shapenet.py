@@ -12,17 +12,12 @@ import numpy as np
 import torch
 from torch_geometric.data import Data, InMemoryDataset
 
+from tg_samplenet.datasets.formats import read_ply_points
 from tg_samplenet.datasets.normalize import normalize_unit_sphere
-from tg_samplenet.datasets.readers import read_ply_points
-from tg_samplenet.datasets.utils import (
-    check_file_loader,
-    check_names,
-    check_seed,
-    selection_tag,
-)
+from tg_samplenet.datasets.utils import check_file_loader, check_names, check_seed, selection_tag
 from tg_samplenet.ops.checks import InputError
 
-__all__ = ["ShapeNetPointClouds", "read_ply_points"]
+__all__ = ["ShapeNetPointClouds", "split_indices"]
 
 _SPLITS = ("train", "val", "test")
 _SPLIT_FRACTIONS = (0.85, 0.05, 0.10)
@@ -130,16 +125,13 @@ class ShapeNetPointClouds(InMemoryDataset):
         for label, synset in enumerate(self.synset_ids):
             folder = osp.join(self.root, synset)
             files = sorted(f for f in os.listdir(folder) if f.endswith(".ply"))
-            for part, chosen in zip(splits, split_indices(len(files), self.seed), strict=True):
+            for part, chosen in zip(splits, split_indices(len(files), self.seed)):
                 for i in chosen:
                     path = osp.join(folder, files[i])
-                    data = self.bad_files.attempt(
-                        lambda path=path, label=label: self._read(path, label)
-                    )
-                    if data is not None:
-                        part.append(data)
+                    part += [self.bad_files.attempt(lambda p=path, y=label: self._read(p, y))]
         self.bad_files.report()
-        for data_list, path in zip(splits, self.processed_paths, strict=True):
+        for data_list, path in zip(splits, self.processed_paths):
+            data_list = [data for data in data_list if data is not None]
             if self.pre_transform is not None:
                 data_list = [self.pre_transform(data) for data in data_list]
             if data_list:
@@ -183,10 +175,8 @@ _EMPTY_SPLIT = {"tg_samplenet_empty_split": True}
 
 def _is_empty_split(path: str) -> bool:
     # The marker process() writes for a split without clouds: a tiny file of one flag.
-    if os.path.getsize(path) > 4096:
-        return False
     try:
-        return torch.load(path, weights_only=True) == _EMPTY_SPLIT
+        return os.path.getsize(path) < 4096 and torch.load(path, weights_only=True) == _EMPTY_SPLIT
     except Exception:  # a real (small) data set file is not a plain dict
         return False
 
