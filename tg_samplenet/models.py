@@ -117,9 +117,8 @@ def orthogonality_regularizer(transform: Tensor, reduction: str = "mean") -> Ten
 class TNet(torch.nn.Module):
     r"""The transformer network of PointNet from the `"PointNet: Deep Learning on Point Sets
     for 3D Classification and Segmentation" <https://arxiv.org/abs/1612.00593>`_ paper: a
-    small PointNet (per-point Linear + BatchNorm + ReLU, max-pooling, fully connected
-    layers) that predicts one :math:`k \times k` matrix per cloud. Its last layer starts at
-    zero with the identity as bias, so a fresh T-Net returns :math:`\mathbf{I}_k`.
+    small PointNet that predicts one :math:`k \times k` matrix per cloud, the identity when
+    fresh (its last layer starts at zero with the identity as bias).
 
     Args:
         k (int): The size of the matrix (3 for the points, 64 for the features).
@@ -176,21 +175,16 @@ class TNet(torch.nn.Module):
 
 class PointNet(torch.nn.Module):
     r"""The PointNet classifier from the `"PointNet: Deep Learning on Point Sets for 3D
-    Classification and Segmentation" <https://arxiv.org/abs/1612.00593>`_ paper, in the two
-    variants SampleNet uses as its frozen task network:
-
-    * with transforms (the authors' :obj:`pointnet_cls`): the 3x3 input :class:`TNet`,
-      per-point layers 64, 64, the 64x64 feature :class:`TNet`, per-point layers 64, 128,
-      1024, max-pooling, FC 512 and 256 with BatchNorm, ReLU and dropout, FC
-      :obj:`num_classes`;
-    * vanilla (:obj:`pointnet_cls_basic`, the task network of SampleNet-Progressive): the
-      same without transforms, dropout only before the last layer.
-
-    Per-point layers are Linear + BatchNorm + ReLU (the authors' 1x1 convolutions); points
-    are row vectors times their cloud's transform. With :obj:`return_regularizer=True` it
-    also returns :math:`\mathcal{R}`, the mean over clouds of
-    :func:`orthogonality_regularizer` of the feature transform (zero without one); the
-    authors' loss is :math:`\mathrm{CE} + 0.001 \cdot \frac{B}{2} \mathcal{R}`.
+    Classification and Segmentation" <https://arxiv.org/abs/1612.00593>`_ paper: per-point
+    layers (Linear + BatchNorm + ReLU, the authors' 1x1 convolutions) 64, 64, 64, 128, 1024,
+    max-pooling, then FC 512 and 256 with BatchNorm, ReLU and dropout, FC :obj:`num_classes`.
+    With transforms (the authors' :obj:`pointnet_cls`) a 3x3 :class:`TNet` turns the points
+    and a 64x64 one the features after the second layer (points are row vectors times their
+    cloud's matrix) and dropout follows each hidden FC layer; vanilla
+    (:obj:`pointnet_cls_basic`, SampleNet-Progressive's task network) has neither, and
+    dropout only before the last layer. With :obj:`return_regularizer=True` it also returns
+    the mean over clouds of :func:`orthogonality_regularizer` of the feature transform
+    (zero without one).
 
     Args:
         num_classes (int): The number of classes.
@@ -299,11 +293,11 @@ class ReconstructionOutput(NamedTuple):
 
 class PointCloudAE(torch.nn.Module):
     r"""The point-cloud autoencoder from the `"Learning Representations and Generative
-    Models for 3D Point Clouds" <https://arxiv.org/abs/1707.02392>`_ paper (the
-    :obj:`mlp_architecture_ala_iclr_18` that SampleNet reconstructs with): per-point layers
-    (Linear + BatchNorm + ReLU) max-pooled into a code, then fully connected layers with
-    ReLU to :math:`3 \cdot \text{num_points}` coordinates, read point by point. It encodes
-    clouds of any size and returns :obj:`num_points` points per cloud, in PyG's layout:
+    Models for 3D Point Clouds" <https://arxiv.org/abs/1707.02392>`_ paper, the
+    :obj:`mlp_architecture_ala_iclr_18` that SampleNet reconstructs with: per-point layers
+    (Linear + BatchNorm + ReLU) max-pooled into a code, fully connected layers with ReLU to
+    :math:`3 \cdot \text{num_points}` coordinates, read point by point. It encodes clouds of
+    any size and returns :obj:`num_points` points per cloud in PyG's layout:
 
     .. code-block:: python
 

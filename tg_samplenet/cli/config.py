@@ -9,33 +9,17 @@ from typing import Any
 
 from tg_samplenet.training.fit import LossWeights
 
-__all__ = ["PROFILES", "TrainConfig"]
-
 
 @dataclass(frozen=True)
 class TrainConfig:
-    r"""What ``train`` needs to train a task network and a SampleNet-Progressive against it.
-
-    Attributes:
-        num_points (int): Points per cloud :math:`n`.
-        sizes (tuple of int): Sample sizes :math:`m` of the held-out report.
-        control_sizes (tuple of int): Control sizes of the progressive sampler.
-        task_epochs (int): Epochs of the task network.
-        sampler_epochs (int): Epochs of the sampler.
-        batch_size (int): Clouds per batch.
-        task_lr (float): Adam's learning rate for the task network.
-        sampler_lr (float): Adam's learning rate for the sampler.
-        task_channels (tuple of int): The task network's per-point widths (PointNet's last is
-            its global feature, the autoencoder's its bottleneck).
-        head_channels (tuple of int): PointNet's hidden classifier widths, or the
-            autoencoder's decoder widths.
-        k (int): Neighbours of the soft projection.
-        loss (LossWeights): The progressive sampler's loss weights.
-        reduction (str): :obj:`"sum"` or :obj:`"mean"` over the control sizes.
-        lr_schedule (str): :obj:`"constant"`, :obj:`"cosine"` or :obj:`"staircase"`, of
-            both networks.
-        sampler (dict): Further arguments of :class:`~tg_samplenet.SampleNet`.
-    """
+    r"""What ``train`` needs: the points per cloud :obj:`num_points`, the sample sizes of the
+    held-out report :obj:`sizes`, the progressive sampler's :obj:`control_sizes`, epochs,
+    batch size and Adam learning rates of both networks, the task network's per-point widths
+    :obj:`task_channels` (PointNet's last is its global feature, the autoencoder's its
+    bottleneck) and :obj:`head_channels` (PointNet's classifier, the autoencoder's decoder),
+    the soft projection's :obj:`k`, the sampler's :obj:`loss` weights and their
+    :obj:`reduction` over control sizes, the learning-rate schedule of both networks and
+    further arguments of :class:`~tg_samplenet.SampleNet` (:obj:`sampler`)."""
 
     num_points: int
     sizes: tuple[int, ...]

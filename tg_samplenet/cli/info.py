@@ -21,10 +21,6 @@ from tg_samplenet.nn.sampler import SampleNet
 from tg_samplenet.ops.checks import InputError
 
 SUMMARY = "print a checkpoint's configuration and what it was trained on"
-# What the text view keeps of a training record (--json prints all of it).
-SUMMARY_KEYS = ("task", "task_network", "data", "files", "failed_files", "classes")
-SUMMARY_KEYS += ("training_clouds", "held_out_clouds", "profile", "seed", "processes")
-SETTINGS_KEYS = ("num_points", "task_epochs", "sampler_epochs", "batch_size", "sampler_lr")
 
 
 def add_parser(subparsers: argparse._SubParsersAction):
@@ -40,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     except Exception as error:  # a file torch.load cannot read raises many types
         report_error(f"{args.file}: {one_line(error)}")
         return 1
-    print(json.dumps(info, indent=2, default=str) if args.json else _render(_summary(info)))
+    print(json.dumps(info, indent=2, default=str) if args.json else _render(info))
     return 0
 
 
@@ -83,20 +79,6 @@ def describe_checkpoint(path: str) -> dict[str, Any]:
     if info["trained_on"] is None:
         info["note"] = "saved without metadata; `tg-samplenet train` records its training"
     return info
-
-
-def _summary(info: dict[str, Any]) -> dict[str, Any]:
-    r"""The text view: a training record of ``tg-samplenet train`` cut to what tells runs
-    apart."""
-    record = info.get("trained_on")
-    if not (isinstance(record, dict) and "settings" in record):
-        return info
-    short = {key: record[key] for key in SUMMARY_KEYS if key in record}
-    if len(short.get("classes") or []) > 12:
-        short["classes"] = [*record["classes"][:12], f"... ({len(record['classes'])} in all)"]
-    short.update({key: record["settings"].get(key) for key in SETTINGS_KEYS})
-    short.update({key: record[key] for key in ("validation", "date", "command") if key in record})
-    return {**info, "trained_on": short}
 
 
 def _render(info: dict[str, Any], indent: str = "") -> str:

@@ -1,24 +1,17 @@
-r"""One reader and one writer per point-file format, shared by the data sets and the command
-line. Every reader checks what it reads and raises :class:`~tg_samplenet.ops.InputError`
-(argument :obj:`"path"`) with a message that names the file.
+r"""One reader and one writer per point-file format, for the data sets and the command line.
+Every reader checks what it reads and raises :class:`~tg_samplenet.ops.InputError` (argument
+:obj:`"path"`) naming the file. A point file keeps every per-point attribute, so that a subset
+of its rows is written back in the same format:
 
-A point file is read with every per-point attribute, so that a subset of its rows can be
-written back in the same format (normals, colours, labels and extra columns travel with
-their row):
-
-- **PLY** (:mod:`plyfile`): the vertex element with all its properties and types, the
-  encoding, comments and the elements that are not per-vertex (faces and edges are dropped
-  on writing: they index vertices that are no longer there).
-- **OFF** (also :obj:`COFF`, :obj:`NOFF`, ..., and the ModelNet files with the counts glued
-  to :obj:`OFF`): the vertex lines are kept verbatim; faces are triangulated by PyG's
-  OFF parser for :func:`read_off_mesh`.
-- **XYZ/TXT** (whitespace or comma separated, :obj:`#` comments, an optional column-name
-  line): the lines are kept verbatim, so every column keeps its exact text.
-- **NPY**: an :obj:`[N, C]` array (:math:`C \ge 3`, :obj:`x, y, z` first) or a structured
-  array with :obj:`x, y, z` fields. **NPZ**: a :obj:`pos` (or :obj:`points`, :obj:`xyz`)
-  array :obj:`[N, 3]`; the other arrays of length :math:`N` are per-point attributes.
-- **HDF5** in the layout of the paper's ModelNet40 files (many clouds per file):
-  :func:`read_h5_clouds` and :func:`write_h5_clouds`.
+- **PLY** (:mod:`plyfile`): all vertex properties and types, the encoding, comments and the
+  elements that do not index vertices (faces and edges are dropped on writing).
+- **OFF** (also :obj:`COFF`, :obj:`NOFF`, ... and ModelNet's counts glued to :obj:`OFF`),
+  **XYZ/TXT** (whitespace or comma separated, :obj:`#` comments, an optional column-name
+  line): vertex lines written back verbatim; OFF faces triangulated by PyG's parser.
+- **NPY**: an :obj:`[N, C >= 3]` array (:obj:`x, y, z` first) or a structured array with
+  :obj:`x, y, z` fields. **NPZ**: a :obj:`pos` (or :obj:`points`, :obj:`xyz`) array
+  :obj:`[N, 3]`; other arrays of length :math:`N` are per-point attributes.
+- **HDF5** in the layout of the paper's ModelNet40 files (many clouds per file).
 """
 
 from __future__ import annotations
@@ -39,46 +32,18 @@ from torch_geometric.io.off import face_to_tri
 from tg_samplenet.io import atomic_write
 from tg_samplenet.ops.checks import InputError
 
-__all__ = [
-    "FORMATS",
-    "PointFile",
-    "find_point_files",
-    "read_point_file",
-    "write_point_file",
-    "read_ply_points",
-    "read_off_mesh",
-    "read_h5_clouds",
-    "write_h5_clouds",
-]
-
 PathLike = Union[str, os.PathLike]
-FORMATS = {
-    ".ply": "ply",
-    ".off": "off",
-    ".npy": "npy",
-    ".npz": "npz",
-    ".xyz": "text",
-    ".txt": "text",
-}
+FORMATS = dict(ply="ply", off="off", npy="npy", npz="npz", xyz="text", txt="text")
 _COMMENT = ("#", "//")
 _OFF_HEADER = re.compile(r"(ST)?C?N?4?n?OFF\s*(.*)")
 
 
 @dataclass
 class PointFile:
-    r"""A point cloud read from a file, with what it takes to write a subset of its rows.
-
-    Attributes:
-        path (pathlib.Path): The file.
-        format (str): :obj:`"ply"`, :obj:`"off"`, :obj:`"npy"`, :obj:`"npz"` or
-            :obj:`"text"`.
-        pos (numpy.ndarray): :obj:`[N, 3]` float32 coordinates, finite, :math:`N \ge 1`.
-        attributes (list of str): What else each row holds (property, array or column
-            names).
-        rows (Any): The per-point records (structured array, array, dict of arrays or
-            lines).
-        header (dict): What else the writer needs (the PLY object, header lines, faces).
-    """
+    r"""A point cloud read from a file: its :obj:`format` (a value of :obj:`FORMATS`), the
+    finite float32 coordinates :obj:`pos` :obj:`[N, 3]` (:math:`N \ge 1`), the names of the
+    other :obj:`attributes` of each row, the per-point records :obj:`rows` and what else the
+    writer needs (:obj:`header`)."""
 
     path: Path
     format: str
@@ -105,7 +70,7 @@ def find_point_files(inputs: Iterable[PathLike]) -> list[tuple[Path, Path]]:
         for path in sorted(item.rglob("*")):
             rel = path.relative_to(item)
             hidden = any(part.startswith(".") for part in rel.parts)
-            if path.is_file() and not hidden and path.suffix.lower() in FORMATS:
+            if path.is_file() and not hidden and path.suffix.lower()[1:] in FORMATS:
                 found.append((path, rel))
     return found
 
@@ -120,7 +85,7 @@ def read_point_file(path: PathLike, format: Optional[str] = None) -> PointFile:
     :rtype: :class:`PointFile`
     """
     path = Path(path)
-    kind = format or FORMATS.get(path.suffix.lower())
+    kind = format or FORMATS.get(path.suffix.lower()[1:])
     if kind not in _READERS:
         known = ", ".join(sorted(FORMATS))
         raise InputError("path", f"{path}: unsupported suffix {path.suffix!r} (use {known})")
@@ -202,23 +167,18 @@ def read_h5_clouds(path: PathLike) -> tuple[Tensor, Tensor]:
         raise
     except Exception as error:  # h5py says "file signature not found", without the path
         raise _unreadable(path, "hdf5", error) from None
-    if data.ndim != 3 or data.shape[2] != 3:
-        raise InputError("path", f"'data' in {path} must have shape [N, P, 3] ({data.shape})")
-    if data.shape[0] == 0 or data.shape[1] == 0:
-        raise InputError("path", f"'data' in {path} holds no clouds (shape {data.shape})")
-    if data.dtype.kind not in "fiu":
-        raise InputError("path", f"'data' in {path} must hold real numbers (got {data.dtype})")
-    if label.dtype.kind not in "iu":
-        raise InputError("path", f"'label' in {path} must hold integers (got {label.dtype})")
-    label = label.reshape(-1)
-    if label.shape[0] != data.shape[0]:
-        raise InputError(
-            "path",
-            f"{path} holds {data.shape[0]} clouds but {label.shape[0]} labels "
-            "('label' must have shape [N, 1] or [N])",
+    label = label.reshape(-1) if label.ndim == 2 and label.shape[1] == 1 else label
+    problem = None
+    if data.ndim != 3 or data.shape[2] != 3 or 0 in data.shape or data.dtype.kind not in "fiu":
+        problem = f"'data' must hold clouds of numbers [N, P, 3] (got {data.shape}, {data.dtype})"
+    elif label.dtype.kind not in "iu" or label.shape != data.shape[:1]:
+        problem = (
+            f"'label' must hold {len(data)} integers [N, 1] (got {label.shape}, {label.dtype})"
         )
-    if int(label.min()) < 0:
-        raise InputError("path", f"{path} holds negative labels")
+    elif int(label.min()) < 0:
+        problem = "'label' holds negative labels"
+    if problem:
+        raise InputError("path", f"{path}: {problem}")
     with np.errstate(over="ignore"):  # float32 overflow becomes inf, left to the loader
         pos = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))
     return pos, torch.from_numpy(label.astype(np.int64))
@@ -427,17 +387,5 @@ def _write_off(file: PointFile, index: np.ndarray, f):
     _write_lines([file.header["kind"], f"{index.size} 0 0"], file.rows, index, f)
 
 
-_READERS = {
-    "ply": _read_ply,
-    "off": _read_off,
-    "npy": _read_npy,
-    "npz": _read_npz,
-    "text": _read_text,
-}
-_WRITERS = {
-    "ply": _write_ply,
-    "off": _write_off,
-    "npy": _write_npy,
-    "npz": _write_npz,
-    "text": _write_text,
-}
+_READERS = dict(ply=_read_ply, off=_read_off, npy=_read_npy, npz=_read_npz, text=_read_text)
+_WRITERS = dict(ply=_write_ply, off=_write_off, npy=_write_npy, npz=_write_npz, text=_write_text)

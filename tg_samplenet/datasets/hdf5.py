@@ -12,10 +12,13 @@ from torch_geometric.data import Data, InMemoryDataset
 
 from tg_samplenet.datasets.formats import read_h5_clouds
 from tg_samplenet.datasets.normalize import normalize_unit_sphere
-from tg_samplenet.datasets.utils import check_file_loader, check_names, selection_tag
+from tg_samplenet.datasets.utils import (
+    check_file_loader,
+    check_names,
+    first_points,
+    selection_tag,
+)
 from tg_samplenet.ops.checks import InputError
-
-__all__ = ["HDF5PointClouds"]
 
 
 class HDF5PointClouds(InMemoryDataset):
@@ -127,14 +130,7 @@ class HDF5PointClouds(InMemoryDataset):
                 f"{path} holds labels outside [0, {len(names) - 1}], the range of the "
                 f"{len(names)} names in shape_names.txt",
             )
-        if self.num_points is not None:
-            if self.num_points > pos.size(1):
-                raise InputError(
-                    "num_points",
-                    f"num_points={self.num_points} but {path} stores only {pos.size(1)} points "
-                    "per cloud",
-                )
-            pos = pos[:, : self.num_points]
+        pos = first_points(pos, self.num_points, path)
         finite = torch.isfinite(pos).flatten(1).all(1)
         if not bool(finite.all()):
             bad = (~finite).nonzero().view(-1).tolist()

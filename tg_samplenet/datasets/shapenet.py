@@ -14,10 +14,14 @@ from torch_geometric.data import Data, InMemoryDataset
 
 from tg_samplenet.datasets.formats import read_ply_points
 from tg_samplenet.datasets.normalize import normalize_unit_sphere
-from tg_samplenet.datasets.utils import check_file_loader, check_names, check_seed, selection_tag
+from tg_samplenet.datasets.utils import (
+    check_file_loader,
+    check_names,
+    check_seed,
+    first_points,
+    selection_tag,
+)
 from tg_samplenet.ops.checks import InputError
-
-__all__ = ["ShapeNetPointClouds", "split_indices"]
 
 _SPLITS = ("train", "val", "test")
 _SPLIT_FRACTIONS = (0.85, 0.05, 0.10)
@@ -140,14 +144,7 @@ class ShapeNetPointClouds(InMemoryDataset):
                 torch.save(_EMPTY_SPLIT, path)
 
     def _read(self, path: str, label: int) -> Data:
-        pos = read_ply_points(path)
-        if self.num_points is not None:
-            if self.num_points > pos.size(0):
-                raise InputError(
-                    "num_points",
-                    f"num_points={self.num_points} but {path} stores only {pos.size(0)} points",
-                )
-            pos = pos[: self.num_points]
+        pos = first_points(read_ply_points(path), self.num_points, path)
         return Data(pos=normalize_unit_sphere(pos), y=torch.tensor([label]))
 
     def __repr__(self) -> str:

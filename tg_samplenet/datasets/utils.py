@@ -10,6 +10,8 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, Optional, TypeVar
 
+from torch import Tensor
+
 from tg_samplenet.ops.checks import (
     InputError,
     InputTypeError,
@@ -17,16 +19,6 @@ from tg_samplenet.ops.checks import (
     check_int,
     check_positive_int,
 )
-
-__all__ = [
-    "BadFiles",
-    "check_file_loader",
-    "check_names",
-    "check_root",
-    "check_seed",
-    "check_split",
-    "selection_tag",
-]
 
 T = TypeVar("T")
 
@@ -55,20 +47,24 @@ class BadFiles:
             self.problems.append(str(error))
             return None
 
-    def report(self):
-        r"""Raises (or warns about) what was recorded; nothing when every file was good."""
+    def report(self) -> int:
+        r"""Raises (or warns about, then forgets) what was recorded; returns the number of
+        problems skipped (nothing happens when every file was good)."""
         if self.on_bad_file == "skip":
             for problem in self.problems:
                 warnings.warn(f"{self.what}: skipped {problem}", stacklevel=3)
-        elif len(self.problems) == 1:
+            skipped, self.problems = len(self.problems), []
+            return skipped
+        if len(self.problems) == 1:
             raise InputError("root", self.problems[0])
-        elif self.problems:
+        if self.problems:
             listed = "\n".join(f"  - {problem}" for problem in self.problems)
             raise InputError(
                 "root",
                 f"{len(self.problems)} bad files in {self.what} (pass on_bad_file='skip' to "
                 f"leave them out):\n{listed}",
             )
+        return 0
 
 
 def check_root(root: Any, what: str) -> str:
@@ -123,8 +119,19 @@ def check_names(names: Optional[Sequence[str]], argument: str) -> Optional[list[
     if not all(isinstance(name, str) for name in names):
         raise InputTypeError(argument, f"{argument} must hold str names (got {names!r})")
     if not names or len(set(names)) != len(names):
-        raise InputError(argument, f"{argument} must name distinct classes (got {names})")
+        raise InputError(
+            argument, f"{argument} must name at least one class and contain no duplicates ({names})"
+        )
     return names
+
+
+def first_points(pos: Tensor, num_points: Optional[int], path: str) -> Tensor:
+    r"""The first :obj:`num_points` points (all for :obj:`None`) of the clouds :obj:`pos`
+    (:obj:`[..., P, 3]`) read from :obj:`path`, as the paper's code keeps them."""
+    if num_points is not None and num_points > pos.size(-2):
+        message = f"num_points={num_points} but {path} stores only {pos.size(-2)} points"
+        raise InputError("num_points", message)
+    return pos[..., :num_points, :]
 
 
 def check_seed(seed: int) -> int:
