@@ -420,6 +420,31 @@ def test_train_needs_class_folders(tmp_path, capsys):
     assert code == 2 and "not in a class folder" in err and str(tmp_path / "a.npy") in err
 
 
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (["--val-fraction", "1"], "--val-fraction"),
+        (["--seed", "-1"], "--seed"),
+        ([], "not a folder"),
+    ],
+)
+def test_train_rejects_bad_options_before_training(tmp_path, capsys, option, message):
+    data = tmp_path if option else tmp_path / "missing"
+    args = ["train", data, "--task", "reconstruction", "-o", tmp_path / "run", *option]
+    code, _, err = cli(capsys, *args)
+    assert code == (2 if option else 1) and message in err and not (tmp_path / "run").exists()
+
+
+def test_train_needs_two_usable_clouds(tmp_path, capsys):
+    np.save(tmp_path / "a.npy", np.random.default_rng(0).normal(size=(40, 3)))
+    (tmp_path / "b.xyz").write_text("0 0 nan\n")
+    code, _, err = cli(
+        capsys, "train", tmp_path, "--task", "reconstruction", "-o", tmp_path / "run",
+        "--profile", "smoke", "--no-progress",
+    )  # fmt: skip
+    assert code == 1 and "1 usable point files" in err and str(tmp_path / "b.xyz") in err
+
+
 @pytest.mark.slow
 def test_sample_with_the_classification_examples_smoke_sampler(tmp_path):
     r"""The issue's round trip: a sampler trained by the example's --smoke run samples PLY

@@ -92,7 +92,7 @@ def sample_files(
     :obj:`sampler` in eval mode, :obj:`batch_size` files per batch, and returns the number
     of files that failed (each reported on stderr in one line)."""
     sampler.eval()
-    bar = bar or tqdm(disable=True)
+    bar = tqdm(disable=True) if bar is None else bar
     failed, noted = 0, False
 
     def fail(message: str):

@@ -123,8 +123,8 @@ def make_task(task: str, config: TrainConfig, num_classes: int) -> Task:
 def run(args: argparse.Namespace) -> int:
     # Under torchrun: join the process group; only rank 0 reports errors and writes files.
     args.device = init_distributed(args.device)
-    if not 0.0 <= args.val_fraction < 1.0:
-        report_error(f"--val-fraction must be in [0, 1) (got {args.val_fraction})")
+    if not 0.0 <= args.val_fraction < 1.0 or args.seed < 0:
+        report_error(f"--val-fraction must be in [0, 1) and --seed at least 0 (got {args.argv})")
         return 2
     if not Path(args.data).is_dir():
         report_error(f"{args.data}: not a folder (DATA is a folder of point files)")
@@ -143,8 +143,9 @@ def run(args: argparse.Namespace) -> int:
     batch_size = min(config.batch_size, len(train_set))
     if batch_size < get_world_size():
         report_error(
-            f"{len(train_set)} training clouds in batches of {batch_size}: too few for "
-            f"{get_world_size()} processes (each needs a cloud of every batch)"
+            f"{len(train_set)} training clouds ({len(val_set)} held out) in batches of "
+            f"{batch_size}: too few for {get_world_size()} processes (each needs a cloud of "
+            "every batch)"
         )
         return 2
     # One process: DataLoader(shuffle=True, drop_last=True); under torchrun this rank's
