@@ -146,7 +146,7 @@ BAD = {
     "nopos.npz": (lambda p: np.savez(p, normal=np.zeros((3, 3))), "no 'pos'"),
     "nan.xyz": (lambda p: p.write_text("0 0 0\n1 nan 1\n"), "NaN or infinite .* first in row 2"),
     "huge.xyz": (lambda p: p.write_text("0 0 0\n1e39 0 0\n"), "NaN or infinite"),
-    "ragged.txt": (lambda p: p.write_text("0 0 0\n1 1\n"), "point row 2"),
+    "ragged.txt": (lambda p: p.write_text("0 0 0\n1 1\n"), "row 2"),
     "binary.txt": (lambda p: p.write_bytes(b"\xff\xfe\x00garbage"), "cannot be read as TEXT"),
     "blank.txt": (lambda p: p.write_text("# nothing\n\n"), "no points"),
     "short.off": (lambda p: p.write_text("OFF\n10 0 0\n0 0 0\n"), "promises 10 vertices"),

@@ -312,15 +312,9 @@ def _data_lines(lines: Iterable[str]) -> list[str]:
 
 
 def _parse_xyz(lines: list[str], delimiter: Optional[str]) -> np.ndarray:
-    # Only the first three columns must be numbers: the others are carried as text.
-    try:
-        xyz = np.loadtxt(lines, delimiter=delimiter, usecols=(0, 1, 2), ndmin=2)
-    except (ValueError, IndexError):
-        for row, line in enumerate(lines):  # the error path only: name the bad row
-            tokens = line.split(delimiter)[:3]
-            if len(tokens) < 3 or not all(_is_number(t) for t in tokens):
-                raise ValueError(f"point row {row + 1} is not 'x y z ...': {line[:60]!r}") from None
-        raise
+    # Only the first three columns must be numbers (numpy's errors name the row); the others
+    # are carried as text.
+    xyz = np.loadtxt(lines, delimiter=delimiter, usecols=(0, 1, 2), ndmin=2)
     return _xyz([xyz[:, 0], xyz[:, 1], xyz[:, 2]])
 
 
