@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from tg_samplenet.cli.main import main
-from tg_samplenet.cli.point_files import read_point_file
+from tg_samplenet.datasets import read_point_file
 from tg_samplenet.io import atomic_write
 from tg_samplenet.nn.sampler import SampleNet
 
@@ -420,6 +420,31 @@ def test_train_needs_class_folders(tmp_path, capsys):
     assert code == 2 and "not in a class folder" in err and str(tmp_path / "a.npy") in err
 
 
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (["--val-fraction", "1"], "--val-fraction"),
+        (["--seed", "-1"], "--seed"),
+        ([], "not a folder"),
+    ],
+)
+def test_train_rejects_bad_options_before_training(tmp_path, capsys, option, message):
+    data = tmp_path if option else tmp_path / "missing"
+    args = ["train", data, "--task", "reconstruction", "-o", tmp_path / "run", *option]
+    code, _, err = cli(capsys, *args)
+    assert code == (2 if option else 1) and message in err and not (tmp_path / "run").exists()
+
+
+def test_train_needs_two_usable_clouds(tmp_path, capsys):
+    np.save(tmp_path / "a.npy", np.random.default_rng(0).normal(size=(40, 3)))
+    (tmp_path / "b.xyz").write_text("0 0 nan\n")
+    code, _, err = cli(
+        capsys, "train", tmp_path, "--task", "reconstruction", "-o", tmp_path / "run",
+        "--profile", "smoke", "--no-progress",
+    )  # fmt: skip
+    assert code == 1 and "1 usable point files" in err and str(tmp_path / "b.xyz") in err
+
+
 @pytest.mark.slow
 def test_sample_with_the_classification_examples_smoke_sampler(tmp_path):
     r"""The issue's round trip: a sampler trained by the example's --smoke run samples PLY
@@ -441,3 +466,101 @@ def test_sample_with_the_classification_examples_smoke_sampler(tmp_path):
     assert np.array_equal(rows, vertex[expected_rows(checkpoint, xyz(vertex), ratio=0.1)])
     got = np.load(tmp_path / "o" / "scan.npy")
     assert np.array_equal(got, table[expected_rows(checkpoint, table[:, :3], ratio=0.1)])
+
+
+@pytest.mark.parametrize("task", ["classification", "reconstruction"])
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "paper"])
+def test_train_profiles_are_the_examples(task, profile):
+    r"""``train``'s own settings hold the values of the examples' profiles."""
+    from reproduction.config import CLASSIFICATION, RECONSTRUCTION
+    from tg_samplenet.cli.config import PROFILES
+
+    config = PROFILES[task][profile]
+    example = {"classification": CLASSIFICATION, "reconstruction": RECONSTRUCTION}[task][profile]
+    for name in ("num_points", "sizes", "control_sizes", "task_epochs", "sampler_epochs", "k"):
+        assert getattr(config, name) == getattr(example, name), name
+    assert (config.batch_size, config.task_lr, config.sampler_lr) == (
+        example.batch_size, example.task_lr, example.sampler_lr,
+    )  # fmt: skip
+    assert config.loss == example.progressive_loss
+    assert config.reduction == example.progressive_reduction
+    assert config.lr_schedule == example.lr_schedule
+    if task == "classification":
+        assert config.task_channels == (*example.point_channels, example.task_width)
+        assert config.head_channels == example.head_channels
+    else:
+        assert config.task_channels == (*example.encoder_channels, example.task_width)
+        assert config.head_channels == example.decoder_channels
+    sampler = {
+        "point_channels": example.sampler_point_channels,
+        "head_channels": example.sampler_head_channels,
+        "initial_temperature": example.initial_temperature,
+        "residual_gradient": example.residual_gradient or None,
+    }
+    assert config.sampler == {k: v for k, v in sampler.items() if v is not None}
+
+
+def test_the_library_never_imports_reproduction():
+    import ast
+
+    for path in (ROOT / "tg_samplenet").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            assert not any(n.split(".")[0] == "reproduction" for n in names), path
+    code = (
+        "import sys, tg_samplenet.cli.main; print(sorted(m for m in sys.modules if 'reprod' in m))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr
+
+
+def test_validation_table_against_direct_computations(make_clouds):
+    r"""The held-out table: the metric's mean over clouds on the complete clouds, on brute-force
+    farthest points, on m distinct random points of each cloud (drawn again alike from the
+    seed) and on the sampler's own first m points."""
+    from torch_geometric.data import Data
+    from torch_geometric.loader import DataLoader
+
+    from reproduction.testing import brute_fps
+    from tg_samplenet.cli.train import Task, validate
+
+    def metric(pos, batch, data):  # per cloud: the sum of squared norms of its points
+        return torch.zeros(data.num_graphs, dtype=torch.float64).index_add_(
+            0, batch, pos.double().square().sum(1)
+        )
+
+    task = Task("t", "norms", torch.nn.Identity(), None, metric)
+    pos, batch = make_clouds([16] * 5, seed=4)
+    clouds = [Data(pos=pos[batch == b]) for b in range(5)]
+    loader = DataLoader(clouds, batch_size=2)
+    sampler = SampleNet(16, point_channels=(8,), head_channels=(8,), progressive=True).eval()
+    table = validate(task, sampler, loader, (8, 3), seed=5, device=torch.device("cpu"))
+
+    def mean_over(index):
+        return float(metric(pos[index], batch[index], Data(num_graphs=5)).mean())
+
+    assert table["metric"] == "norms"
+    assert table["complete"] == pytest.approx(mean_over(torch.arange(80)))
+    with torch.no_grad():
+        learned = sampler(pos, batch, num_samples=3).index
+    assert table["samplenet_progressive"]["3"] == pytest.approx(mean_over(learned))
+    for m in (8, 3):
+        assert table["fps"][str(m)] == pytest.approx(mean_over(brute_fps(pos, batch, [m] * 5)))
+    again = validate(task, sampler, loader, (8, 3), seed=5, device=torch.device("cpu"))
+    other = validate(task, sampler, loader, (8, 3), seed=6, device=torch.device("cpu"))
+    assert again["random"] == table["random"] and other["random"] != table["random"]
+    # m random points of every cloud: between the m smallest and the m largest norms, and
+    # m distinct points of each cloud.
+    norms = pos.double().square().sum(1).view(5, 16).sort(1).values
+    for m in (8, 3):
+        low, high = norms[:, :m].sum(1).mean(), norms[:, -m:].sum(1).mean()
+        assert low < table["random"][str(m)] < high
+
+    def distinct(pos, batch, data):
+        sizes = [len(torch.unique(pos[batch == b], dim=0)) for b in range(data.num_graphs)]
+        return torch.tensor(sizes, dtype=torch.float64)
+
+    counted = validate(task._replace(metric=distinct), sampler, loader, (8, 3), 5, "cpu")
+    assert counted["random"] == counted["fps"] == {"8": 8.0, "3": 3.0}

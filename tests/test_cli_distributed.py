@@ -36,14 +36,14 @@ from unittest import mock
 
 import numpy as np
 import pytest
-import tg_samplenet.fit as fit_module
 import torch
 from distributed_support import one_thread, torchrun
 from torch_geometric.loader import DataLoader
 
 import tg_samplenet.cli.train as cli_train
-from tg_samplenet import distributed as tdist
+import tg_samplenet.training.loop as fit_module
 from tg_samplenet.cli.main import main
+from tg_samplenet.training import distributed as tdist
 from tg_samplenet.training.distributed import DistributedBatchSampler
 
 WORLD = 2
@@ -102,8 +102,9 @@ def train(
 ) -> dict[str, Any]:
     r"""Runs ``tg-samplenet train`` in this process and records what it trained (the weights
     of the task network and of the sampler) and which files it wrote (the targets of the
-    atomic renames). :obj:`loader` replaces :func:`~tg_samplenet.training.distributed.training_loader`;
-    :obj:`stop_after` interrupts the run once the sampler's checkpoint holds that epoch."""
+    atomic renames). :obj:`loader` replaces
+    :func:`~tg_samplenet.training.distributed.training_loader`; :obj:`stop_after` interrupts
+    the run once the sampler's checkpoint holds that epoch."""
     real_save = fit_module.atomic_save
 
     def save(state, path):
@@ -114,9 +115,7 @@ def train(
     with contextlib.ExitStack() as stack:
         patch = stack.enter_context
         fit_model = patch(mock.patch.object(cli_train, "fit_model", wraps=cli_train.fit_model))
-        sampler = patch(
-            mock.patch.object(cli_train, "train_sampler", wraps=cli_train.train_sampler)
-        )
+        sampler = patch(mock.patch.object(cli_train, "fit_sampler", wraps=cli_train.fit_sampler))
         replace = patch(mock.patch.object(os, "replace", wraps=os.replace))
         patch(mock.patch.object(fit_module, "atomic_save", save))
         if loader is not None:

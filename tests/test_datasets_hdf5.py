@@ -90,7 +90,7 @@ def test_second_construction_reads_the_cache(tmp_path, monkeypatch):
     assert os.listdir(tmp_path / "processed")
     for name in ("ply_data_train0.h5", "ply_data_train1.h5"):
         os.remove(tmp_path / name)
-    monkeypatch.setattr(hdf5_module, "_read_h5", lambda path: pytest.fail("re-read " + path))
+    monkeypatch.setattr(hdf5_module, "read_h5_clouds", lambda path: pytest.fail("re-read " + path))
     second = HDF5PointClouds(str(tmp_path), split="train", num_points=20)
     assert torch.equal(first._data.pos, second._data.pos)
     assert torch.equal(first._data.y, second._data.y)
@@ -135,7 +135,7 @@ def test_missing_root_and_files(tmp_path):
     "data, label, message",
     [
         (np.zeros((2, 5, 2)), [0, 1], r"\[N, P, 3\]"),
-        (np.zeros((2, 5, 3)), [0, 1, 1], "2 clouds but 3 labels"),
+        (np.zeros((2, 5, 3)), [0, 1, 1], "must hold 2 integers"),
         (np.zeros((2, 5, 3)), [0.0, 1.0], "integers"),
         (np.zeros((2, 5, 3)), [0, 7], "outside"),
         (np.zeros((2, 5, 3)), [0, -1], "negative"),
@@ -195,5 +195,5 @@ def test_skipping_bad_files_keeps_the_good_clouds(tmp_path):
 def test_a_file_without_clouds_is_bad(tmp_path):
     _write(tmp_path, "empty.h5", np.zeros((0, 5, 3)), np.zeros((0, 1), dtype=np.int64))
     (tmp_path / "train_files.txt").write_text("empty.h5\n")
-    with pytest.raises(ValueError, match="'data' in .*empty.h5 holds no clouds"):
+    with pytest.raises(ValueError, match=r"empty.h5: 'data' must hold clouds of numbers"):
         HDF5PointClouds(str(tmp_path))

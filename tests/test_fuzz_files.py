@@ -1,6 +1,7 @@
-r"""Property-based fuzz of the file readers and loaders: PLY, OFF and HDF5 files truncated,
-with flipped or random bytes, NaN or infinite coordinates, missing keys or faces. Each read
-returns finite clouds of the right shape or raises an InputError that names the file."""
+r"""Property-based fuzz of the file readers and loaders: point files of every format, meshes and
+HDF5 files truncated, with flipped or random bytes, NaN or infinite coordinates, missing keys
+or faces. Each read returns finite clouds of the right shape (whose rows write back and read
+again unchanged) or raises an InputError that names the file."""
 
 import numpy as np
 import pytest
@@ -9,8 +10,15 @@ from fuzz_support import promise, write_counts
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tg_samplenet.datasets import HDF5PointClouds, ShapeNetPointClouds
-from tg_samplenet.datasets.readers import read_h5_clouds, read_off_mesh, read_ply_points
+from tg_samplenet.datasets import (
+    HDF5PointClouds,
+    ShapeNetPointClouds,
+    read_h5_clouds,
+    read_off_mesh,
+    read_ply_points,
+    read_point_file,
+    write_point_file,
+)
 
 h5py = pytest.importorskip("h5py")
 plyfile = pytest.importorskip("plyfile")
@@ -83,6 +91,41 @@ def test_read_ply_points(tmp_path, damage, where, text):
         assert not loaded, f"a {damage} file was accepted"
     if loaded:
         assert bool(torch.isfinite(pos).all())
+
+
+def write_point_file_of(path, fmt: str, points: np.ndarray):
+    r"""A valid file of format :obj:`fmt` holding :obj:`points` and one attribute column."""
+    extra = np.arange(len(points), dtype=np.float32)[:, None]
+    if fmt == "npy":
+        np.save(path, np.concatenate([points, extra], axis=1))
+    elif fmt == "npz":
+        np.savez(path, pos=points, label=extra[:, 0])
+    else:
+        rows = "".join(f"{x!r} {y!r} {z!r} {int(e)}\n" for (x, y, z), (e,) in zip(points, extra))
+        head = f"OFF\n{len(points)} 0 0\n" if fmt == "off" else "x y z id\n"
+        path.write_text(head + rows)
+
+
+@FUZZ
+@given(
+    fmt=st.sampled_from(["npy", "npz", "xyz", "off"]),
+    damage=st.sampled_from(DAMAGE),
+    where=st.floats(0, 1),
+)
+def test_read_point_file_then_write_a_subset(tmp_path, fmt, damage, where):
+    path = tmp_path / f"cloud_{damage}.{fmt}"
+    write_point_file_of(path, fmt, points_for(damage).astype(np.float64))
+    path.write_bytes(damaged(path.read_bytes(), damage, where))
+    file, error = promise("read_point_file", read_point_file, path)
+    loaded = check_read(file, error, path, lambda f: f.pos.ndim == 2 and f.pos.shape[1] == 3)
+    if damage in ("nan", "inf", "empty", "garbage"):
+        assert not loaded, f"a {damage} file was accepted"
+    if loaded:
+        assert np.isfinite(file.pos).all() and len(file.pos) > 0
+        rows = np.arange(len(file.pos))[::-2]
+        write_point_file(file, tmp_path / f"out.{fmt}", rows)
+        again = read_point_file(tmp_path / f"out.{fmt}")
+        assert np.array_equal(again.pos, file.pos[rows]) and again.attributes == file.attributes
 
 
 TETRAHEDRON = "OFF\n4 4 0\n0 0 0\n1 0 0\n0 1 0\n0 0 1\n3 0 2 1\n3 0 1 3\n3 0 3 2\n3 1 2 3\n"

@@ -2,9 +2,17 @@ import numpy as np
 import pytest
 import torch
 
-from reproduction.tasks import PCRNet, PointCloudAE, PointNet, TNet, orthogonality_regularizer
-from reproduction.tasks.layout import cloud_layout, max_pool, transform_per_cloud
+from reproduction.tasks import PCRNet
 from reproduction.tasks.rotations import quaternion_to_matrix, random_rotations
+from tg_samplenet.models import (
+    PointCloudAE,
+    PointNet,
+    TNet,
+    cloud_layout,
+    max_pool,
+    orthogonality_regularizer,
+    transform_per_cloud,
+)
 
 # Narrow widths keep the tests fast; the structure is the paper's.
 SMALL_POINTNET = dict(

@@ -17,8 +17,6 @@ from typing import Optional, Sequence
 
 from tg_samplenet.cli import info, sample, train
 
-__all__ = ["build_parser", "main"]
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -26,7 +24,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="SampleNet (Lang et al., CVPR 2020) for your own point-cloud files: "
         "sample them with a trained sampler, inspect a checkpoint, train a sampler.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    try:
+        version = metadata.version("tg_samplenet")
+    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        version = "(not installed)"
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version}")
     commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
     commands.required = True
     for command in (sample, info, train):
@@ -34,21 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _version() -> str:
-    try:
-        return metadata.version("tg_samplenet")
-    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
-        return "(not installed)"
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     r"""Runs the command line on :obj:`argv` (default: :obj:`sys.argv[1:]`) and returns the
-    exit status: 0 on success, the number of failed files for ``sample`` (at most 255),
-    2 for a usage error."""
+    exit status: 0 on success, the number of failed files for ``sample`` and ``train`` (at
+    most 255), 2 for a usage error."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = build_parser().parse_args(argv)
     except SystemExit as exit:  # argparse exits on --help, --version and usage errors
         return int(exit.code or 0)
     args.argv = argv  # what a command records of how it was called

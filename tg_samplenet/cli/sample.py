@@ -1,12 +1,12 @@
 r"""``tg-samplenet sample``: a trained sampler on users' point files.
 
 Each input file is read with every per-point attribute, batched with others (clouds of any
-sizes in one PyG batch), sampled in eval mode (hard matching, unique points per cloud) and
-its selected rows are written in the same format: a file INPUT as OUTDIR/<its name>, the
-files of a folder INPUT as OUTDIR/<their path below it>. A bad file gets a one-line error
-on stderr and the others are still processed; each output is written atomically (a failure
-never leaves a partial file nor replaces an earlier output). The exit status is the number
-of failed files (at most 255); a checkpoint that does not load fails them all.
+sizes in one PyG batch), sampled in eval mode (unique points per cloud) and its selected
+rows are written in the same format: a file INPUT as OUTDIR/<its name>, the files of a
+folder INPUT as OUTDIR/<their path below it>. A bad file gets a one-line error on stderr and
+the others are still processed; each output is written atomically (a failure never leaves
+a partial file nor replaces an earlier output). The exit status is the number of failed
+files (at most 255); a checkpoint that does not load fails them all.
 """
 
 from __future__ import annotations
@@ -22,66 +22,38 @@ from torch_geometric.data import Batch, Data
 from tqdm.auto import tqdm
 
 from tg_samplenet.cli.common import (
-    add_device_argument,
     command_parser,
     exit_status,
-    load_sampler,
     one_line,
     positive_int,
     report_error,
     unit_ratio,
 )
-from tg_samplenet.cli.point_files import (
+from tg_samplenet.datasets.formats import (
     FORMATS,
     PointFile,
-    PointFileError,
     find_point_files,
     read_point_file,
-    write_point_subset,
+    write_point_file,
 )
 from tg_samplenet.nn.sampler import SampleNet
+from tg_samplenet.ops.checks import InputError
 
-__all__ = ["add_parser", "run", "sample_files"]
-
-SUMMARY = "sample point files (PLY, OFF, NPY, XYZ/TXT) with a trained sampler"
+SUMMARY = "sample point files (PLY, OFF, NPY, NPZ, XYZ/TXT) with a trained sampler"
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction):
     parser = command_parser(subparsers, "sample", SUMMARY, __doc__)
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="point files or folders")
     parser.add_argument(
-        "inputs", nargs="+", metavar="INPUT", help="point files, or folders searched recursively"
-    )
-    parser.add_argument(
-        "--checkpoint",
-        required=True,
-        metavar="FILE",
-        help="a sampler written by SampleNet.save (*.sampler.pt)",
+        "--checkpoint", required=True, metavar="FILE", help="a sampler (SampleNet.save)"
     )
     size = parser.add_mutually_exclusive_group(required=True)
-    size.add_argument(
-        "--num-points",
-        type=positive_int,
-        metavar="M",
-        help="points per cloud: min(M, n) of each cloud",
-    )
-    size.add_argument(
-        "--ratio",
-        type=unit_ratio,
-        metavar="R",
-        help="fraction in (0, 1]: ceil(n * R) points, as PyG's fps",
-    )
+    size.add_argument("--num-points", type=positive_int, metavar="M", help="min(M, n) points")
+    size.add_argument("--ratio", type=unit_ratio, metavar="R", help="ceil(n * R) points (fps)")
     parser.add_argument("-o", "--out", required=True, metavar="OUTDIR", help="output folder")
-    parser.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=8,
-        metavar="B",
-        help="files per batch (default: 8)",
-    )
-    add_device_argument(parser)
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="files per batch")
     parser.set_defaults(run=run)
-    return parser
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,19 +65,15 @@ def run(args: argparse.Namespace) -> int:
     if not files:
         return exit_status(len(empty))
     try:
-        sampler = load_sampler(args.checkpoint, args.device)
-    except (OSError, ValueError) as error:
+        sampler = SampleNet.load(args.checkpoint).to(args.device)
+    except Exception as error:  # a file torch.load cannot read raises many types
         report_error(f"{args.checkpoint}: {one_line(error)}; no file sampled")
         return exit_status(len(files) + len(empty))
+    bar = tqdm(total=len(files), unit="file", disable=args.no_progress)
     failed = len(empty) + sample_files(
-        sampler,
-        files,
-        Path(args.out),
-        num_points=args.num_points,
-        ratio=args.ratio,
-        batch_size=args.batch_size,
-        progress=not args.no_progress,
+        sampler, files, Path(args.out), args.num_points, args.ratio, args.batch_size, bar
     )
+    bar.close()
     ok = len(files) + len(empty) - failed
     print(f"sampled {ok} of {len(files)} files into {args.out}", file=sys.stderr)
     return exit_status(failed)
@@ -118,87 +86,79 @@ def sample_files(
     num_points: Optional[int] = None,
     ratio: Optional[float] = None,
     batch_size: int = 8,
-    progress: bool = True,
+    bar: Optional[tqdm] = None,
 ) -> int:
     r"""Samples every :obj:`(file, relative name)` of :obj:`files` into :obj:`out` with
     :obj:`sampler` in eval mode, :obj:`batch_size` files per batch, and returns the number
     of files that failed (each reported on stderr in one line)."""
     sampler.eval()
-    run = _Run(
-        sampler, num_points, ratio, tqdm(total=len(files), unit="file", disable=not progress)
-    )
+    bar = tqdm(disable=True) if bar is None else bar
+    failed, noted = 0, False
+
+    def fail(message: str):
+        nonlocal failed
+        failed += 1
+        report_error(message, bar)
+        bar.update()
+
+    def attempt(group: list[tuple[PointFile, Path]]) -> Optional[list[np.ndarray]]:
+        try:
+            return _sample(sampler, [file for file, _ in group], num_points, ratio)
+        except Exception as error:  # out of memory, or a cloud the sampler rejects
+            if len(group) == 1:
+                fail(f"{group[0][0].path}: sampling failed: {one_line(error)}")
+            return None
+
     targets = _targets(files, out)
     for start in range(0, len(files), batch_size):
         clouds = []
         for (path, _), target in zip(files[start : start + batch_size], targets[start:]):
             try:
                 if isinstance(target, str):
-                    raise PointFileError(path, target)
+                    raise InputError("path", f"{path}: {target}")
                 clouds.append((read_point_file(path), target))
-            except PointFileError as error:
-                run.fail(str(error))
-        if len(clouds) > 1:
-            try:
-                run.sample(clouds)
+            except InputError as error:
+                fail(str(error))
+        # One batch; if it fails, file by file, so that one cloud (e.g. too large) fails alone.
+        rows = attempt(clouds) if len(clouds) > 1 else None
+        parts = [(clouds, rows)] if rows is not None else [([c], attempt([c])) for c in clouds]
+        for group, rows in parts:
+            if rows is None:
                 continue
-            except _SamplerFailed:
-                pass  # retried file by file: one cloud (e.g. too large) fails alone
-        for cloud in clouds:
-            try:
-                run.sample([cloud])
-            except _SamplerFailed as error:
-                run.fail(f"{cloud[0].path}: sampling failed: {error}")
-    run.bar.close()
-    return run.failed
-
-
-class _SamplerFailed(Exception):
-    pass
-
-
-class _Run:
-    r"""One sampling run: the sampler, the requested size, the progress bar, the failures."""
-
-    def __init__(self, sampler: SampleNet, num_points, ratio, bar):
-        self.sampler, self.num_points, self.ratio, self.bar = sampler, num_points, ratio, bar
-        self.device = next(sampler.parameters()).device
-        self.failed = 0
-        self.warned = False
-
-    def fail(self, message: str):
-        self.failed += 1
-        report_error(message, self.bar)
-        self.bar.update()
-
-    def sample(self, clouds: list[tuple[PointFile, Path]]):
-        r"""Samples :obj:`clouds` in one batch, then writes each (raises
-        :class:`_SamplerFailed` before writing anything if the sampler fails)."""
-        batch = Batch.from_data_list([Data(pos=torch.from_numpy(f.pos)) for f, _ in clouds])
-        try:
-            with torch.no_grad():
-                pos, vec = batch.pos.to(self.device), batch.batch.to(self.device)
-                out = self.sampler(
-                    pos, vec, ratio=self.ratio, num_samples=self.num_points, num_clouds=len(clouds)
+            if not noted and max(map(len, rows)) > sampler.num_out_points:
+                noted = True
+                report_error(
+                    f"note: the sampler learned {sampler.num_out_points} points per cloud; "
+                    "the points beyond them are farthest point sampling",
+                    bar,
+                    prefix="",
                 )
-            local = (out.index - batch.ptr.to(self.device)[out.batch]).cpu().numpy()
-            counts = torch.bincount(out.batch, minlength=len(clouds)).cpu()
-        except Exception as error:  # out of memory, or a cloud the sampler rejects
-            raise _SamplerFailed(f"{type(error).__name__}: {one_line(error)}") from None
-        if not self.warned and int(counts.max()) > self.sampler.num_out_points:
-            self.warned = True
-            report_error(
-                f"note: the sampler learned {self.sampler.num_out_points} points per cloud; "
-                "the points beyond them are farthest point sampling",
-                self.bar,
-                prefix="",
-            )
-        for (file, target), index in zip(clouds, np.split(local, counts.cumsum(0)[:-1])):
-            try:
-                write_point_subset(file, index, target)
-            except (OSError, PointFileError) as error:
-                self.fail(f"{file.path}: cannot write {target}: {one_line(error)}")
-                continue
-            self.bar.update()
+            for (file, target), index in zip(group, rows):
+                try:
+                    write_point_file(file, target, index)
+                    bar.update()
+                except (OSError, InputError) as error:
+                    fail(f"{file.path}: cannot write {target}: {one_line(error)}")
+    return failed
+
+
+def _sample(
+    sampler: SampleNet, files: list[PointFile], num_points: Optional[int], ratio: Optional[float]
+) -> list[np.ndarray]:
+    # The selected rows of each file, sampled in one batch.
+    batch = Batch.from_data_list([Data(pos=torch.from_numpy(f.pos)) for f in files])
+    device = next(sampler.parameters()).device
+    with torch.no_grad():
+        out = sampler(
+            batch.pos.to(device),
+            batch.batch.to(device),
+            ratio=ratio,
+            num_samples=num_points,
+            num_clouds=len(files),
+        )
+    local = (out.index - batch.ptr.to(device)[out.batch]).cpu().numpy()
+    counts = torch.bincount(out.batch, minlength=len(files)).cpu()
+    return np.split(local, counts.cumsum(0)[:-1].numpy())
 
 
 def _targets(files: list[tuple[Path, Path]], out: Path) -> list[Union[Path, str]]:

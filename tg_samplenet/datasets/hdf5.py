@@ -10,19 +10,15 @@ from typing import Optional
 import torch
 from torch_geometric.data import Data, InMemoryDataset
 
+from tg_samplenet.datasets.formats import read_h5_clouds
 from tg_samplenet.datasets.normalize import normalize_unit_sphere
-from tg_samplenet.datasets.readers import finite_clouds
-from tg_samplenet.datasets.readers import read_h5_clouds as _read_h5
 from tg_samplenet.datasets.utils import (
     check_file_loader,
     check_names,
+    first_points,
     selection_tag,
 )
 from tg_samplenet.ops.checks import InputError
-
-__all__ = ["HDF5PointClouds"]
-
-_SPLITS = ("train", "test")
 
 
 class HDF5PointClouds(InMemoryDataset):
@@ -33,27 +29,22 @@ class HDF5PointClouds(InMemoryDataset):
     .. code-block:: none
 
         root/
-            train_files.txt   one HDF5 file per line (only the base name is used)
+            train_files.txt   one HDF5 file per line (looked up by its base name in root)
             test_files.txt
             shape_names.txt   optional: one class name per line, line i = label i
             ply_data_train0.h5
             ...
 
-    Each HDF5 file holds :obj:`data` of shape :obj:`[N, P, 3]` (any number of points
-    :math:`P`) and :obj:`label` of shape :obj:`[N, 1]` or :obj:`[N]`. The lines of the real
-    list files read like :obj:`data/modelnet40_ply_hdf5_2048/ply_data_train0.h5`; each is
-    looked up by its base name inside :obj:`root`.
-
-    The files are read once with :obj:`h5py` and the clouds cached under
-    :obj:`root/processed` (one file per split, number of points and class selection). Every
-    cloud is centred and scaled into the unit sphere after its points are selected.
+    Each HDF5 file holds :obj:`data` :obj:`[N, P, 3]` (any number of points :math:`P`) and
+    :obj:`label` :obj:`[N, 1]` or :obj:`[N]` (:func:`~tg_samplenet.datasets.read_h5_clouds`).
+    The files are read once and cached under :obj:`root/processed`; every cloud is centred
+    and scaled into the unit sphere after its points are selected.
 
     Args:
         root (str): The folder holding the files above.
         split (str, optional): :obj:`"train"` or :obj:`"test"`. (default: :obj:`"train"`)
         num_points (int, optional): Keep the *first* :obj:`num_points` stored points of each
-            cloud, as the paper's code does (an error if more are asked than stored);
-            :obj:`None` keeps all. (default: :obj:`None`)
+            cloud, as the paper's code does; :obj:`None` keeps all. (default: :obj:`None`)
         categories (Sequence[str], optional): Class names to keep (they need
             :obj:`shape_names.txt`), relabelled :obj:`0, ..., C-1` in the given order.
             (default: :obj:`None`)
@@ -61,13 +52,12 @@ class HDF5PointClouds(InMemoryDataset):
             (default: :obj:`None`)
         pre_transform (callable, optional): A transform applied to each item once, before
             caching. (default: :obj:`None`)
-        force_reload (bool, optional): Whether to re-read the HDF5 files.
-            (default: :obj:`False`)
+        force_reload (bool, optional): Whether to re-read the files. (default: :obj:`False`)
         on_bad_file (str, optional): What to do with files that cannot be used (corrupt,
-            missing datasets, wrong shapes, labels out of range, clouds with NaN or infinite
-            coordinates): :obj:`"raise"` reads every file, then raises one error that names
-            each bad file; :obj:`"skip"` leaves out the bad files (and the non-finite
-            clouds of an otherwise good file) with a warning each. (default: :obj:`"raise"`)
+            wrong shapes, labels out of range, clouds with NaN or infinite coordinates):
+            :obj:`"raise"` reads every file, then raises one error naming each bad file;
+            :obj:`"skip"` leaves out the bad files (and the non-finite clouds of an
+            otherwise good file) with a warning each. (default: :obj:`"raise"`)
     """
 
     def __init__(
@@ -82,10 +72,10 @@ class HDF5PointClouds(InMemoryDataset):
         on_bad_file: str = "raise",
     ) -> None:
         root, self.split, self.num_points, self.bad_files = check_file_loader(
-            "HDF5PointClouds", root, split, _SPLITS, num_points, on_bad_file
+            "HDF5PointClouds", root, split, ("train", "test"), num_points, on_bad_file
         )
         self.categories = check_names(categories, "categories")
-        self.shape_names = _read_shape_names(root)
+        self.shape_names = _read_lines(osp.join(root, "shape_names.txt"), required=False)
         if self.categories is not None:
             if self.shape_names is None:
                 raise FileNotFoundError(
@@ -95,7 +85,6 @@ class HDF5PointClouds(InMemoryDataset):
             unknown = [name for name in self.categories if name not in self.shape_names]
             if unknown:
                 raise ValueError(f"unknown categories {unknown}: choose from {self.shape_names}")
-
         super().__init__(root, transform, pre_transform, force_reload=force_reload)
         self.load(self.processed_paths[0])
 
@@ -108,83 +97,59 @@ class HDF5PointClouds(InMemoryDataset):
     @property
     def classes(self) -> list[str]:
         r"""The class names, label :obj:`i` at position :obj:`i`."""
-        if self.categories is not None:
-            return list(self.categories)
-        if self.shape_names is not None:
-            return list(self.shape_names)
-        return [str(i) for i in range(int(self._data.y.max()) + 1)]
+        names = self.categories or self.shape_names
+        return list(names) if names else [str(i) for i in range(int(self._data.y.max()) + 1)]
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
 
     def process(self) -> None:
+        list_file = osp.join(self.root, f"{self.split}_files.txt")
+        paths = [osp.join(self.root, osp.basename(line)) for line in _read_lines(list_file)]
+        missing = [path for path in paths if not osp.isfile(path)]
+        if missing:
+            raise FileNotFoundError(f"HDF5 files listed in {list_file} are missing: {missing}")
         data_list: list[Data] = []
-        for path in self._h5_paths():
-            clouds = self.bad_files.attempt(lambda path=path: self._read(path))
-            if clouds is not None:
-                data_list.extend(clouds)
+        for path in paths:
+            data_list += self.bad_files.attempt(lambda path=path: self._read(path)) or []
         self.bad_files.report()
-
-        if len(data_list) == 0:
+        if not data_list:
             raise ValueError(f"no clouds of the selected categories in the {self.split} split")
         if self.pre_transform is not None:
             data_list = [self.pre_transform(data) for data in data_list]
         self.save(data_list, self.processed_paths[0])
 
     def _read(self, path: str) -> list[Data]:
-        # One file's clouds, selected and normalised; InputError names the file.
-        pos, label = _read_h5(path)
-        if self.shape_names is not None and int(label.max()) >= len(self.shape_names):
+        # One file's clouds, selected and normalised; an InputError names the file.
+        pos, label = read_h5_clouds(path)
+        names = self.shape_names
+        if names is not None and int(label.max()) >= len(names):
             raise InputError(
                 "path",
-                f"{path} holds labels outside [0, {len(self.shape_names) - 1}], the range "
-                f"of the {len(self.shape_names)} names in shape_names.txt",
+                f"{path} holds labels outside [0, {len(names) - 1}], the range of the "
+                f"{len(names)} names in shape_names.txt",
             )
-        if self.num_points is not None:
-            if self.num_points > pos.size(1):
-                raise InputError(
-                    "num_points",
-                    f"num_points={self.num_points} but {path} stores only "
-                    f"{pos.size(1)} points per cloud",
-                )
-            pos = pos[:, : self.num_points]
-        finite = finite_clouds(pos)
+        pos = first_points(pos, self.num_points, path)
+        finite = torch.isfinite(pos).flatten(1).all(1)
         if not bool(finite.all()):
             bad = (~finite).nonzero().view(-1).tolist()
-            listed = f"{bad[:10]}{' ...' if len(bad) > 10 else ''}"
-            problem = f"{path}: clouds {listed} contain NaN or infinite coordinates"
+            problem = f"{path}: clouds {bad[:10]}{' ...' * (len(bad) > 10)} contain NaN or "
+            problem += "infinite coordinates"
             if self.bad_files.on_bad_file == "raise":
                 raise InputError("path", problem)
-            self.bad_files.add(problem)  # the file's other clouds stay
+            self.bad_files.problems.append(problem)  # the file's other clouds stay
             pos, label = pos[finite], label[finite]
         if self.categories is not None:
-            lookup = torch.full((len(self.shape_names),), -1, dtype=torch.long)
-            wanted = [self.shape_names.index(name) for name in self.categories]
-            lookup[wanted] = torch.arange(len(wanted))
+            lookup = torch.full((len(names),), -1, dtype=torch.long)
+            lookup[[names.index(name) for name in self.categories]] = torch.arange(
+                len(self.categories)
+            )
             label = lookup[label]
             pos, label = pos[label >= 0], label[label >= 0]
         if pos.size(0) == 0:
             return []
-        pos = normalize_unit_sphere(pos)
-        return [Data(pos=p, y=y.view(1)) for p, y in zip(pos, label, strict=True)]
-
-    def _h5_paths(self) -> list[str]:
-        list_file = osp.join(self.root, f"{self.split}_files.txt")
-        if not osp.isfile(list_file):
-            raise FileNotFoundError(
-                f"the {self.split} split needs the list of its HDF5 files in {list_file}, "
-                "which does not exist"
-            )
-        with open(list_file) as f:
-            lines = [line.strip() for line in f if line.strip()]
-        if not lines:
-            raise ValueError(f"{list_file} lists no HDF5 files")
-        paths = [osp.join(self.root, osp.basename(line)) for line in lines]
-        missing = [path for path in paths if not osp.isfile(path)]
-        if missing:
-            raise FileNotFoundError(f"HDF5 files listed in {list_file} are missing: {missing}")
-        return paths
+        return [Data(pos=p, y=y.view(1)) for p, y in zip(normalize_unit_sphere(pos), label)]
 
     def __repr__(self) -> str:
         return (
@@ -193,12 +158,14 @@ class HDF5PointClouds(InMemoryDataset):
         )
 
 
-def _read_shape_names(root: str) -> Optional[list[str]]:
-    path = osp.join(root, "shape_names.txt")
+def _read_lines(path: str, required: bool = True) -> Optional[list[str]]:
+    # The non-blank lines of a list file (train_files.txt, shape_names.txt).
     if not osp.isfile(path):
+        if required:
+            raise FileNotFoundError(f"the list of HDF5 files {path} does not exist")
         return None
     with open(path) as f:
-        names = [line.strip() for line in f if line.strip()]
-    if len(set(names)) != len(names):
-        raise ValueError(f"{path} names a class twice")
-    return names
+        lines = [line.strip() for line in f if line.strip()]
+    if not lines or len(set(lines)) != len(lines):
+        raise ValueError(f"{path} lists nothing, or a name twice")
+    return lines

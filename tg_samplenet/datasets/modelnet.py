@@ -14,20 +14,18 @@ import torch_geometric.transforms as T
 from torch_geometric.data import Data
 from torch_geometric.datasets import ModelNet
 
+from tg_samplenet.datasets.formats import read_off_mesh
 from tg_samplenet.datasets.normalize import NormalizeUnitSphere
-from tg_samplenet.datasets.readers import read_off_mesh
-from tg_samplenet.datasets.utils import (
-    check_file_loader,
-    check_names,
-    check_seed,
-    selection_tag,
-)
+from tg_samplenet.datasets.utils import check_file_loader, check_names, check_seed, selection_tag
 from tg_samplenet.ops.checks import InputError
 
-__all__ = ["ModelNetPointClouds"]
 
-_SPLITS = ("train", "test")
-_NUM_CATEGORIES = {"10": 10, "40": 40}
+def _not_here(name: str, raw_dir: str) -> FileNotFoundError:
+    return FileNotFoundError(
+        f"ModelNet{name} is not downloaded here: extract ModelNet{name}.zip and put the "
+        f"contents of its ModelNet{name}/ folder (the category folders such as chair/ with "
+        f"train/ and test/ inside) into {raw_dir}"
+    )
 
 
 class ModelNetPointClouds(ModelNet):
@@ -55,11 +53,10 @@ class ModelNetPointClouds(ModelNet):
         transform (callable, optional): A transform applied to each item on access.
             (default: :obj:`None`)
         force_reload (bool, optional): Whether to re-read the meshes. (default: :obj:`False`)
-        on_bad_file (str, optional): What to do with OFF files that cannot be used (corrupt
-            headers or bodies, no vertices or faces, NaN or infinite vertices, faces that
-            index missing vertices): :obj:`"raise"` reads every mesh, then raises one error
-            that names each bad file; :obj:`"skip"` leaves them out with a warning each.
-            (default: :obj:`"raise"`)
+        on_bad_file (str, optional): What to do with OFF files that cannot be used (see
+            :func:`~tg_samplenet.datasets.read_off_mesh`): :obj:`"raise"` reads every mesh,
+            then raises one error naming each bad file; :obj:`"skip"` leaves them out with a
+            warning each. (default: :obj:`"raise"`)
     """
 
     def __init__(
@@ -75,14 +72,27 @@ class ModelNetPointClouds(ModelNet):
         on_bad_file: str = "raise",
     ) -> None:
         root, self.split, self.num_points, self.bad_files = check_file_loader(
-            f"ModelNet{name}", root, split, _SPLITS, num_points, on_bad_file, False
+            f"ModelNet{name}", root, split, ("train", "test"), num_points, on_bad_file, False
         )
-        if not isinstance(name, str) or name not in _NUM_CATEGORIES:
+        if name not in ("10", "40"):
             raise InputError("name", f"name must be '10' or '40' (got {name!r})")
         self.seed = check_seed(seed)
-        self.classes = _resolve_categories(root, name, check_names(categories, "categories"))
-        self._selection = None if categories is None else list(self.classes)
-
+        raw_dir = osp.join(root, "raw")
+        if not osp.isdir(raw_dir):
+            raise _not_here(name, raw_dir)
+        found = sorted(
+            entry for entry in os.listdir(raw_dir) if osp.isdir(osp.join(raw_dir, entry))
+        )
+        if len(found) != int(name):
+            raise ValueError(
+                f"{raw_dir} holds {len(found)} category folders but ModelNet{name} has {name}: "
+                "is it the right data set?"
+            )
+        self._selection = check_names(categories, "categories")
+        unknown = [category for category in self._selection or [] if category not in found]
+        if unknown:
+            raise ValueError(f"unknown categories {unknown}: choose from {found}")
+        self.classes = self._selection or found
         pre_transform = T.Compose([T.SamplePoints(num_points), NormalizeUnitSphere()])
         super().__init__(root, name, split == "train", transform, pre_transform, None, force_reload)
 
@@ -98,11 +108,7 @@ class ModelNetPointClouds(ModelNet):
         return len(self.classes)
 
     def download(self) -> None:
-        raise FileNotFoundError(
-            f"ModelNet{self.name} is not downloaded here: extract ModelNet{self.name}.zip "
-            f"and put the contents of its ModelNet{self.name}/ folder (the category folders "
-            f"such as chair/ with train/ and test/ inside) into {self.raw_dir}"
-        )
+        raise _not_here(self.name, self.raw_dir)
 
     def process(self) -> None:
         # The sampling is seeded once for the whole run (meshes in sorted order), without
@@ -121,11 +127,11 @@ class ModelNetPointClouds(ModelNet):
                     continue
                 data = self.pre_transform(mesh)
                 data_list.append(Data(pos=data.pos, y=torch.tensor([target])))
-        self.bad_files.report()
+        skipped = self.bad_files.report()
         if len(data_list) == 0:
-            skipped = " usable (bad files were skipped)" if self.bad_files.problems else ""
+            usable = " usable (bad files were skipped)" if skipped else ""
             raise FileNotFoundError(
-                f"no meshes {self.raw_dir}/<category>/{dataset}/*.off found{skipped}"
+                f"no meshes {self.raw_dir}/<category>/{dataset}/*.off found{usable}"
             )
         return data_list
 
@@ -134,25 +140,3 @@ class ModelNetPointClouds(ModelNet):
             f"{self.__class__.__name__}{self.name}({len(self)}, split={self.split!r}, "
             f"num_points={self.num_points})"
         )
-
-
-def _resolve_categories(root: str, name: str, categories: Optional[list[str]]) -> list[str]:
-    raw_dir = osp.join(root, "raw")
-    if not osp.isdir(raw_dir):
-        raise FileNotFoundError(
-            f"ModelNet{name} is not downloaded here: extract ModelNet{name}.zip and put the "
-            f"contents of its ModelNet{name}/ folder (the category folders such as chair/ with "
-            f"train/ and test/ inside) into {raw_dir}"
-        )
-    found = sorted(entry for entry in os.listdir(raw_dir) if osp.isdir(osp.join(raw_dir, entry)))
-    if len(found) != _NUM_CATEGORIES[name]:
-        raise ValueError(
-            f"{raw_dir} holds {len(found)} category folders but ModelNet{name} has "
-            f"{_NUM_CATEGORIES[name]}: is it the right data set?"
-        )
-    if categories is None:
-        return found
-    unknown = [category for category in categories if category not in found]
-    if unknown:
-        raise ValueError(f"unknown categories {unknown}: choose from {found}")
-    return categories

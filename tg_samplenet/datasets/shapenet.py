@@ -12,17 +12,16 @@ import numpy as np
 import torch
 from torch_geometric.data import Data, InMemoryDataset
 
+from tg_samplenet.datasets.formats import read_ply_points
 from tg_samplenet.datasets.normalize import normalize_unit_sphere
-from tg_samplenet.datasets.readers import read_ply_points
 from tg_samplenet.datasets.utils import (
     check_file_loader,
     check_names,
     check_seed,
+    first_points,
     selection_tag,
 )
 from tg_samplenet.ops.checks import InputError
-
-__all__ = ["ShapeNetPointClouds", "read_ply_points"]
 
 _SPLITS = ("train", "val", "test")
 _SPLIT_FRACTIONS = (0.85, 0.05, 0.10)
@@ -130,16 +129,13 @@ class ShapeNetPointClouds(InMemoryDataset):
         for label, synset in enumerate(self.synset_ids):
             folder = osp.join(self.root, synset)
             files = sorted(f for f in os.listdir(folder) if f.endswith(".ply"))
-            for part, chosen in zip(splits, split_indices(len(files), self.seed), strict=True):
+            for part, chosen in zip(splits, split_indices(len(files), self.seed)):
                 for i in chosen:
                     path = osp.join(folder, files[i])
-                    data = self.bad_files.attempt(
-                        lambda path=path, label=label: self._read(path, label)
-                    )
-                    if data is not None:
-                        part.append(data)
+                    part += [self.bad_files.attempt(lambda p=path, y=label: self._read(p, y))]
         self.bad_files.report()
-        for data_list, path in zip(splits, self.processed_paths, strict=True):
+        for data_list, path in zip(splits, self.processed_paths):
+            data_list = [data for data in data_list if data is not None]
             if self.pre_transform is not None:
                 data_list = [self.pre_transform(data) for data in data_list]
             if data_list:
@@ -148,14 +144,7 @@ class ShapeNetPointClouds(InMemoryDataset):
                 torch.save(_EMPTY_SPLIT, path)
 
     def _read(self, path: str, label: int) -> Data:
-        pos = read_ply_points(path)
-        if self.num_points is not None:
-            if self.num_points > pos.size(0):
-                raise InputError(
-                    "num_points",
-                    f"num_points={self.num_points} but {path} stores only {pos.size(0)} points",
-                )
-            pos = pos[: self.num_points]
+        pos = first_points(read_ply_points(path), self.num_points, path)
         return Data(pos=normalize_unit_sphere(pos), y=torch.tensor([label]))
 
     def __repr__(self) -> str:
@@ -183,10 +172,8 @@ _EMPTY_SPLIT = {"tg_samplenet_empty_split": True}
 
 def _is_empty_split(path: str) -> bool:
     # The marker process() writes for a split without clouds: a tiny file of one flag.
-    if os.path.getsize(path) > 4096:
-        return False
     try:
-        return torch.load(path, weights_only=True) == _EMPTY_SPLIT
+        return os.path.getsize(path) < 4096 and torch.load(path, weights_only=True) == _EMPTY_SPLIT
     except Exception:  # a real (small) data set file is not a plain dict
         return False
 
