@@ -51,6 +51,7 @@ from dataclasses import asdict, replace
 from typing import Any, Callable, Optional
 
 import torch
+from tg_samplenet.ops.distinct_matching import distinct_sample
 from torch_geometric.loader import DataLoader
 from tqdm import tqdm
 
@@ -74,7 +75,6 @@ from reproduction.tasks.classification import (
 )
 from tg_samplenet.nn.sampler import SampleNet
 from tg_samplenet.ops.batch import cloud_sizes, rank_in_cloud
-from tg_samplenet.ops.distinct_matching import distinct_sample
 from tg_samplenet.ops.matching import first_occurrence, hard_sample
 from tg_samplenet.training.distributed import training_loader
 from tg_samplenet.training.loop import rng_state, seed_everything, set_rng_state

@@ -255,4 +255,6 @@ def test_knn_and_radius_take_pygs_arguments(make_clouds):
     assert torch.equal(c, radius(x, x, 0.3, batch, batch, 8))
     # Cosine distance ranks unit vectors as Euclidean distance does.
     unit = torch.nn.functional.normalize(x, dim=1)
-    assert torch.equal(knn(x * 3, x, 2, batch, batch, cosine=True), knn(unit, unit, 2, batch, batch))
+    assert torch.equal(
+        knn(x * 3, x, 2, batch, batch, cosine=True), knn(unit, unit, 2, batch, batch)
+    )

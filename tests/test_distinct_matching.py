@@ -1,11 +1,10 @@
 import pytest
 import torch
 
+import tg_samplenet.ops.matching as matching
 from reproduction.testing import brute_distinct_sample, random_clouds
 from tg_samplenet.ops.checks import InputError
-import tg_samplenet.ops.matching as matching
-from tg_samplenet.ops.matching import distinct_sample
-from tg_samplenet.ops.matching import hard_sample
+from tg_samplenet.ops.matching import distinct_sample, hard_sample
 
 
 def problem(sizes, queries, seed, spread=1.0):

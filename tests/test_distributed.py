@@ -44,8 +44,8 @@ from torch_geometric.nn import MLP
 
 import tg_samplenet.nn.recomputed_max_pool as recomputed
 from tg_samplenet import SampleNet, chamfer_distance, fit_sampler
-from tg_samplenet.training import distributed as tdist
 from tg_samplenet.nn.recomputed_max_pool import recomputed_max_pool, use_recomputed_pool
+from tg_samplenet.training import distributed as tdist
 from tg_samplenet.training.distributed import DistributedBatchSampler
 from tg_samplenet.training.fit import LossWeights
 from tg_samplenet.training.loop import seed_everything

@@ -11,8 +11,7 @@ from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
 from reproduction.baselines import random_sample
-from tg_samplenet import SampleNet, TemperatureSchedule, fit_sampler
-from tg_samplenet import LossWeights, freeze
+from tg_samplenet import LossWeights, SampleNet, TemperatureSchedule, fit_sampler, freeze
 from tg_samplenet.training.loop import seed_everything
 
 SMALL = dict(point_channels=(16, 32), head_channels=(32,))

@@ -279,7 +279,9 @@ def test_losses_on_samplenet_output(x, task, alpha, progressive):
     epoch=st.sampled_from([0, 3, 50, -1, 1.5]),
 )
 def test_temperature_profile(kind, start, end, num_epochs, epoch):
-    profile, error = promise("TemperatureSchedule", TemperatureSchedule, kind, start, end, num_epochs)
+    profile, error = promise(
+        "TemperatureSchedule", TemperatureSchedule, kind, start, end, num_epochs
+    )
     ok = kind in ("learned", "linear", "exponential", "constant")
     ok = ok and finite_number(start) and start > 0 and finite_number(end) and end > 0
     ok = ok and isinstance(num_epochs, int) and num_epochs >= 1

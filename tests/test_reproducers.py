@@ -244,7 +244,7 @@ def test_negative_or_float_batch_vectors_are_named(batch):
 
 def test_corrupt_hdf5_and_off_files_are_named(tmp_path):
     pytest.importorskip("h5py")
-    from tg_samplenet.datasets.readers import read_h5_clouds, read_off_mesh
+    from tg_samplenet.datasets import read_h5_clouds, read_off_mesh
 
     (tmp_path / "bad.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\x00" * 40)
     with pytest.raises(InputError, match="bad.h5 cannot be read as HDF5"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import struct
 import tempfile
 import zipfile
 from pathlib import Path
@@ -82,6 +83,7 @@ def load_checkpoint(path: Union[str, os.PathLike], map_location: Any = "cpu") ->
         TypeError,
         UnicodeDecodeError,
         OSError,  # e.g. "Invalid argument" when garbage is read as a legacy archive
+        struct.error,  # a truncated legacy archive
     ) as error:
         # torch.load reports truncated archives, foreign pickles and disallowed types with
         # many exception types and without the file's name.

@@ -74,7 +74,7 @@ def describe_checkpoint(path: str) -> dict[str, Any]:
             "sigma": float(projection.sigma.detach()),
             "learned": isinstance(projection.temperature, torch.nn.Parameter),
         },
-        trained_on=SampleNet.read_metadata(path) or None,
+        trained_on=sampler.metadata or None,
     )
     if info["trained_on"] is None:
         info["note"] = "saved without metadata; `tg-samplenet train` records its training"

@@ -348,7 +348,7 @@ class SampleNet(torch.nn.Module):
     def save(self, path: Union[str, os.PathLike], metadata: Optional[dict[str, Any]] = None):
         r"""Saves the configuration and weights to :obj:`path` atomically (a partial file never
         replaces a good one), with :obj:`metadata` (e.g. a record of the training, plain
-        Python values) that :meth:`read_metadata` returns."""
+        Python values) that :meth:`load` gives back as :obj:`sampler.metadata`."""
         from tg_samplenet.io import atomic_save
 
         state = {"config": self.config, "state_dict": self.state_dict()}
@@ -356,27 +356,11 @@ class SampleNet(torch.nn.Module):
             state["metadata"] = dict(metadata)
         atomic_save(state, path)
 
-    @staticmethod
-    def read_metadata(path: Union[str, os.PathLike]) -> dict[str, Any]:
-        r"""The :obj:`metadata` that :meth:`save` wrote into :obj:`path` (:obj:`{}` if none),
-        without building the sampler.
-
-        Raises:
-            FileNotFoundError: If :obj:`path` does not exist.
-            InputError: If the file is not a SampleNet file; the message names it.
-        """
-        from tg_samplenet.io import load_checkpoint
-
-        state = load_checkpoint(path, map_location="cpu")
-        if not isinstance(state, dict) or "config" not in state or "state_dict" not in state:
-            raise InputError("path", f"{path} is not a SampleNet file written by SampleNet.save()")
-        return dict(state.get("metadata") or {})
-
     @classmethod
     def load(cls, path: Union[str, os.PathLike], map_location: Any = "cpu") -> SampleNet:
-        r"""Rebuilds a sampler saved with :meth:`save`, in **eval mode**: a loaded sampler is
-        almost always used to sample (hard indices, :obj:`out.index`); call :meth:`train` to
-        fine-tune it.
+        r"""Rebuilds a sampler saved with :meth:`save`, in **eval mode** (a loaded sampler is
+        almost always used to sample; call :meth:`train` to fine-tune it), with the saved
+        dtype and the saved :obj:`metadata` in its attribute :obj:`metadata`.
 
         Raises:
             FileNotFoundError: If :obj:`path` does not exist.
@@ -405,6 +389,7 @@ class SampleNet(torch.nn.Module):
             raise InputError(
                 "path", f"{path} holds weights that do not fit its configuration: {reason}"
             ) from error
+        sampler.metadata = dict(state.get("metadata") or {})
         return sampler.eval()
 
     def __repr__(self) -> str:

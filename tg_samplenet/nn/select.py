@@ -24,9 +24,7 @@ def check_sampler_and_size(
     points (at most one of them) with :obj:`sampler`; returns the checked ratio."""
     name = type(owner).__name__
     if not isinstance(sampler, SampleNet):
-        raise InputTypeError(
-            "sampler", f"{name} wraps a SampleNet (got {type(sampler).__name__})"
-        )
+        raise InputTypeError("sampler", f"{name} wraps a SampleNet (got {type(sampler).__name__})")
     if ratio is not None and num_samples is not None:
         raise InputError("ratio", f"{name} takes ratio or num_samples, not both")
     if num_samples is not None:

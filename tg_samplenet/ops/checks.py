@@ -60,9 +60,7 @@ class InputTypeError(InputError, TypeError):
 def readable(tensor: Tensor) -> bool:
     r"""Whether a check may read :obj:`tensor`'s values: not while Dynamo traces, not on the
     meta device, not when empty."""
-    return (
-        not torch.compiler.is_compiling() and tensor.numel() > 0 and tensor.device.type != "meta"
-    )
+    return not torch.compiler.is_compiling() and tensor.numel() > 0 and tensor.device.type != "meta"
 
 
 def check_points(pos: Any, name: str = "pos", allow_empty: bool = True, dim: Optional[int] = 3):

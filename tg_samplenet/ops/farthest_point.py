@@ -260,7 +260,9 @@ def farthest_point_sampling(
         pos.size(0),
     ).view(-1)
     selected = torch.unique(selected)
-    counts = check_counts(counts, "counts", available - cloud_sizes(batch[selected], B), "unselected points")
+    counts = check_counts(
+        counts, "counts", available - cloud_sizes(batch[selected], B), "unselected points"
+    )
     check_bool(random_start, "random_start")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise InputTypeError(

@@ -54,9 +54,7 @@ def kdtree_knn(
         _lifted(x, batch_x, gap, order_x), LEAF_SIZE, compact_nodes=False, balanced_tree=False
     )
     kk = min(k, x.size(0))
-    _, near = tree.query(
-        _lifted(y, batch_y, gap, order_y), k=kk, workers=torch.get_num_threads()
-    )
+    _, near = tree.query(_lifted(y, batch_y, gap, order_y), k=kk, workers=torch.get_num_threads())
     index = torch.from_numpy(np.asarray(near, dtype=np.int64).reshape(y.size(0), kk))
     if order_x is not None:
         index = order_x[index]

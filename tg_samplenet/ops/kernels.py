@@ -53,7 +53,9 @@ def _knn(
 
 @_knn.register_fake
 def _(x, y, k, batch_x, batch_y, num_clouds):
-    return y.new_empty((y.size(0), k), dtype=torch.long), y.new_empty((y.size(0), k), dtype=torch.bool)
+    return y.new_empty((y.size(0), k), dtype=torch.long), y.new_empty(
+        (y.size(0), k), dtype=torch.bool
+    )
 
 
 @torch.library.custom_op("tg_samplenet::farthest_point_steps", mutates_args=())

@@ -18,7 +18,6 @@ from tg_samplenet.ops.checks import (
     check_int,
     check_like,
     check_points,
-    check_positive_int,
     check_references,
 )
 from tg_samplenet.ops.scaling import scale_clouds
@@ -75,9 +74,7 @@ def match_sample(
         query, matched_batch = simplified[keep], simplified_batch[keep]
         # Squared distances are formed below: each cloud scaled by an exact power of two.
         scaled, query = scale_clouds([(pos, batch), (query, matched_batch)], B)
-        matched, _ = _greedy_distinct(
-            scaled, batch, query, matched_batch, B, DISTINCT_CANDIDATES
-        )
+        matched, _ = _greedy_distinct(scaled, batch, query, matched_batch, B, DISTINCT_CANDIDATES)
     else:
         matched, matched_batch = _first_distinct_matches(
             pos, batch, simplified, simplified_batch, counts
@@ -256,7 +253,9 @@ def _greedy_distinct(
     width = min(k, max(N, 1))
     if M == 0:
         return out, 0
-    cand, valid = torch.ops.tg_samplenet.knn(pos, query, width, batch, query_batch, num_clouds)  # [A, width] rows of the active (free) q's
+    cand, valid = torch.ops.tg_samplenet.knn(
+        pos, query, width, batch, query_batch, num_clouds
+    )  # [A, width] rows of the active (free) q's
     dist = (pos[cand] - query.unsqueeze(1)).pow(2).sum(-1)
     listed_all = (cloud_sizes(batch, num_clouds) <= width)[query_batch]
     active = torch.arange(M, device=device)

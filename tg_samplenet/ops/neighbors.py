@@ -153,7 +153,9 @@ def _knn_extension(
     backend: str, x: Tensor, y: Tensor, k: int, batch_x: Tensor, batch_y: Tensor, B: int
 ) -> tuple[Tensor, Tensor]:
     if backend == "pyg_lib":
-        row, col = torch.ops.pyg.knn(x, y, cloud_ptr(batch_x, B), cloud_ptr(batch_y, B), k, False, 1)
+        row, col = torch.ops.pyg.knn(
+            x, y, cloud_ptr(batch_x, B), cloud_ptr(batch_y, B), k, False, 1
+        )
     else:
         import torch_cluster
 
@@ -184,7 +186,9 @@ def _knn_brute(
     for start in range(0, yd.size(1), block):
         part = yd[:, start : start + block]
         dist = torch.baddbmm(x_sq, part, xd.transpose(1, 2), alpha=-2.0)
-        dist = (dist + part.pow(2).sum(-1, keepdim=True)).masked_fill(~x_valid[:, None], float("inf"))
+        dist = (dist + part.pow(2).sum(-1, keepdim=True)).masked_fill(
+            ~x_valid[:, None], float("inf")
+        )
         value, pick = dist.topk(kk, dim=2, largest=False)
         dists.append(value)
         picks.append(pick)

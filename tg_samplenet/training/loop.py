@@ -134,8 +134,8 @@ def fit(
 
     Under torchrun only rank 0 writes the checkpoint and shows the bar; every rank resumes
     from the checkpoint rank 0 reads, the loader's sampler is told each epoch
-    (:func:`~tg_samplenet.training.distributed.set_epoch`), and each epoch's loss is the mean over the
-    ranks.
+    (:func:`~tg_samplenet.training.distributed.set_epoch`), and each epoch's loss is the mean
+    over the ranks.
 
     Args:
         step (callable): Trains on one batch and returns its loss as a float.
