@@ -12,14 +12,13 @@ here. :class:`~tg_samplenet.nn.sampler.SampleNet` therefore uses this pool only 
 those of the plain path.
 
 Under data-parallel training the BatchNorm layers are synchronised ones
-(:func:`~tg_samplenet.training.distributed.sync_batch_norm`: :class:`torch.nn.SyncBatchNorm`
-or :class:`~tg_samplenet.training.distributed.SyncBatchNorm`, which name their
-:obj:`process_group`), and so are the statistics here: each process's count, mean and squared deviations are merged
-over the group (two all-reduces per layer, in float64), so every process normalises with the
-statistics of the whole global batch and moves the running statistics identically, as one
-process on that batch would. The winners are per cloud, so each process finds its own; the
-statistics stay constants of the recompute, and DistributedDataParallel averages the
-gradients: one process training on the global batch gets the same steps.
+(:func:`~tg_samplenet.training.distributed.sync_batch_norm`), and so are the statistics here:
+each process's count, mean and squared deviations are merged over the group (two all-reduces
+per layer, in float64), so every process normalises with the statistics of the whole global
+batch and moves the running statistics identically, as one process on that batch would. The
+winners are per cloud, so each process finds its own; the statistics stay constants of the
+recompute, and DistributedDataParallel averages the gradients: one process training on the
+global batch gets the same steps.
 """
 
 from __future__ import annotations
