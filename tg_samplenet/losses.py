@@ -300,7 +300,7 @@ def samplenet_loss(
 
     The :math:`\sigma` term is dropped when :obj:`out` carries none (S-NET mode). The
     defaults are the authors' classification settings; the other tasks' weights are in
-    :obj:`~tg_samplenet.training.fit.PAPER_LOSS_WEIGHTS`.
+    :obj:`~tg_samplenet.training.PAPER_LOSS_WEIGHTS`.
 
     Args:
         task_loss (torch.Tensor): :math:`L_{task}` computed on :obj:`out.pos`, one value.

@@ -33,6 +33,7 @@ from tg_samplenet.io import atomic_write
 from tg_samplenet.ops.checks import InputError
 
 PathLike = Union[str, os.PathLike]
+#: The point-file formats by file suffix: PLY, OFF, NumPy (.npy, .npz) and text (.xyz, .txt).
 FORMATS = dict(ply="ply", off="off", npy="npy", npz="npz", xyz="text", txt="text")
 _COMMENT = ("#", "//")
 _OFF_HEADER = re.compile(r"(ST)?C?N?4?n?OFF\s*(.*)")

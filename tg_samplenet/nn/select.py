@@ -86,8 +86,9 @@ class SampleNetSelectOutput(SelectOutput):
 class SampleNetSelect(Select):
     r"""The learned sampler of the `"SampleNet: Differentiable Point Cloud Sampling"
     <https://arxiv.org/abs/1912.03663>`_ paper as a PyG node selection (`"Understanding
-    Pooling in Graph Neural Networks" <https://arxiv.org/abs/1905.05178>`_): input points
-    are assigned to output points (clusters),
+    Pooling in Graph Neural Networks" <https://arxiv.org/abs/1905.05178>`_).
+
+    Input points are assigned to output points (clusters):
 
     .. math::
         \mathbf{C}_{i,m} = \begin{cases} w_{m,j} & \text{if } \mathbf{p}_i

@@ -30,6 +30,8 @@ __all__ = [
     "check_index",
     "check_index_vector",
     "check_int",
+    "check_like",
+    "check_counts",
     "check_number",
     "check_points",
     "check_positive_int",
