@@ -3,12 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from tg_samplenet.datasets import (
-    DATASET_NAMES,
-    HDF5PointClouds,
-    SyntheticShapes,
-    get_dataset,
-)
+from reproduction.datasets import DATASET_NAMES, get_dataset
+from reproduction.shapes import SyntheticShapes
+from tg_samplenet.datasets import HDF5PointClouds
 
 
 def test_synthetic_is_built_without_files_and_passes_options():

@@ -1,5 +1,7 @@
-r"""The package's layout: every module imports on its own, imports flow downwards through the
-layers of DESIGN.md, and no module takes part in an import cycle."""
+r"""The repository's layout: every module of the package imports on its own, imports flow
+downwards through the layers of DESIGN.md, no module takes part in an import cycle, the
+package never imports the reproduction beside it, and the reproduction, the examples and the
+benchmarks use only the package's public names."""
 
 import ast
 import os
@@ -9,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "tg_samplenet"
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "tg_samplenet"
 
 # Layers from the bottom up: a module may import its own layer and those below it.
 LAYERS = {
@@ -18,15 +21,23 @@ LAYERS = {
     "nn": 1,
     "losses": 2,
     "temperature": 2,
-    "distributed": 2,
-    "fit": 2,
-    "fit_sampler": 2,
     "transforms": 2,
-    "tasks": 3,
-    "datasets": 3,
-    "testing": 4,
-    "experiments": 5,
-    "cli": 6,
+    "training": 3,
+    "models": 4,
+    "datasets": 4,
+    "cli": 5,
+}
+# What the reproduction, the examples and the benchmarks may import from: the package's
+# public modules (public names only).
+PUBLIC_MODULES = {
+    "tg_samplenet",
+    "tg_samplenet.datasets",
+    "tg_samplenet.io",
+    "tg_samplenet.losses",
+    "tg_samplenet.ops",
+    "tg_samplenet.ops.checks",
+    "tg_samplenet.training",
+    "tg_samplenet.training.distributed",
 }
 
 
@@ -166,3 +177,51 @@ def test_every_module_imports_on_its_own():
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def imports_of(path: Path) -> list[tuple[str, str]]:
+    r"""Every :obj:`(module, name)` a file imports (:obj:`name` empty for :obj:`import x`),
+    at module level or inside functions."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found += [(node.module, alias.name) for alias in node.names]
+        elif isinstance(node, ast.Import):
+            found += [(alias.name, "") for alias in node.names]
+    return found
+
+
+@pytest.mark.xfail(
+    strict=True, reason="tg_samplenet.cli.train still imports reproduction's task networks"
+)
+def test_the_package_never_imports_the_reproduction():
+    offenders = [
+        f"{path.relative_to(ROOT)}: {module}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for module, _ in imports_of(path)
+        if module.split(".")[0] == "reproduction"
+    ]
+    assert not offenders, "\n".join(offenders)
+
+
+def test_scripts_and_reproduction_use_public_names_only():
+    files = [
+        path
+        for folder in ("reproduction", "examples", "benchmarks")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+    ]
+    assert len(files) > 20
+    private = []
+    for path in files:
+        for module, name in imports_of(path):
+            if module.split(".")[0] != "tg_samplenet":
+                continue
+            if module not in PUBLIC_MODULES or name.startswith("_"):
+                private.append(f"{path.relative_to(ROOT)}: from {module} import {name}")
+    assert not private, "private imports:\n" + "\n".join(private)
+
+
+def test_public_name_check_finds_a_private_import(tmp_path):
+    script = tmp_path / "script.py"
+    script.write_text("from tg_samplenet.ops.neighbors import _nearest_index\n")
+    assert imports_of(script) == [("tg_samplenet.ops.neighbors", "_nearest_index")]
