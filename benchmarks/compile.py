@@ -26,12 +26,11 @@ import torch
 import torch._dynamo
 from torch._dynamo.utils import counters
 
-from reproduction.benchmarking import format_seconds, time_call, write_json
-from reproduction.environment import metadata_markdown, run_metadata
-from reproduction.reporting import markdown_table
+from reproduction.benchmarking import time_call
+from reproduction.environment import run_metadata
+from reproduction.reporting import format_seconds, markdown_table, metadata_markdown, write_json
 from reproduction.testing import random_clouds
-from tg_samplenet import SampleNet
-from tg_samplenet.losses import simplification_loss
+from tg_samplenet import SampleNet, simplification_loss
 
 
 def eval_forward(sampler: SampleNet, pos, batch):

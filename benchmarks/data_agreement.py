@@ -5,7 +5,7 @@ the two data sets order differently: strictly, and beyond noise (a difference wi
 --standard-errors binomial standard errors of its run's evaluation clouds is a tie; see
 reproduction.ordering.difference_sign).
 
-    python examples/classification.py                       # built-in data
+    python examples/classification.py --profile cpu         # built-in data
     python examples/classification.py --profile cpu-real --dataset h5 \
         --data-root ../shared/data/modelnet10-train --val-fraction 0.2
     python benchmarks/data_agreement.py                     # reads both runs' results.json
@@ -24,7 +24,7 @@ import argparse
 import json
 from typing import Optional
 
-from reproduction.environment import metadata_markdown, run_metadata
+from reproduction.environment import run_metadata
 from reproduction.ordering import (
     ORDERED_GROUPS,
     discordant_pairs,
@@ -32,6 +32,7 @@ from reproduction.ordering import (
     sampler_ranking,
 )
 from reproduction.plots import plot_runs_side_by_side
+from reproduction.reporting import metadata_markdown
 
 
 def main(argv: Optional[list[str]] = None) -> dict:

@@ -11,7 +11,8 @@ results.json into one figure with three panels and one table.
 
 Outputs in --out: quality.json, quality.md, quality.png. Each example keeps its own results,
 plots and checkpoints in --runs/<task>-<profile>/, the folder the example itself uses by
-default: after `python examples/classification.py`, this benchmark only re-evaluates.
+default: after `python examples/classification.py --profile cpu`, this benchmark only
+re-evaluates.
 """
 
 from __future__ import annotations
@@ -26,13 +27,13 @@ import json
 import subprocess
 from typing import Any, Optional
 
-from reproduction.environment import metadata_markdown, run_metadata
+from reproduction.environment import run_metadata
 from reproduction.plots import plot_metric_vs_ratio
-from reproduction.reporting import markdown_table
+from reproduction.reporting import markdown_table, metadata_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ("classification", "registration", "reconstruction")
-# Rows of the combined table: the samplers the issue names, as each example calls them.
+# Rows of the combined table: the samplers compared in every task, as each example calls them.
 SAMPLERS = ("fps", "random", "voxel", "snet", "samplenet", "samplenet_progressive")
 
 

@@ -1,10 +1,10 @@
-r"""The study of docs/real-data-study.md (issue 11) on any data set: what the step from
+r"""The study of docs/real-data-study.md on any data set: what the step from
 SampleNet's simplified points to a subset of the input costs, measured on the evaluation
 split.
 
 1. Trains (or reuses) PointNet and vanilla PointNet on complete clouds as
    examples/classification.py does; evaluates complete clouds, FPS and random sampling.
-2. Trains the study's samplers with the profile (``experiments.samplers.train_sampler``):
+2. Trains the study's samplers with the profile (``reproduction.samplers.train_sampler``):
    SampleNet and S-NET at the profile's smallest train size against PointNet,
    SampleNet-Progressive against vanilla PointNet, and on request SampleNet variants with
    one change each (alpha, lambda, k, a constant learning rate). Every ``--eval-every``
@@ -56,7 +56,7 @@ from torch_geometric.loader import DataLoader
 from tqdm import tqdm
 
 from reproduction.baselines import baseline_samplers
-from reproduction.classification import train_pointnets
+from reproduction.classifiers import train_classifiers
 from reproduction.command_line import (
     common_parser,
     load_splits,
@@ -64,20 +64,17 @@ from reproduction.command_line import (
     resolve_profile,
 )
 from reproduction.config import CLASSIFICATION, ClassificationProfile
-from reproduction.environment import metadata_markdown, run_metadata
+from reproduction.environment import run_metadata
 from reproduction.plots import plot_metric_vs_ratio
-from reproduction.reporting import markdown_table
+from reproduction.reporting import markdown_table, metadata_markdown
 from reproduction.samplers import gather_sample, make_sampler, train_sampler
-from reproduction.tasks.classification import (
-    PointNet,
-    classification_loss,
-    evaluate_accuracy,
-)
-from tg_samplenet.nn.sampler import SampleNet
+from reproduction.tasks import PointNet
+from reproduction.tasks.classification import classification_loss, evaluate_accuracy
+from tg_samplenet import SampleNet
+from tg_samplenet.ops import distinct_sample, hard_sample
 from tg_samplenet.ops.batch import cloud_sizes, rank_in_cloud
-from tg_samplenet.ops.matching import first_occurrence, hard_sample
+from tg_samplenet.training import seed_everything
 from tg_samplenet.training.distributed import training_loader
-from tg_samplenet.training.loop import rng_state, seed_everything, set_rng_state
 
 ROOT = Path(__file__).resolve().parents[1]
 # name: (kind, changes). Loss weights (alpha, lmbda) change SampleNet's loss (the profile's
@@ -124,8 +121,8 @@ def variant_profile(
 class _Observed:
     r"""A training loader that tells the study where training is: the current batch (for
     the accuracy of the soft-projected points) and the end of every epoch. It hands
-    :func:`~tg_samplenet.training.loop.fit_model` what it reads of a loader (length, batch size,
-    batch sampler) and forwards the epoch :func:`~tg_samplenet.training.loop.fit` sets."""
+    :func:`~tg_samplenet.fit_sampler` what it reads of a loader (length, batch size, batch
+    sampler) and forwards the epoch :func:`~tg_samplenet.training.fit` sets."""
 
     def __init__(self, loader: DataLoader, on_epoch_end: Callable[[int], None]):
         self.loader, self.on_epoch_end = loader, on_epoch_end
@@ -196,7 +193,8 @@ def evaluate_sampler(
             points["projected"] = (projected.pos[first], q_batch[first])
             for name, (p, b) in points.items():
                 correct[name][m] += int((model(p, b).argmax(-1) == y).sum())
-            repeats[m] += int((~first_occurrence(nearest[first])).sum())
+            # Indices into pos: those of different clouds never coincide.
+            repeats[m] += nearest[first].numel() - nearest[first].unique().numel()
             matched = hard_sample(pos, batch, q, q_batch, counts, complete=False)
             refilled[m] += int(counts.sum()) - matched.numel()
         total += B
@@ -221,7 +219,9 @@ def train_task_networks(args, profile, train_set, ckpt_dir, device, progress) ->
     loader = training_loader(
         train_set, profile.task_batch_size or profile.batch_size, seed=args.seed
     )
-    networks = train_pointnets(profile, len(train_set.classes), loader, ckpt_dir, device, progress)
+    networks = train_classifiers(
+        profile, len(train_set.classes), loader, ckpt_dir, device, progress
+    )
     return dict(zip(("pointnet", "pointnet_vanilla"), networks))
 
 
@@ -282,9 +282,9 @@ def study_sampler(
         hits.update(correct=0, total=0)
         last = epoch + 1 == settings.sampler_epochs
         if args.eval_every and ((epoch + 1) % args.eval_every == 0 or last):
-            state, hits["on"] = rng_state(), False  # evaluating leaves training as it was
-            entry.update(evaluate_sampler(sampler, model, eval_loader, log_sizes, device))
-            set_rng_state(state)
+            hits["on"] = False
+            with torch.random.fork_rng():  # evaluating leaves training's generators as they were
+                entry.update(evaluate_sampler(sampler, model, eval_loader, log_sizes, device))
             hits["on"] = True
         epochs_log.append(entry)
 

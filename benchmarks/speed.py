@@ -4,13 +4,13 @@ can install, side by side in one process, on clouds uniform on the unit sphere:
 - **grid** (one cloud of :math:`N` points, ratio 1/32): the baselines of
   :mod:`reproduction.baselines`, SampleNet inference and a training step, the
   soft projection and the dense reference of :mod:`reproduction.testing`;
-- **peers** (issue 14's cases): :data:`~reproduction.benchmarking.PEERS`
-  (skipped with a note where they do not import; none is a dependency of the library)
-  beside SampleNet's hard sampling and inference on each back-end of :mod:`tg_samplenet.ops`;
+- **peers** (three fixed cases): :data:`~reproduction.peers.PEERS` (skipped with a note
+  where they do not import; none is a dependency of the library) beside SampleNet's hard
+  sampling and inference on each back-end of :mod:`tg_samplenet.ops`;
 - **back-ends**: SampleNet inference and training at the three largest :math:`N`;
 
-and checks the targets of both performance rounds. Writes :obj:`speed.json`,
-:obj:`speed.md` and :obj:`speed.png` into :obj:`--out` and prints the Markdown.
+and checks the performance targets. Writes :obj:`speed.json`, :obj:`speed.md` and
+:obj:`speed.png` into :obj:`--out` and prints the Markdown.
 
 .. code-block:: bash
 
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # reproduction/ be
 import argparse
 import os
 from fractions import Fraction
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import torch
 import torch_geometric
@@ -36,10 +36,24 @@ import torch_geometric
 import reproduction.benchmarking as bench
 import tg_samplenet.ops as ops
 from reproduction.baselines import fps_sample, random_sample, voxel_sample
-from reproduction.environment import format_bytes, metadata_markdown, run_metadata
-from reproduction.reporting import markdown_table
+from reproduction.environment import run_metadata
+from reproduction.peers import PEERS, peer_fps
+from reproduction.plots import plot_loglog
+from reproduction.reporting import (
+    format_bytes,
+    format_seconds,
+    format_value,
+    markdown_table,
+    metadata_markdown,
+    write_json,
+)
 from reproduction.tasks import PointNet
-from reproduction.testing import dense_soft_projection, sphere_clouds
+from reproduction.testing import (
+    dense_soft_projection,
+    near_surface_queries,
+    sphere_clouds,
+    surface_sampler,
+)
 from tg_samplenet import SoftProjection, samplenet_loss
 
 SEED, K, NOISE, RATIO, MEM = 0, 7, 0.01, 1 / 32, "peak_memory_bytes"
@@ -52,7 +66,7 @@ OURS["few"] = ("samplenet_eval", "progressive_eval")
 EXTRA = dict(hard=GRID[5:], half=(), few=("network", "pointnet_full", "samplenet_pointnet"))
 FIELDS = ("method", "backend", "num_points", "batch_size", "ratio", "num_samples")
 LABELS = dict(
-    bench.PEERS,
+    PEERS,
     fps="fps (tg_samplenet.ops.fps)",
     random="random",
     voxel="voxel grid (matched count)",
@@ -71,7 +85,7 @@ TARGET_CASE_S = 150.0  # limit of inference and training at the largest N (targe
 INPUTS = (
     "B clouds of N points uniform on the unit sphere, seed 0. SampleNet is untrained except "
     "for its last layer, which outputs m points near the sphere, as a trained sampler's lie "
-    "near the surface (benchmarking.surface_sampler); hard_sample and soft-projection "
+    "near the surface (reproduction.testing.surface_sampler); hard_sample and soft-projection "
     f"queries are input points moved by N(0, {NOISE}^2)."
 )
 # id, what is measured, comparison, threshold, conditions (filled in by targets()).
@@ -103,8 +117,8 @@ def key(c: dict[str, Any]) -> tuple:
 
 
 def scenarios(smoke: bool) -> dict[str, dict[str, Any]]:
-    r"""The fixed cases of issue 14 (reduced with :obj:`smoke`): 4096 of 100k points, and
-    32 clouds of 1024 points at ratio 1/2 and at 32 points per cloud."""
+    r"""The fixed cases (reduced with :obj:`smoke`): 4096 of 100k points, and 32 clouds of
+    1024 points at ratio 1/2 and at 32 points per cloud."""
     n, b, m, (big, many) = (256, 4, 8, (4000, 256)) if smoke else (1024, 32, 32, (100_000, 4096))
     return dict(
         hard=case(None, None, big, 1, num_samples=many),
@@ -128,7 +142,7 @@ def build_ours(method: str, pos, batch, B: int, m: int, ratio: Optional[float]):
         return torch.no_grad()(lambda: classifier(pos, batch))
     if method in ("samplenet_eval", "progressive_eval", "network", "samplenet_pointnet"):
         progressive = method == "progressive_eval"  # a progressive sampler has m = n
-        sampler = bench.surface_sampler(n if progressive else m, K, NOISE, SEED, progressive)
+        sampler = surface_sampler(n if progressive else m, K, NOISE, SEED, progressive)
         sampler = sampler.to(device).eval()
 
         @torch.no_grad()
@@ -140,7 +154,7 @@ def build_ours(method: str, pos, batch, B: int, m: int, ratio: Optional[float]):
 
         return infer
     if method == "samplenet_train":
-        sampler = bench.surface_sampler(m, K, NOISE, SEED).to(device).train()
+        sampler = surface_sampler(m, K, NOISE, SEED).to(device).train()
 
         def train_step():
             sampler.zero_grad(set_to_none=True)
@@ -149,7 +163,7 @@ def build_ours(method: str, pos, batch, B: int, m: int, ratio: Optional[float]):
             samplenet_loss(task_loss, out, pos, batch).backward()
 
         return train_step
-    query, query_batch = bench.near_surface_queries(pos, batch, m, NOISE, SEED)
+    query, query_batch = near_surface_queries(pos, batch, m, NOISE, SEED)
     if method == "hard_sample":
         counts = torch.full((B,), m, dtype=torch.long, device=device)
         return torch.no_grad()(lambda: ops.hard_sample(pos, batch, query, query_batch, counts))
@@ -175,8 +189,8 @@ def build_case(method, backend, num_points, batch_size, ratio, num_samples, devi
     process can rebuild it to measure memory."""
     pos, batch = sphere_clouds(num_points, batch_size, SEED, device)
     m = count(num_points, ratio, num_samples)
-    if method in bench.PEERS:
-        return bench.peer_fps(method, pos, batch, batch_size, m)
+    if method in PEERS:
+        return peer_fps(method, pos, batch, batch_size, m)
     fn = build_ours(method, pos, batch, batch_size, m, ratio)
 
     def on_backend():
@@ -191,7 +205,7 @@ def plan(sizes: Sequence[int], smoke: bool, backends: Sequence[str]) -> list[dic
     default, cases = ops.get_backend(), []
     cases += [case(m, default, n, 1, RATIO) for n in sizes for m in GRID]
     for name, spec in scenarios(smoke).items():
-        cases += [dict(spec, method=m) for m in bench.PEERS]
+        cases += [dict(spec, method=m) for m in PEERS]
         cases += [dict(spec, method=m, backend=b) for m in OURS[name] for b in backends]
         cases += [dict(spec, method=m, backend=default) for m in EXTRA[name]]
     cases += [case(m, b, n, 1, RATIO) for b in backends for n in sizes[-3:] for m in MEMORY[:2]]
@@ -250,8 +264,44 @@ def worst_backend_ratio(index: dict) -> tuple[Optional[float], str]:
     return worst, where
 
 
+def evaluate_targets(
+    specs: Sequence[tuple[str, str, str, float, str]],
+    values: Mapping[str, Optional[float]],
+    note: str = "",
+) -> list[dict[str, Any]]:
+    r"""Checks measured values against targets.
+
+    Args:
+        specs (Sequence): :obj:`(id, what is measured, "<=" or ">=", threshold,
+            conditions)` per target.
+        values (Mapping): The measured value per id, :obj:`None` where it did not run.
+        note (str, optional): Appended to every row's conditions. (default: :obj:`""`)
+
+    :rtype: :class:`list` of :obj:`{"id", "name", "measured", "op", "threshold", "met",
+        "conditions"}`, :obj:`met` being :obj:`None` where nothing was measured.
+    """
+    rows = []
+    for tid, name, op, threshold, conditions in specs:
+        value = values[tid]
+        met = None if value is None else (value <= threshold if op == "<=" else value >= threshold)
+        row = dict(id=tid, name=name, measured=value, op=op, threshold=threshold, met=met)
+        rows.append(dict(row, conditions=conditions + note))
+    return rows
+
+
+def targets_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    r"""The rows of :func:`evaluate_targets` as a Markdown table."""
+    verdict = {None: "not run", True: "met", False: "NOT MET"}
+    body = [
+        [r["id"], r["name"], format_value(r["measured"]), f"{r['op']} {r['threshold']:g}"]
+        + [verdict[r["met"]], r["conditions"]]
+        for r in rows
+    ]
+    return markdown_table(["#", "target", "measured", "threshold", "met", "conditions"], body)
+
+
 def targets(index: dict, settings: dict[str, Any]) -> list[dict[str, Any]]:
-    r"""The targets of both rounds: measured value, threshold, met, or not run."""
+    r"""The targets: measured value, threshold, met, or not run."""
     default, sizes = settings["backend"], settings["sizes"]
     sc = dict(settings["scenarios"], big=case(None, None, sizes[-1], 1, RATIO))
 
@@ -282,7 +332,7 @@ def targets(index: dict, settings: dict[str, Any]) -> list[dict[str, Any]]:
     places = {name: describe(spec) for name, spec in sc.items()}
     places.update(worst=where, slope=f"B=1, ratio 1/32, N in {slopes['samplenet_eval'][1]}")
     specs = [(*spec[:4], spec[4].format(**places)) for spec in TARGETS]
-    return bench.evaluate_targets(specs, values, " [smoke: not a verdict]" * settings["smoke"])
+    return evaluate_targets(specs, values, " [smoke: not a verdict]" * settings["smoke"])
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -298,7 +348,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         "## Targets",
         "",
-        bench.targets_table(report["targets"]),
+        targets_table(report["targets"]),
         "",
         "## Every measurement (median time; peak memory where measured)",
         "",
@@ -307,7 +357,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     order = ("batch_size", "num_points", "ratio", "num_samples")
     for r in sorted(results, key=lambda r: [r[k] or 0 for k in order]):
         base = lookup(index, **dict(r, method="pyg_fps", backend=None))
-        time = bench.format_seconds(r.get("time_s")) if r["status"] == "ok" else r["status"]
+        time = format_seconds(r.get("time_s")) if r["status"] == "ok" else r["status"]
         cells = [
             describe(r),
             LABELS[r["method"]],
@@ -315,7 +365,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             time,
             format_bytes(r.get(MEM)),
         ]
-        rows.append(cells + [bench.format_value(ratio(r.get("time_s"), base)), r["note"]])
+        rows.append(cells + [format_value(ratio(r.get("time_s"), base)), r["note"]])
     header = ["case", "implementation", "back-end", "time", "memory", "x PyG fps", "note"]
     out += [
         markdown_table(header, rows),
@@ -324,7 +374,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
     ]
     rows = [
-        [LABELS[m], bench.format_value(s), ", ".join(map(str, xs))]
+        [LABELS[m], format_value(s), ", ".join(map(str, xs))]
         for m, (s, xs) in report["slopes"].items()
     ]
     out += [markdown_table(["method", "slope", "sizes"], rows), "", "## How it was measured", ""]
@@ -350,7 +400,7 @@ def plot(report: dict[str, Any], path: str):
         },
     }
     title = f"Speed ({settings['device']})"
-    bench.plot_loglog(path, panels, "points per cloud N", "median time (s)", title)
+    plot_loglog(path, panels, "points per cloud N", "median time (s)", title)
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -383,7 +433,6 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    bench.set_memory_preload(["torch", "torch_geometric", "tg_samplenet", "reproduction.tasks"])
     device, default, sc = args.device, ops.get_backend(), scenarios(args.smoke)
     backends = [b for b in ("torch_cluster", "torch", "pyg_lib") if b in ops.available_backends()]
     meta = run_metadata("benchmarks/speed.py", argv, device)
@@ -430,7 +479,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
         results=results,
     )
     markdown = render_markdown(report)
-    bench.write_json(os.path.join(args.out, "speed.json"), report)
+    write_json(os.path.join(args.out, "speed.json"), report)
     with open(os.path.join(args.out, "speed.md"), "w") as f:
         f.write(markdown)
     plot(report, os.path.join(args.out, "speed.png"))

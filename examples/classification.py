@@ -1,57 +1,58 @@
 r"""SampleNet for classification (paper §4.1, Figs. 5 and 6, Table 1), on PyG batches.
 
 1. Trains PointNet (with its input and feature transform nets) and vanilla PointNet on
-   complete clouds.
+   complete clouds (the default profile, "quick", trains vanilla PointNet alone).
 2. Freezes them and trains, per sample size m, SampleNet and S-NET (SampleNet without the
    soft projection) against PointNet, and one SampleNet-Progressive against vanilla PointNet.
-3. Evaluates instance accuracy on the test split with PyG's fps, random sampling, S-NET,
-   SampleNet and SampleNet-Progressive (sampled, simplified and soft-projected points) for
-   every m, and writes results.json, results.md, accuracy.png, samples.png and the
-   checkpoints into --out.
+3. Evaluates instance accuracy on the test split with PyG's fps, random sampling, voxel
+   grids, S-NET, SampleNet and SampleNet-Progressive (sampled, simplified, soft-projected
+   points, and its learned prefix completed by fps) for every m, and writes results.json,
+   results.md, accuracy.png, samples.png and the checkpoints into --out.
 
-    python examples/classification.py                      # built-in data, CPU profile
-    python examples/classification.py --smoke --out /tmp/c  # whole pipeline in seconds
+    python examples/classification.py                       # built-in data, a few minutes
+    python examples/classification.py --profile cpu         # the full CPU table
+    python examples/classification.py --smoke --out /tmp/c  # the whole pipeline in seconds
+    python examples/classification.py --profile cpu-real --dataset h5 \
+        --data-root ../shared/data/modelnet10-train --val-fraction 0.2
     python examples/classification.py --dataset h5 --data-root modelnet40_ply_hdf5_2048 \
         --profile paper --device cuda
 
 Every stage resumes from its checkpoint in --out/checkpoints; see --help for torchrun.
 """
 
-from __future__ import annotations
-
+import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # reproduction/ beside tg_samplenet/
-
-import os
-
-# Idle OpenMP threads sleep: see reproduction.command_line. Before torch.
+# Idle OpenMP threads sleep instead of spinning (10x slower steps on shared CPUs): before torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import time  # noqa: E402
+import time
 from typing import Optional
 
 from torch_geometric.loader import DataLoader
 
 from reproduction.baselines import baseline_samplers
-from reproduction.classification import train_pointnets
+from reproduction.classifiers import num_classifier_stages, train_classifiers
 from reproduction.command_line import common_parser, load_splits, start_example
 from reproduction.config import CLASSIFICATION
 from reproduction.plots import plot_metric_vs_ratio, render_samples
+from reproduction.progress import Stages
 from reproduction.reporting import example_metadata, results_table, write_results
 from reproduction.samplers import (
     PROGRESSIVE_MODES,
+    TEMPERATURE_SCHEDULES,
     gather_sample,
     learned_samplers,
-    make_sampler,
+    num_sampler_stages,
     progressive_points,
     samplenet_indices,
-    train_sampler,
+    temperature_study,
     train_samplers,
 )
-from reproduction.tasks.classification import PointNet, classification_loss, evaluate_accuracy
-from tg_samplenet import TemperatureProfile
+from reproduction.tasks import PointNet
+from reproduction.tasks.classification import classification_loss, evaluate_accuracy
 from tg_samplenet.training.distributed import (
     all_reduce_sum,
     is_distributed,
@@ -62,11 +63,11 @@ from tg_samplenet.training.distributed import (
 
 
 def main(argv: Optional[list[str]] = None) -> dict:
-    parser = common_parser(__doc__.split("\n")[0], CLASSIFICATION)
+    parser = common_parser(__doc__.split("\n")[0], CLASSIFICATION, default="quick")
     parser.add_argument(
         "--temperature-study",
         action="store_true",
-        help="also train SampleNet-Progressive with each temperature profile (paper Table 1)",
+        help="also train SampleNet-Progressive with each temperature schedule (paper Table 1)",
     )
     args = parser.parse_args(argv)
     run = start_example(args, CLASSIFICATION, "classification")
@@ -94,14 +95,15 @@ def main(argv: Optional[list[str]] = None) -> dict:
         f"{args.dataset}: {len(train_set)} training / {len(test_set)} {eval_split} clouds, "
         f"{num_classes} classes, {profile.num_points} points; profile {args.profile}"
     )
+    total = num_classifier_stages(profile) + num_sampler_stages(profile) + 1
+    stages = Stages(total + len(TEMPERATURE_SCHEDULES) * args.temperature_study, progress)
 
     # 1. PointNet with and without its transform nets, on complete clouds.
-    pointnet, vanilla = train_pointnets(
-        profile, num_classes, task_loader, ckpt_dir, device, progress
+    pointnet, vanilla = train_classifiers(
+        profile, num_classes, task_loader, ckpt_dir, device, progress, stages
     )
-    complete = accuracy(pointnet)
-    complete_vanilla = accuracy(vanilla)
-    print(f"complete clouds: PointNet {complete:.3f}, vanilla PointNet {complete_vanilla:.3f}")
+    complete, complete_vanilla = accuracy(pointnet), accuracy(vanilla)
+    print(f"complete clouds: {complete:.3f}, vanilla PointNet {complete_vanilla:.3f}")
 
     # 2. Samplers against the frozen networks; the progressive one against vanilla PointNet.
     def task_loss(model: PointNet):
@@ -115,23 +117,25 @@ def main(argv: Optional[list[str]] = None) -> dict:
         device,
         progress,
         progressive_task_loss=task_loss(vanilla),
+        stages=stages,
     )
 
-    # 3. Accuracy against the sample size.
-    results: dict[str, dict[int, float]] = {}
-
-    def record(name: str, m: int, model: PointNet, sample, whole: bool = False) -> None:
-        results.setdefault(name, {})[m] = accuracy(model, sample, whole)
-
+    # 3. Accuracy against the sample size: (row, m, network, points) per evaluation.
     baselines = baseline_samplers(args.seed)
+    evaluations = []
     for m in profile.sizes:
         for name, sample in {**baselines, **learned_samplers(fixed, m)}.items():
-            record(name, m, pointnet, gather_sample(sample, m), whole=name == "random")
-        record("fps_vanilla", m, vanilla, gather_sample(baselines["fps"], m))
+            evaluations.append((name, m, pointnet, gather_sample(sample, m)))
+        if vanilla is not pointnet:
+            evaluations.append(("fps_vanilla", m, vanilla, gather_sample(baselines["fps"], m)))
         for mode in PROGRESSIVE_MODES:
-            key = "samplenet_progressive" + ("" if mode == "sampled" else f"_{mode}")
+            name = "samplenet_progressive" + ("" if mode == "sampled" else f"_{mode}")
             points = progressive_points(progressive, m, mode, profile.progressive_prefix)
-            record(key, m, vanilla, points)
+            evaluations.append((name, m, vanilla, points))
+    stages(f"evaluate {len(evaluations)} (sampler, m) pairs on {len(test_set)} clouds")
+    results: dict[str, dict[int, float]] = {}
+    for name, m, model, points in stages.bar(evaluations, "evaluate"):
+        results.setdefault(name, {})[m] = accuracy(model, points, whole=name == "random")
 
     meta = example_metadata("examples/classification.py", argv, args, profile, started)
     meta["complete_vanilla"] = complete_vanilla
@@ -140,12 +144,12 @@ def main(argv: Optional[list[str]] = None) -> dict:
         meta["temperature_study"] = temperature_study(
             profile,
             task_loss(vanilla),
-            vanilla,
             train_loader,
-            accuracy,
+            lambda points: accuracy(vanilla, points),
             ckpt_dir,
             device,
             progress,
+            stages,
         )
     if not is_main_process():
         return {}  # rank 0 writes and reports
@@ -166,32 +170,6 @@ def main(argv: Optional[list[str]] = None) -> dict:
         f"({time.time() - started:.0f} s)"
     )
     return data
-
-
-def temperature_study(
-    profile, task_loss, model, train_loader, accuracy, ckpt_dir, device, progress
-) -> dict[str, dict[str, float]]:
-    r"""SampleNet-Progressive trained with each temperature profile (Table 1): accuracy of
-    :obj:`model` on its first m points (:obj:`accuracy(model, sample)`), per profile and
-    m."""
-    table = {}
-    for kind in TemperatureProfile.KINDS:
-        schedule = TemperatureProfile(kind, 1.0, 1e-3, max(1, profile.sampler_epochs))
-        sampler = make_sampler(
-            profile,
-            profile.num_points,
-            device,
-            progressive=True,
-            learn_temperature=schedule.learned,
-        )
-        ckpt = ckpt_dir / f"progressive_temperature_{kind}.pt"
-        train_sampler(
-            sampler, profile, task_loss, train_loader, ckpt, device, progress, temperature=schedule
-        )
-        table[kind] = {
-            str(m): accuracy(model, progressive_points(sampler, m)) for m in profile.sizes
-        }
-    return table
 
 
 if __name__ == "__main__":

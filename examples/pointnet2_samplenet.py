@@ -26,19 +26,15 @@ ImportError. Every stage resumes from its checkpoint in --out/checkpoints; see -
 torchrun (each global batch split over the processes, only rank 0 writes).
 """
 
-from __future__ import annotations
-
+import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # reproduction/ beside tg_samplenet/
-
-import os
-
-# Idle OpenMP threads sleep: see reproduction.command_line. Before torch.
+# Idle OpenMP threads sleep instead of spinning (10x slower steps on shared CPUs): before torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import math  # noqa: E402
+import math
 import time
 from typing import Optional
 
@@ -46,23 +42,22 @@ import torch.nn.functional as F
 from torch_geometric.loader import DataLoader
 
 from reproduction.command_line import common_parser, load_splits, start_example
+from reproduction.config import POINTNET2
+from reproduction.plots import plot_training
 from reproduction.pointnet2 import (
-    POINTNET2,
     accuracy,
     build_pointnet2,
     dropin,
     ms_per_batch,
-    plot,
-    report,
     seconds_per_epoch,
     train_pointnet2,
 )
-from reproduction.reporting import example_metadata, write_results
+from reproduction.progress import Stages
+from reproduction.reporting import example_metadata, pointnet2_report, write_results
 from reproduction.samplers import make_sampler
-from tg_samplenet import fit_sampler
+from tg_samplenet import fit_sampler, freeze
+from tg_samplenet.training import seed_everything
 from tg_samplenet.training.distributed import is_main_process, shard_loader, training_loader
-from tg_samplenet.training.fit import freeze
-from tg_samplenet.training.loop import seed_everything
 
 
 def main(argv: Optional[list[str]] = None) -> dict:
@@ -79,10 +74,12 @@ def main(argv: Optional[list[str]] = None) -> dict:
         f"{args.dataset}: {len(train_set)} training / {len(test_set)} {eval_split} clouds, "
         f"{num_classes} classes, {prof.num_points} points; profile {args.profile}"
     )
+    stages = Stages(4, progress)
 
     # 1. PointNet++ with fps and with jointly trained samplers: same data, seed and schedule.
     models, histories, timing = {}, {}, {}
     for name, learned in (("pointnet2_fps", False), ("pointnet2_samplenet", True)):
+        stages(f"train {name} ({prof.task_epochs} epochs), then time it")
         seed_everything(args.seed)
         model = models[name] = build_pointnet2(num_classes, prof, learned).to(device)
         seed_everything(args.seed)  # the same batches in the same order for both
@@ -100,6 +97,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     }
 
     # 2. The drop-in: a progressive sampler for the frozen fps model's input, swapped in.
+    stages(f"train SampleNet-Progressive for the fps model ({prof.sampler_epochs} epochs)")
     fps_model = freeze(models["pointnet2_fps"])
     progressive = make_sampler(prof, prof.num_points, device, progressive=True)
     fit_sampler(
@@ -115,6 +113,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
         device=device,
         progress=progress,
     )
+    stages("evaluate the fps model with the sampler swapped in")
     results.update(dropin(fps_model, progressive, test_loader, test_shard, prof, device))
 
     # 3. Results, table, plot: rank 0 writes and reports.
@@ -124,9 +123,9 @@ def main(argv: Optional[list[str]] = None) -> dict:
     meta.update(timing=timing, loss_history=histories)
     complete = results["pointnet2_fps"][kept]
     data = write_results(out_dir, "pointnet2", "accuracy", True, complete, results, **meta)
-    markdown = report(results, timing, prof, f"{args.dataset}, device {device}")
+    markdown = pointnet2_report(results, timing, prof, f"{args.dataset}, device {device}")
     (out_dir / "results.md").write_text(markdown)
-    plot(data, histories, prof.num_points, out_dir / "accuracy.png")
+    plot_training(data, histories, prof.num_points, out_dir / "accuracy.png")
     print(f"{markdown}\nwrote {out_dir}/results.json, results.md, accuracy.png "
           f"({time.time() - started:.0f} s)")  # fmt: skip
     return data

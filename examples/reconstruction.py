@@ -21,19 +21,15 @@ r"""SampleNet for reconstruction (paper §4.3, Figs. 11 and 12), on PyG batches.
 Every stage resumes from its checkpoint in --out/checkpoints; see --help for torchrun.
 """
 
-from __future__ import annotations
-
+import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # reproduction/ beside tg_samplenet/
-
-import os
-
-# Idle OpenMP threads sleep: see reproduction.command_line. Before torch.
+# Idle OpenMP threads sleep instead of spinning (10x slower steps on shared CPUs): before torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import time  # noqa: E402
+import time
 from typing import Optional
 
 from torch_geometric.loader import DataLoader
@@ -42,6 +38,7 @@ from reproduction.baselines import baseline_samplers
 from reproduction.command_line import common_parser, load_splits, start_example
 from reproduction.config import RECONSTRUCTION
 from reproduction.plots import plot_metric_vs_ratio, render_samples
+from reproduction.progress import Stages
 from reproduction.reporting import (
     example_metadata,
     per_class_table,
@@ -51,6 +48,7 @@ from reproduction.reporting import (
 from reproduction.samplers import (
     gather_sample,
     learned_samplers,
+    num_sampler_stages,
     samplenet_indices,
     train_samplers,
 )
@@ -61,14 +59,14 @@ from reproduction.tasks.reconstruction import (
     nre_summary,
     reconstruction_errors,
 )
+from tg_samplenet import freeze
+from tg_samplenet.training import fit_model
 from tg_samplenet.training.distributed import (
     evaluate_sharded,
     is_main_process,
     shard_loader,
     training_loader,
 )
-from tg_samplenet.training.fit import freeze
-from tg_samplenet.training.loop import fit_model
 
 
 def main(argv: Optional[list[str]] = None) -> dict:
@@ -101,8 +99,10 @@ def main(argv: Optional[list[str]] = None) -> dict:
         f"{args.dataset}: {len(train_set)} training / {len(test_set)} {eval_split} clouds of "
         f"{', '.join(classes)}, {profile.num_points} points; profile {args.profile}"
     )
+    stages = Stages(1 + num_sampler_stages(profile) + 1, progress)
 
     # 1. The autoencoder on complete clouds.
+    stages(f"train the autoencoder on complete clouds ({profile.task_epochs} epochs)")
     encoder = (*profile.encoder_channels, profile.task_width)
     ae = PointCloudAE(profile.num_points, encoder, profile.decoder_channels).to(device)
     fit_model(
@@ -126,19 +126,24 @@ def main(argv: Optional[list[str]] = None) -> dict:
         return reconstruction_errors(ae, out.pos, out.batch, data.pos, data.batch).mean()
 
     fixed, progressive = train_samplers(
-        profile, task_loss, train_loader, ckpt_dir, device, progress
+        profile, task_loss, train_loader, ckpt_dir, device, progress, stages=stages
     )
 
     # 3. NRE against the sample size, overall and per class.
     baselines = baseline_samplers(args.seed)
+    evaluations = [
+        (name, m, sample)
+        for m in profile.sizes
+        for name, sample in {**baselines, **learned_samplers(fixed, m, progressive)}.items()
+    ]
+    stages(f"evaluate {len(evaluations)} (sampler, m) pairs on {len(test_set)} clouds")
     nre: dict[str, dict[int, float]] = {}
     per_class: dict[str, dict[str, dict[str, float]]] = {}
-    for m in profile.sizes:
-        for name, sample in {**baselines, **learned_samplers(fixed, m, progressive)}.items():
-            cd, _ = evaluate(gather_sample(sample, m), whole=name == "random")
-            overall, by_class = nre_summary(cd, complete_cd, labels, classes)
-            nre.setdefault(name, {})[m] = overall
-            per_class.setdefault(name, {})[str(m)] = by_class
+    for name, m, sample in stages.bar(evaluations, "evaluate"):
+        cd, _ = evaluate(gather_sample(sample, m), whole=name == "random")
+        overall, by_class = nre_summary(cd, complete_cd, labels, classes)
+        nre.setdefault(name, {})[m] = overall
+        per_class.setdefault(name, {})[str(m)] = by_class
 
     meta = example_metadata("examples/reconstruction.py", argv, args, profile, started)
     complete_per_class = per_class_mean(complete_cd, labels, len(classes))

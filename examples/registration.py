@@ -1,22 +1,19 @@
 r"""SampleNet for registration (paper §4.2, Figs. 9 and 10), on PyG batches.
 
-1. Makes template/source pairs from one class: each source is its template rotated by Euler
-   angles drawn uniformly from [-45, 45] degrees (seeded). Training uses many rotations of
-   every training shape, testing a fixed set of pairs of the test shapes.
+1. Makes template/source pairs of one class: each source is its template rotated by Euler
+   angles drawn from [-45, 45] degrees (seeded); many rotations of every training shape, a
+   fixed set of pairs of the test shapes.
 2. Trains PCRNet (single pass) on complete clouds with the loss
    ||R_est R_gt^T - I||_F^2 + CD(source, R_est template).
 3. Freezes it and trains, per sample size m, one SampleNet and one S-NET that sample both
-   the template and the source (the same weights), with the task loss on the sampled
-   clouds, and one SampleNet-Progressive (an addition: the paper has none for this task).
-4. Evaluates, for FPS (from a random start point, as the authors' baseline), random
-   sampling, the other baselines of reproduction.baselines, S-NET, SampleNet
-   and SampleNet-Progressive at every m, the mean rotation error (MRE, the geodesic angle
-   between the estimated and true rotation, in degrees) and the sampling consistency (the
-   Chamfer distance between the sampled template and the sampled source rotated back), and
-   writes results.json, results.md, rotation_error.png, samples.png and the checkpoints
-   into --out.
+   clouds of a pair (the same weights), and one SampleNet-Progressive (not in the paper).
+4. Evaluates FPS (from a random start point, the authors' baseline), random and voxel-grid
+   sampling, S-NET, SampleNet and SampleNet-Progressive at every m: the mean rotation error
+   (MRE, degrees) and the sampling consistency (Chamfer distance between the sampled template
+   and the sampled source rotated back); writes results.json, results.md,
+   rotation_error.png, samples.png and the checkpoints into --out.
 
-The MRE here is the geodesic angle itself. The authors' code reports twice that angle
+The MRE here is the geodesic angle itself; the authors' code reports twice that angle
 (2 acos(2 <q_est, q_gt>^2 - 1)), so its numbers, and perhaps the paper's, are doubled.
 
     python examples/registration.py                        # built-in "car" shapes, CPU profile
@@ -27,19 +24,15 @@ The MRE here is the geodesic angle itself. The authors' code reports twice that 
 Every stage resumes from its checkpoint in --out/checkpoints; see --help for torchrun.
 """
 
-from __future__ import annotations
-
+import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # reproduction/ beside tg_samplenet/
-
-import os
-
-# Idle OpenMP threads sleep: see reproduction.command_line. Before torch.
+# Idle OpenMP threads sleep instead of spinning (10x slower steps on shared CPUs): before torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import time  # noqa: E402
+import time
 from typing import Optional
 
 import torch
@@ -49,15 +42,12 @@ from reproduction.baselines import baseline_samplers
 from reproduction.command_line import common_parser, load_splits, start_example
 from reproduction.config import REGISTRATION
 from reproduction.plots import plot_metric_vs_ratio, render_registration
-from reproduction.reporting import (
-    consistency_table,
-    example_metadata,
-    results_table,
-    write_results,
-)
+from reproduction.progress import Stages
+from reproduction.reporting import consistency_table, example_metadata, results_table, write_results
 from reproduction.samplers import (
     gather_sample,
     learned_samplers,
+    num_sampler_stages,
     samplenet_indices,
     train_samplers,
 )
@@ -68,14 +58,14 @@ from reproduction.tasks.registration import (
     random_start_fps,
     registration_loss,
 )
+from tg_samplenet import freeze
+from tg_samplenet.training import fit_model
 from tg_samplenet.training.distributed import (
     evaluate_sharded,
     is_main_process,
     shard_loader,
     training_loader,
 )
-from tg_samplenet.training.fit import freeze
-from tg_samplenet.training.loop import fit_model
 
 
 def main(argv: Optional[list[str]] = None) -> dict:
@@ -109,8 +99,10 @@ def main(argv: Optional[list[str]] = None) -> dict:
         f"({len(train_shapes)} shapes), {len(test_pairs)} {eval_split} pairs, "
         f"{profile.num_points} points; profile {args.profile}"
     )
+    stages = Stages(1 + num_sampler_stages(profile) + 1, progress)
 
     # 1. PCRNet on complete clouds.
+    stages(f"train PCRNet on complete clouds ({profile.task_epochs} epochs)")
     pcrnet = PCRNet(profile.point_channels, profile.task_width, profile.head_channels).to(device)
     fit_model(
         pcrnet,
@@ -150,19 +142,24 @@ def main(argv: Optional[list[str]] = None) -> dict:
         )
 
     fixed, progressive = train_samplers(
-        profile, task_loss, train_loader, ckpt_dir, device, progress, inputs=both_clouds
+        profile, task_loss, train_loader, ckpt_dir, device, progress, both_clouds, stages=stages
     )
 
     # 3. Rotation error and consistency against the sample size.
     samplers = {**baseline_samplers(args.seed), "fps": random_start_fps(args.seed)}
     drawing = {"random", "fps"}  # one generator across all calls each
+    evaluations = [
+        (name, m, sample)
+        for m in profile.sizes
+        for name, sample in {**samplers, **learned_samplers(fixed, m, progressive)}.items()
+    ]
+    stages(f"evaluate {len(evaluations)} (sampler, m) pairs on {len(test_pairs)} pairs")
     mre: dict[str, dict[int, float]] = {}
     consistency: dict[str, dict[str, float]] = {}
-    for m in profile.sizes:
-        for name, sample in {**samplers, **learned_samplers(fixed, m, progressive)}.items():
-            errors, cons = evaluate(gather_sample(sample, m), whole=name in drawing)
-            mre.setdefault(name, {})[m] = float(errors.mean())
-            consistency.setdefault(name, {})[str(m)] = float(cons.mean())
+    for name, m, sample in stages.bar(evaluations, "evaluate"):
+        errors, cons = evaluate(gather_sample(sample, m), whole=name in drawing)
+        mre.setdefault(name, {})[m] = float(errors.mean())
+        consistency.setdefault(name, {})[str(m)] = float(cons.mean())
 
     meta = example_metadata("examples/registration.py", argv, args, profile, started)
     meta.update(

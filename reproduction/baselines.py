@@ -10,10 +10,15 @@ import torch
 from torch import Tensor
 from torch_geometric.utils import scatter
 
-from tg_samplenet.ops.batch import cloud_sizes, num_clouds, rank_in_cloud
-from tg_samplenet.ops.farthest_point import fps
+from tg_samplenet.ops import fps
+from tg_samplenet.ops.batch import cloud_sizes, rank_in_cloud
 
 __all__ = ["baseline_samplers", "fps_sample", "random_sample", "voxel_sample"]
+
+
+def _num_clouds(batch: Tensor) -> int:
+    r"""The number of clouds of a sorted, non-empty batch vector."""
+    return int(batch[-1]) + 1
 
 
 def fps_sample(pos: Tensor, batch: Tensor, num_samples: int) -> Tensor:
@@ -27,7 +32,7 @@ def fps_sample(pos: Tensor, batch: Tensor, num_samples: int) -> Tensor:
     """
     if pos.size(0) == 0:
         return torch.empty(0, dtype=torch.long, device=pos.device)
-    B = num_clouds(batch)
+    B = _num_clouds(batch)
     sizes = cloud_sizes(batch, B)
     ratio = min(1.0, num_samples / max(int(sizes[sizes > 0].min()), 1))
     index = fps(pos, batch, ratio=ratio, random_start=False)
@@ -45,7 +50,7 @@ def random_sample(
     (one sort over all clouds, no per-cloud loop)."""
     if pos.size(0) == 0:
         return torch.empty(0, dtype=torch.long, device=pos.device)
-    B = num_clouds(batch)
+    B = _num_clouds(batch)
     key = torch.rand(pos.size(0), generator=generator, dtype=torch.float64).to(pos.device)
     order = torch.argsort(batch.to(torch.float64) * 2 + key)  # clouds in order, shuffled inside
     return order[rank_in_cloud(batch[order], B) < num_samples]
@@ -62,7 +67,7 @@ def voxel_sample(pos: Tensor, batch: Tensor, num_samples: int, iterations: int =
     """
     if pos.size(0) == 0:
         return torch.empty(0, dtype=torch.long, device=pos.device)
-    B = num_clouds(batch)
+    B = _num_clouds(batch)
     sizes = cloud_sizes(batch, B)
     target = sizes.clamp(max=num_samples)
     low = scatter(pos, batch, 0, B, "min")

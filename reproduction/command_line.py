@@ -1,6 +1,6 @@
-r"""The command line every example shares: the flags, the chosen profile with its overrides,
-the device, the start-up of a run (:func:`start_example`), and the training and evaluation
-splits they name.
+r"""The command line every example shares: the flags, the chosen profile (a run configuration
+of :mod:`reproduction.config`) with its overrides, the device, the start-up of a run
+(:func:`start_example`), and the training and evaluation splits they name.
 
 The examples set :obj:`OMP_WAIT_POLICY=PASSIVE` before they import torch: on CPUs shared with
 other processes, OpenMP threads that spin while waiting stall each other (10x slower steps),
@@ -21,8 +21,8 @@ from torch_geometric.data import Dataset
 
 from reproduction.config import Profile
 from reproduction.datasets import DATASET_NAMES, get_dataset
+from tg_samplenet.training import seed_everything
 from tg_samplenet.training.distributed import init_distributed, main_process_first
-from tg_samplenet.training.loop import seed_everything
 
 __all__ = [
     "ExampleRun",
@@ -74,10 +74,13 @@ def start_example(
     )
 
 
-def common_parser(description: str, profiles: Mapping[str, Profile]) -> argparse.ArgumentParser:
-    r"""The flags every example takes: data set, output folder, device, profile (and
-    :obj:`--smoke`), seed, overrides of the profile's epochs, batch size, learning rates and
-    sample sizes, and :obj:`--no-progress`."""
+def common_parser(
+    description: str, profiles: Mapping[str, Profile], default: str = "cpu"
+) -> argparse.ArgumentParser:
+    r"""The flags every example takes: data set, output folder, device, profile (one of
+    :obj:`profiles`, :obj:`default` unless given; :obj:`--smoke` for :obj:`"smoke"`), seed,
+    overrides of the profile's epochs, batch size, learning rates and sample sizes, and
+    :obj:`--no-progress`."""
     parser = argparse.ArgumentParser(
         description=description,
         epilog=_EPILOG,
@@ -92,7 +95,9 @@ def common_parser(description: str, profiles: Mapping[str, Profile]) -> argparse
     parser.add_argument("--data-root", default=None, help="folder of a real data set")
     parser.add_argument("--out", default=None, help="output folder (results, plots, checkpoints)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    parser.add_argument("--profile", default="cpu", choices=list(profiles))
+    parser.add_argument(
+        "--profile", default=default, choices=list(profiles), help="the run configuration"
+    )
     parser.add_argument("--smoke", action="store_true", help="same as --profile smoke")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -150,7 +155,7 @@ def load_splits(
     :obj:`--data-root`, :obj:`--seed` and :obj:`--val-fraction`: the data set's test split,
     or with :obj:`--val-fraction` the held-out share of its training split (then the third
     value is :obj:`"val"`, else :obj:`"test"`). Under :obj:`torchrun` rank 0 builds the
-    caches first. :obj:`kwargs` go to :func:`~tg_samplenet.datasets.get_dataset`.
+    caches first. :obj:`kwargs` go to :func:`~reproduction.datasets.get_dataset`.
 
     :rtype: :obj:`(train_set, eval_set, eval_split)`
     """

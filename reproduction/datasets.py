@@ -1,4 +1,5 @@
-r"""One entry point to every data set, used by the examples and benchmarks."""
+r"""One entry point to every data set the examples and benchmarks take (:obj:`--dataset`): the
+built-in shapes and the library's loaders of real data, by name."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ from typing import Any, Optional
 from torch_geometric.data import InMemoryDataset
 
 from reproduction.shapes.synthetic import SyntheticShapes
-from tg_samplenet.datasets.hdf5 import HDF5PointClouds
-from tg_samplenet.datasets.modelnet import ModelNetPointClouds
-from tg_samplenet.datasets.shapenet import ShapeNetPointClouds
-from tg_samplenet.datasets.split import check_val_fraction, holdout
-from tg_samplenet.ops.checks import InputError, InputTypeError
+from tg_samplenet.datasets import (
+    HDF5PointClouds,
+    ModelNetPointClouds,
+    ShapeNetPointClouds,
+    holdout,
+)
+from tg_samplenet.ops.checks import InputError, InputTypeError, check_number
 
 __all__ = ["DATASET_NAMES", "get_dataset"]
 
@@ -78,7 +81,7 @@ def get_dataset(
             (default: :obj:`None`)
         val_fraction (float, optional): If set, :obj:`"train"` and :obj:`"val"` are the two
             parts of a class-stratified hold-out of this share of the training split
-            (:func:`~tg_samplenet.datasets.split.holdout`, drawn with :obj:`seed` or 0),
+            (:func:`~tg_samplenet.datasets.holdout`, drawn with :obj:`seed` or 0),
             for any data set; :obj:`"test"` stays the data set's own test split.
             (default: :obj:`None`)
         **kwargs (optional): Further arguments of the data set's class, e.g.
@@ -96,7 +99,11 @@ def get_dataset(
             "name", f"unknown data set {name!r}: choose a name from {list(DATASET_NAMES)}"
         )
     if val_fraction is not None:
-        val_fraction = check_val_fraction(val_fraction)
+        val_fraction = check_number(val_fraction, "val_fraction", minimum=0.0)
+        if val_fraction >= 1.0:
+            raise InputError(
+                "val_fraction", f"val_fraction must lie in [0, 1) (got {val_fraction})"
+            )
         if split in ("train", "val"):
             full = get_dataset(name, root, "train", num_points, categories, seed, **kwargs)
             return holdout(full, split, val_fraction, 0 if seed is None else seed)

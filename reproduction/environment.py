@@ -1,5 +1,6 @@
 r"""What a results file needs to be reproduced: the machine (CPU, cores, memory, load, GPU),
-the package versions and the exact command line, and a Markdown rendering of it."""
+the package versions and the exact command line (rendered by
+:func:`~reproduction.reporting.metadata_markdown`)."""
 
 from __future__ import annotations
 
@@ -10,17 +11,11 @@ import os
 import platform
 import shlex
 import sys
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 
-__all__ = [
-    "machine_info",
-    "package_versions",
-    "run_metadata",
-    "metadata_markdown",
-    "format_bytes",
-]
+__all__ = ["machine_info", "package_versions", "run_metadata"]
 
 DEFAULT_PACKAGES = (
     "torch",
@@ -157,50 +152,3 @@ def run_metadata(
         "machine": machine_info(device),
         "versions": package_versions(packages),
     }
-
-
-def format_bytes(num_bytes: Optional[float]) -> str:
-    r"""A size in binary units (B, KiB, MiB, GiB) with three significant digits, or
-    :obj:`"–"` for :obj:`None`."""
-    if num_bytes is None:
-        return "–"
-    value = float(num_bytes)
-    for unit in ("B", "KiB", "MiB"):
-        # Below 999.5 so that three significant digits never need an exponent.
-        if abs(value) < 999.5:
-            return f"{int(value)} B" if unit == "B" else f"{value:.3g} {unit}"
-        value /= 1024
-    return f"{value:.3g} GiB"
-
-
-def metadata_markdown(meta: Mapping[str, Any]) -> str:
-    r"""The run description of :func:`run_metadata` as a Markdown list (command, date, CPU,
-    RAM, platform, load average, GPU, versions)."""
-    machine, versions = meta["machine"], meta["versions"]
-    cores = f"{machine['logical_cores']} logical"
-    if machine.get("physical_cores"):
-        cores += f", {machine['physical_cores']} physical"
-    cores += f", {machine['usable_cores']} usable, torch threads {machine['torch_threads']}"
-    ram = f"- RAM: {format_bytes(machine['ram_bytes'])}"
-    if machine.get("memory_limit_bytes"):
-        ram += f" (container limit {format_bytes(machine['memory_limit_bytes'])})"
-    lines = [
-        f"- Command: `{meta['command']}`",
-        f"- Date: {meta['date']}",
-        f"- CPU: {machine['cpu_model']} ({cores})",
-        ram,
-        f"- Platform: {machine['platform']}",
-    ]
-    if machine.get("load_average"):
-        load = ", ".join(f"{x:.2f}" for x in machine["load_average"])
-        lines.append(f"- Load average (1, 5, 15 min) at the start: {load}")
-    if "gpu" in machine:
-        lines.append(
-            f"- GPU: {machine['gpu']} ({format_bytes(machine['gpu_memory_bytes'])}, "
-            f"CUDA {machine['cuda']})"
-        )
-    lines.append(
-        "- Versions: "
-        + ", ".join(f"{k} {v if v else 'not installed'}" for k, v in versions.items())
-    )
-    return "\n".join(lines)

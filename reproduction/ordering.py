@@ -1,6 +1,7 @@
 r"""The ordering of the samplers on one data set, and whether two data sets agree on it: how
-this library checks that its built-in shapes predict real scans (issue 11: the ordering of
-FPS, random, S-NET, SampleNet and SampleNet-Progressive at 16, 32 and 64 points).
+the built-in shapes are checked to predict real scans (the ordering of FPS, random, S-NET,
+SampleNet and SampleNet-Progressive at 16, 32 and 64 points,
+``benchmarks/data_agreement.py``).
 
 Samplers are ordered among the rows of one classifier: the classification example evaluates
 FPS, random, S-NET and SampleNet on PointNet, and SampleNet-Progressive (as the authors did)

@@ -1,9 +1,12 @@
 r"""Plots of the examples and benchmarks: the task metric against the sampling ratio (like
-the paper's Figs. 5, 9 and 11) and renderings of sampled clouds (Figs. 7, 10 and 12)."""
+the paper's Figs. 5, 9 and 11), renderings of sampled clouds (Figs. 7, 10 and 12), training
+curves, and log-log grids of the benchmarks' times."""
 
 from __future__ import annotations
 
+import math
 import os
+from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
@@ -13,8 +16,10 @@ from torch import Tensor
 from reproduction.tasks.rotations import rotate_points
 
 __all__ = [
+    "plot_loglog",
     "plot_metric_vs_ratio",
     "plot_runs_side_by_side",
+    "plot_training",
     "render_clouds",
     "render_registration",
     "render_samples",
@@ -192,4 +197,68 @@ def render_registration(
                     set_lim(-lim, lim)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_training(
+    data: Mapping[str, Any],
+    histories: Mapping[str, Sequence[float]],
+    num_points: int,
+    path: PathLike,
+):
+    r"""Two panels saved to :obj:`path`: each model's training loss per epoch
+    (:obj:`histories`), and :func:`plot_metric_vs_ratio` of the :obj:`results.json` dict
+    :obj:`data`."""
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name, history in histories.items():
+        left.plot(range(1, len(history) + 1), history, marker=".", label=name)
+    left.set(xlabel="epoch", ylabel="training loss", title="training")
+    left.grid(True, alpha=0.3)
+    left.legend(fontsize=8)
+    plot_metric_vs_ratio(data, num_points, path, ax=right, title=f"test {data['metric']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_loglog(
+    path: PathLike,
+    panels: Mapping[str, Mapping[str, tuple[Sequence[float], Sequence[Optional[float]]]]],
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+    ncols: int = 2,
+):
+    r"""Saves a grid of log-log line plots to :obj:`path`.
+
+    Args:
+        path (str): The PNG file.
+        panels (Mapping): Panel title -> series label -> :obj:`(xs, ys)`; missing values
+            (:obj:`None`) are left out.
+        xlabel (str): The x-axis label.
+        ylabel (str): The y-axis label.
+        title (str, optional): The figure title. (default: :obj:`""`)
+        ncols (int, optional): Panels per row. (default: :obj:`2`)
+    """
+    plt = _pyplot()
+    ncols = max(1, min(ncols, len(panels)))
+    nrows = max(1, math.ceil(len(panels) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(6 * ncols, 4.5 * nrows), squeeze=False)
+    for ax, (name, series) in zip(axes.flat, panels.items()):
+        for label, (xs, ys) in series.items():
+            points = sorted((x, y) for x, y in zip(xs, ys, strict=True) if y is not None and y > 0)
+            if points:
+                ax.plot(*zip(*points, strict=True), marker="o", label=label)
+        ax.set(xscale="log", yscale="log", title=name, xlabel=xlabel, ylabel=ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+        if ax.has_data():
+            ax.legend(fontsize="small")
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -1,37 +1,28 @@
-r"""What ``examples/pointnet2_samplenet.py`` runs: PointNet++'s profiles, the joint training of
-the network with its samplers, timing, the drop-in of a progressive sampler for the fps model,
-and the report."""
+r"""What ``examples/pointnet2_samplenet.py`` runs on PointNet++ with learned sampling
+(:mod:`reproduction.tasks.pointnet2`): the joint training of the network with its samplers,
+its timing, and the drop-in of a progressive sampler for the fps model's fps."""
 
 from __future__ import annotations
 
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from torch import Tensor
 from torch.utils.benchmark import Timer
 
-from reproduction.config import (
-    CLASSIFICATION_LOSS,
-    CLASSIFICATION_PROGRESSIVE_LOSS,
-    Profile,
-)
-from reproduction.plots import plot_metric_vs_ratio
-from reproduction.reporting import markdown_table
+from reproduction.config import PointNet2Profile
 from reproduction.samplers import make_sampler
 from reproduction.tasks.pointnet2 import PointNet2, evaluate_pointnet2, joint_loss, swap_fps
-from tg_samplenet.nn.fps_drop_in import SampleNetFPS
-from tg_samplenet.ops.farthest_point import fps
+from tg_samplenet import SampleNetFPS
+from tg_samplenet.ops import fps
+from tg_samplenet.training import fit, learning_rate_schedule
 from tg_samplenet.training.distributed import all_reduce_sum, data_parallel, is_distributed
-from tg_samplenet.training.fit import LossWeights
-from tg_samplenet.training.loop import fit, learning_rate_schedule, training_step
 
 __all__ = [
-    "PointNet2Profile",
-    "POINTNET2",
     "build_pointnet2",
     "optimizer_and_loss",
     "train_pointnet2",
@@ -39,48 +30,7 @@ __all__ = [
     "seconds_per_epoch",
     "ms_per_batch",
     "dropin",
-    "report",
-    "plot",
 ]
-
-
-@dataclass(frozen=True, kw_only=True)
-class PointNet2Profile(Profile):
-    r"""PyG's PointNet++ (:obj:`task_width` 1024 is its width; the layers scale with it),
-    its set-abstraction ratios and radii, and the first-layer ratios of the drop-in."""
-
-    k: int = 7
-    fixed_loss: LossWeights = CLASSIFICATION_LOSS
-    progressive_loss: LossWeights = CLASSIFICATION_PROGRESSIVE_LOSS
-    lr_schedule: str = "cosine"
-    train_sizes: tuple[int, ...] = ()
-    ratios: tuple[float, float] = (0.5, 0.25)
-    radii: tuple[float, float] = (0.2, 0.4)
-    dropin_ratios: tuple[float, ...] = (0.5, 1 / 8, 1 / 32)
-    straight_through: bool = True
-
-
-def _profile(n, sizes, per_class, test_per_class, epochs, sampler_epochs, batch, width, control):
-    return PointNet2Profile(
-        num_points=n,
-        sizes=sizes,
-        samples_per_class=per_class,
-        test_samples_per_class=test_per_class,
-        task_epochs=epochs,
-        sampler_epochs=sampler_epochs,
-        batch_size=batch,
-        task_lr=1e-3,
-        sampler_lr=1e-2,
-        task_width=width,
-        control_sizes=control,
-    )
-
-
-POINTNET2 = {
-    "smoke": _profile(64, (8, 2), 2, 1, 1, 1, 8, 64, (8, 16, 32, 64)),
-    "cpu": _profile(512, (64, 16), 40, 20, 20, 10, 16, 256, (16, 32, 64, 128, 256, 512)),
-    "paper": _profile(1024, (128, 32), 100, 30, 200, 100, 32, 1024, tuple(2**i for i in range(11))),
-}
 
 
 def build_pointnet2(num_classes: int, profile: PointNet2Profile, learned: bool) -> PointNet2:
@@ -113,15 +63,16 @@ def optimizer_and_loss(model: PointNet2, profile: PointNet2Profile, steps: int):
 
 def train_pointnet2(model, loader, profile, ckpt: Path, device, progress) -> list[float]:
     r"""Trains (or resumes) :obj:`model`; returns the loss per epoch. Under torchrun it trains
-    data-parallel (:func:`~tg_samplenet.training.distributed.data_parallel`: synchronised BatchNorm,
-    gradients averaged over the ranks) on a
-    :func:`~tg_samplenet.training.distributed.training_loader`, and only rank 0 writes :obj:`ckpt`."""
+    data-parallel (:func:`~tg_samplenet.training.distributed.data_parallel`: synchronised
+    BatchNorm, gradients averaged over the ranks) on a
+    :func:`~tg_samplenet.training.distributed.training_loader`, and only rank 0 writes
+    :obj:`ckpt`."""
     steps = profile.task_epochs * len(loader)
     optimizer, scheduler, loss_fn = optimizer_and_loss(model, profile, steps)
     state = {"model": model, "optimizer": optimizer}
     state.update({"scheduler": scheduler} if scheduler is not None else {})
     with data_parallel(model, loss_fn, _loss_scale(loader)) as objective:
-        step = training_step(model, objective, optimizer, scheduler, device)
+        step = _training_step(model, objective, optimizer, scheduler, device)
         desc = f"train {ckpt.stem}"
         return fit(step, loader, profile.task_epochs, ckpt, state, desc, None, progress)
 
@@ -131,6 +82,24 @@ def _loss_scale(loader) -> float:
     return getattr(getattr(loader, "batch_sampler", None), "loss_scale", 1.0)
 
 
+def _training_step(model, objective, optimizer, scheduler, device):
+    # One Adam step on a batch, for tg_samplenet.training.fit; returns the loss.
+    def step(data) -> float:
+        model.train()
+        loss = objective(data.to(device))
+        value = loss.item()
+        if not math.isfinite(value):
+            raise FloatingPointError(f"the training loss is {value}; no step was taken")
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        return value
+
+    return step
+
+
 def seconds_per_epoch(model, loader, profile, device, batches: int = 5) -> float:
     r"""Training seconds per epoch from :obj:`batches` timed steps (after one untimed) on a
     copy of :obj:`model`, so that both models are timed alike even when resumed (under
@@ -138,7 +107,7 @@ def seconds_per_epoch(model, loader, profile, device, batches: int = 5) -> float
     model = copy.deepcopy(model)
     optimizer, _, loss_fn = optimizer_and_loss(model, profile, 1)
     with torch.random.fork_rng(), data_parallel(model, loss_fn, _loss_scale(loader)) as objective:
-        step = training_step(model, objective, optimizer, None, device)
+        step = _training_step(model, objective, optimizer, None, device)
         data = [d for _, d in zip(range(batches + 1), loader)]
         step(data[0])
         started = time.perf_counter()
@@ -198,44 +167,3 @@ def dropin(model, sampler, loader, shard, profile, device) -> dict[str, dict[int
             whole = sample is fps
             rows.setdefault(name, {})[m] = accuracy(model, loader, shard, device, pick, whole)
     return rows
-
-
-def report(results, timing, profile: PointNet2Profile, where: str) -> str:
-    n, kept = profile.num_points, math.ceil(profile.num_points * profile.ratios[0])
-    joint = markdown_table(
-        ["PointNet++", "test accuracy", "s / training epoch", "ms / inference batch"],
-        [[name, results[name][kept], *timing[name].values()] for name in timing],
-    )
-    first = results["dropin_fps"]
-    layer = markdown_table(
-        ["first layer keeps", "fps", "SampleNetFPS"],
-        [[f"{m} of {n}", first[m], results["dropin_samplenet"][m]] for m in first],
-    )
-    inputs = markdown_table(
-        ["input points", "fps", "SampleNet-Progressive"],
-        [[f"{m} of {n}", results["input_fps"][m], results["input_progressive"][m]]
-         for m in results["input_fps"]],
-    )  # fmt: skip
-    return (
-        f"PointNet++ on {where}, {n} points, batch {profile.batch_size}\n\n{joint}\n\n"
-        f"The fps model with a SampleNet-Progressive swapped in for fps at both layers:\n\n"
-        f"{layer}\n\nThe fps model on inputs shrunk by each sampler:\n\n{inputs}\n"
-    )
-
-
-def plot(data: dict, histories: dict[str, list[float]], num_points: int, path: Path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for name, history in histories.items():
-        left.plot(range(1, len(history) + 1), history, marker=".", label=name)
-    left.set(xlabel="epoch", ylabel="training loss", title="PointNet++ training")
-    left.grid(True, alpha=0.3)
-    left.legend(fontsize=8)
-    plot_metric_vs_ratio(data, num_points, path, ax=right, title="test accuracy")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

@@ -1,10 +1,12 @@
-r"""Results of the examples and benchmarks: :obj:`results.json` with the run's metadata and
-Markdown tables (one row per sampler, one column per sample size)."""
+r"""What the examples and benchmarks write: :obj:`results.json` with the run's metadata, JSON
+files, Markdown tables (one row per sampler, one column per sample size) and the numbers in
+them."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -14,15 +16,21 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from reproduction.config import Profile
+from reproduction.config import PointNet2Profile, Profile
 from reproduction.environment import run_metadata
 
 __all__ = [
     "consistency_table",
     "example_metadata",
+    "format_bytes",
+    "format_seconds",
+    "format_value",
     "markdown_table",
+    "metadata_markdown",
     "per_class_table",
+    "pointnet2_report",
     "results_table",
+    "write_json",
     "write_results",
 ]
 
@@ -139,3 +147,113 @@ def consistency_table(consistency: Mapping[str, Mapping[str, float]], num_points
         num_points,
     )
     return table.replace("complete clouds: 0", "complete clouds: 0 by construction")
+
+
+def pointnet2_report(
+    results: Mapping[str, Mapping[int, float]],
+    timing: Mapping[str, Mapping[str, float]],
+    profile: PointNet2Profile,
+    where: str,
+) -> str:
+    r"""The PointNet++ example's Markdown: accuracy and timing of both models, the fps model
+    with the progressive sampler swapped in per first-layer share, and on shrunk inputs."""
+    n, kept = profile.num_points, math.ceil(profile.num_points * profile.ratios[0])
+    joint = markdown_table(
+        ["PointNet++", "test accuracy", "s / training epoch", "ms / inference batch"],
+        [[name, results[name][kept], *timing[name].values()] for name in timing],
+    )
+    first = results["dropin_fps"]
+    layer = markdown_table(
+        ["first layer keeps", "fps", "SampleNetFPS"],
+        [[f"{m} of {n}", first[m], results["dropin_samplenet"][m]] for m in first],
+    )
+    inputs = markdown_table(
+        ["input points", "fps", "SampleNet-Progressive"],
+        [[f"{m} of {n}", results["input_fps"][m], results["input_progressive"][m]]
+         for m in results["input_fps"]],
+    )  # fmt: skip
+    return (
+        f"PointNet++ on {where}, {n} points, batch {profile.batch_size}\n\n{joint}\n\n"
+        f"The fps model with a SampleNet-Progressive swapped in for fps at both layers:\n\n"
+        f"{layer}\n\nThe fps model on inputs shrunk by each sampler:\n\n{inputs}\n"
+    )
+
+
+def write_json(path: PathLike, data: Any):
+    r"""Writes :obj:`data` as indented JSON (NaN and infinities become :obj:`null`),
+    creating the folder."""
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {str(k): clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        return value
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(clean(data), indent=2, allow_nan=False) + "\n")
+
+
+def format_value(value: Optional[float]) -> str:
+    r"""A number with three significant digits, or :obj:`"–"` for :obj:`None`."""
+    return "–" if value is None else f"{value:.3g}"
+
+
+def format_seconds(seconds: Optional[float]) -> str:
+    r"""A duration in the unit that reads best (s, ms or µs), three significant digits."""
+    if seconds is None or math.isnan(seconds):
+        return "–"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-6:.3g} µs"
+
+
+def format_bytes(num_bytes: Optional[float]) -> str:
+    r"""A size in binary units (B, KiB, MiB, GiB) with three significant digits, or
+    :obj:`"–"` for :obj:`None`."""
+    if num_bytes is None:
+        return "–"
+    value = float(num_bytes)
+    for unit in ("B", "KiB", "MiB"):
+        # Below 999.5 so that three significant digits never need an exponent.
+        if abs(value) < 999.5:
+            return f"{int(value)} B" if unit == "B" else f"{value:.3g} {unit}"
+        value /= 1024
+    return f"{value:.3g} GiB"
+
+
+def metadata_markdown(meta: Mapping[str, Any]) -> str:
+    r"""The run description of :func:`~reproduction.environment.run_metadata` as a Markdown
+    list (command, date, CPU, RAM, platform, load average, GPU, versions)."""
+    machine, versions = meta["machine"], meta["versions"]
+    cores = f"{machine['logical_cores']} logical"
+    if machine.get("physical_cores"):
+        cores += f", {machine['physical_cores']} physical"
+    cores += f", {machine['usable_cores']} usable, torch threads {machine['torch_threads']}"
+    ram = f"- RAM: {format_bytes(machine['ram_bytes'])}"
+    if machine.get("memory_limit_bytes"):
+        ram += f" (container limit {format_bytes(machine['memory_limit_bytes'])})"
+    lines = [
+        f"- Command: `{meta['command']}`",
+        f"- Date: {meta['date']}",
+        f"- CPU: {machine['cpu_model']} ({cores})",
+        ram,
+        f"- Platform: {machine['platform']}",
+    ]
+    if machine.get("load_average"):
+        load = ", ".join(f"{x:.2f}" for x in machine["load_average"])
+        lines.append(f"- Load average (1, 5, 15 min) at the start: {load}")
+    if "gpu" in machine:
+        lines.append(
+            f"- GPU: {machine['gpu']} ({format_bytes(machine['gpu_memory_bytes'])}, "
+            f"CUDA {machine['cuda']})"
+        )
+    lines.append(
+        "- Versions: "
+        + ", ".join(f"{k} {v if v else 'not installed'}" for k, v in versions.items())
+    )
+    return "\n".join(lines)

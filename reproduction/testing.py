@@ -1,4 +1,5 @@
-r"""Brute-force references and random inputs that the tests and the benchmarks share.
+r"""Brute-force references and random inputs that the tests and the benchmarks share: clouds
+in PyG's layout, and a sampler and queries that stand in for a trained sampler's.
 
 Every reference here is written independently of the library (plain Python loops over
 :obj:`tolist()` values, or dense PyTorch), exact and slow: use it on small inputs only. Ties
@@ -15,15 +16,20 @@ are broken towards the lowest index, as the library's kernels do.
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Union
+from typing import TYPE_CHECKING, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from torch import Tensor
 
+if TYPE_CHECKING:
+    from tg_samplenet import SampleNet
+
 __all__ = [
     "random_clouds",
     "sphere_clouds",
+    "surface_sampler",
+    "near_surface_queries",
     "float32_ceil",
     "squared_distance",
     "split_clouds",
@@ -81,6 +87,49 @@ def sphere_clouds(
     pos = pos / pos.norm(dim=1, keepdim=True)
     batch = torch.arange(num_clouds).repeat_interleave(num_points)
     return pos.to(device), batch.to(device)
+
+
+def surface_sampler(
+    num_out_points: int,
+    k: int = 7,
+    noise: float = 0.01,
+    seed: int = 0,
+    progressive: bool = False,
+) -> SampleNet:
+    r"""A :class:`~tg_samplenet.SampleNet` whose simplified points lie near the
+    unit sphere, as a trained sampler's lie near the surface of the shapes it samples (a
+    random network's collapsed output would leave nearly all the work to the farthest point
+    completion). It is untrained except for its last layer, whose weight is zero and whose
+    bias holds :obj:`num_out_points` points uniform on the unit sphere moved by
+    :math:`\mathcal{N}(0, \text{noise}^2)` per coordinate. The network costs the same
+    whatever its weights."""
+    from tg_samplenet import SampleNet  # the references above never import the library
+
+    torch.manual_seed(seed)
+    sampler = SampleNet(num_out_points, k=k, progressive=progressive)
+    generator = torch.Generator().manual_seed(seed + 2)
+    target = torch.randn(num_out_points, 3, generator=generator)
+    target = target / target.norm(dim=1, keepdim=True)
+    target = target + noise * torch.randn(num_out_points, 3, generator=generator)
+    last = sampler.head.lins[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.copy_(target.flatten())
+    return sampler
+
+
+def near_surface_queries(
+    pos: Tensor, batch: Tensor, num_samples: int, noise: float = 0.01, seed: int = 0
+) -> tuple[Tensor, Tensor]:
+    r""":obj:`num_samples` points per cloud drawn at random from :obj:`pos` and moved by
+    :math:`\mathcal{N}(0, \text{noise}^2)` per coordinate: simplified points near the
+    surface, as a trained sampler gives. Returns :obj:`(query, query_batch)`."""
+    from reproduction.baselines import random_sample
+
+    generator = torch.Generator().manual_seed(seed + 1)
+    index = random_sample(pos.cpu(), batch.cpu(), num_samples, generator).to(pos.device)
+    jitter = noise * torch.randn(index.numel(), 3, generator=generator).to(pos.device)
+    return pos[index] + jitter, batch[index]
 
 
 def float32_ceil(num_points: int, ratio: float) -> int:

@@ -1,11 +1,13 @@
 r"""The speed benchmark: its smoke run writes complete results whose targets and slopes follow
-from its own measurements, and the helpers it measures with
-(:mod:`reproduction.benchmarking`) do what they claim."""
+from its own measurements, and the helpers it measures with (:mod:`reproduction.benchmarking`,
+:mod:`reproduction.peers`, the stand-in sampler of :mod:`reproduction.testing`, the number
+formats of :mod:`reproduction.reporting`) do what they claim."""
 
 from __future__ import annotations
 
 import json
 import os
+import runpy
 import subprocess
 import sys
 import time
@@ -16,11 +18,19 @@ import pytest
 import torch
 
 import reproduction.benchmarking as bench
-from reproduction.environment import format_bytes, metadata_markdown, run_metadata
-from reproduction.testing import sphere_clouds
+from reproduction.environment import run_metadata
+from reproduction.peers import PEERS, peer_fps, ratio_for_count
+from reproduction.reporting import (
+    format_bytes,
+    format_seconds,
+    metadata_markdown,
+    write_json,
+)
+from reproduction.testing import near_surface_queries, sphere_clouds, surface_sampler
 from tg_samplenet.ops import sample_counts
 
 ROOT = Path(__file__).resolve().parents[1]
+SPEED = runpy.run_path(str(ROOT / "benchmarks" / "speed.py"))  # its functions, not its main
 TARGET_IDS = ["1", "2", "3a", "3b", "4", "R2.1", "R2.2", "R2.3a", "R2.3b", "R2.3c", "R2.3d"]
 TARGET_IDS += ["R2.4a", "R2.4b", "R2.4c", "R2.5"]
 
@@ -75,9 +85,9 @@ def test_smoke_run_measures_every_case_or_says_why_not(smoke_run):
             assert r["time_s"] > 0 and all(t > 0 for t in r["times_s"])
         else:
             assert r["note"]
-        if r["method"] in bench.PEERS:
+        if r["method"] in PEERS:
             assert r["backend"] is None
-    library = [r for r in report["results"] if r["method"] not in bench.PEERS]
+    library = [r for r in report["results"] if r["method"] not in PEERS]
     assert all(r["status"] == "ok" for r in library), [r for r in library if r["note"]]
     with_memory = ("samplenet_eval", "samplenet_train", "soft_projection", "dense_projection")
     memory = [r for r in library if r["method"] in with_memory]
@@ -121,9 +131,9 @@ def test_smoke_targets_follow_from_the_measurements(smoke_run):
 def test_peer_fps_keeps_the_count_of_every_cloud():
     pos, batch = sphere_clouds(300, 3, seed=1)
     ran = 0
-    for name in bench.PEERS:
+    for name in PEERS:
         try:
-            fn = bench.peer_fps(name, pos, batch, 3, 17)
+            fn = peer_fps(name, pos, batch, 3, 17)
         except bench.Unavailable:
             continue
         ran += 1
@@ -137,24 +147,24 @@ def test_peer_fps_keeps_the_count_of_every_cloud():
 def test_peer_fps_rejects_an_unknown_name():
     pos, batch = sphere_clouds(10, 1)
     with pytest.raises(ValueError, match="unknown peer"):
-        bench.peer_fps("quickest", pos, batch, 1, 2)
+        peer_fps("quickest", pos, batch, 1, 2)
 
 
 @pytest.mark.parametrize("num_points", [25, 50, 999, 100_000])
 def test_ratio_for_count_gives_the_exact_fps_count(num_points):
     # 25 * (15 / 25) rounds up to 16 in float32: the ratio needs a nudge.
     for count in [1, 2, num_points // 3, num_points // 8] + [15] * (num_points == 25):
-        ratio = bench.ratio_for_count(num_points, count)
+        ratio = ratio_for_count(num_points, count)
         assert int(sample_counts(torch.tensor([num_points]), ratio=ratio)) == count
 
 
 def test_surface_sampler_and_queries_lie_near_the_sphere():
     pos, batch = sphere_clouds(500, 2, seed=3)
-    sampler = bench.surface_sampler(20, noise=0.01).eval()
+    sampler = surface_sampler(20, noise=0.01).eval()
     with torch.no_grad():
         simplified = sampler.simplify(pos, batch, 2).reshape(-1, 3)
     assert (simplified.norm(dim=1) - 1).abs().max() < 0.06  # 6 sigma of N(0, 0.01^2)^3
-    query, query_batch = bench.near_surface_queries(pos, batch, 30, noise=0.01)
+    query, query_batch = near_surface_queries(pos, batch, 30, noise=0.01)
     assert torch.bincount(query_batch).tolist() == [30, 30]
     nearest = torch.cdist(query, pos).min(1).values
     assert nearest.max() < 0.06
@@ -206,17 +216,17 @@ def test_loglog_slope_and_predicted_time():
 
 def test_evaluate_targets_and_their_table():
     specs = [("a", "x", "<=", 1.0, "c"), ("b", "y", ">=", 2.0, "d"), ("c", "z", "<=", 1.0, "")]
-    rows = bench.evaluate_targets(specs, {"a": 0.5, "b": 1.5, "c": None}, " [note]")
+    rows = SPEED["evaluate_targets"](specs, {"a": 0.5, "b": 1.5, "c": None}, " [note]")
     assert [r["met"] for r in rows] == [True, False, None]
     assert rows[0]["conditions"] == "c [note]"
-    table = bench.targets_table(rows).splitlines()
+    table = SPEED["targets_table"](rows).splitlines()
     assert table[2] == "| a | x | 0.5 | <= 1 | met | c [note] |"
     assert "NOT MET" in table[3] and "not run" in table[4]
 
 
 def test_formats_and_metadata():
-    assert bench.format_seconds(0.00123) == "1.23 ms" and bench.format_seconds(None) == "–"
-    assert bench.format_seconds(2e-6) == "2 µs" and bench.format_seconds(12.0) == "12 s"
+    assert format_seconds(0.00123) == "1.23 ms" and format_seconds(None) == "–"
+    assert format_seconds(2e-6) == "2 µs" and format_seconds(12.0) == "12 s"
     assert format_bytes(3 << 20) == "3 MiB" and format_bytes(512) == "512 B"
     assert format_bytes(5 << 30) == "5 GiB" and format_bytes(None) == "–"
     meta = run_metadata("benchmarks/x.py", ["--smoke"])
@@ -228,5 +238,5 @@ def test_formats_and_metadata():
 
 
 def test_write_json_replaces_non_finite_numbers(tmp_path):
-    bench.write_json(tmp_path / "a" / "r.json", {"x": float("nan"), "y": [1.0, float("inf")]})
+    write_json(tmp_path / "a" / "r.json", {"x": float("nan"), "y": [1.0, float("inf")]})
     assert json.loads((tmp_path / "a" / "r.json").read_text()) == {"x": None, "y": [1.0, None]}

@@ -115,8 +115,7 @@ CLASSES = ("mug", "cup", "chair", "table")
 @pytest.fixture(scope="module")
 def trained():
     from reproduction.datasets import get_dataset
-    from tg_samplenet import SampleNet, fit_sampler
-    from tg_samplenet.training.fit import freeze
+    from tg_samplenet import SampleNet, fit_sampler, freeze
 
     torch.manual_seed(0)
     data = get_dataset("synthetic", split="train", num_points=128, samples_per_class=6,
@@ -239,8 +238,7 @@ def task_loss_of(sampler, task_loss, clouds, size):
 
 def test_inner_layer_sampler_gets_the_task_gradient_and_swaps_in_per_layer(trained, monkeypatch):
     from reproduction.datasets import get_dataset
-    from tg_samplenet import FPSPerLayer, SampleNet, SampleNetFPS, fit_sampler
-    from tg_samplenet.training.fit import LossWeights
+    from tg_samplenet import FPSPerLayer, LossWeights, SampleNet, SampleNetFPS, fit_sampler
 
     model, first = trained
     batch, sizes = mixed_batch()

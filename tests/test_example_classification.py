@@ -1,6 +1,6 @@
 r"""examples/classification.py run as a user runs it (a subprocess on the smoke profile): every
-output of its contract, and a second run that resumes from the checkpoints instead of
-training again."""
+output of its contract, the numbered stage lines it prints, and a second run that resumes
+from the checkpoints instead of training again."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
@@ -17,24 +18,29 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "classification.py"
 SMOKE = CLASSIFICATION["smoke"]
 
 
-def run_classification(out: Path, *flags: str) -> dict:
+def run_classification(out: Path, *flags: str, stdout: Optional[list] = None) -> dict:
     command = [sys.executable, str(EXAMPLE), "--smoke", "--no-progress", "--out", str(out)]
-    subprocess.run([*command, *flags], check=True, capture_output=True, timeout=600)
+    done = subprocess.run(
+        [*command, *flags], check=True, capture_output=True, text=True, timeout=600
+    )
+    if stdout is not None:
+        stdout.append(done.stdout)
     return json.loads((out / "results.json").read_text())
 
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("classification")
-    first = run_classification(out)
+    printed: list[str] = []
+    first = run_classification(out, stdout=printed)
     mtimes = {p.name: p.stat().st_mtime_ns for p in (out / "checkpoints").iterdir()}
     second = run_classification(out)
-    return out, first, second, mtimes
+    return out, first, second, mtimes, printed[0]
 
 
 @pytest.mark.slow
 def test_smoke_writes_every_output(smoke_run):
-    out, data, _, mtimes = smoke_run
+    out, data, _, mtimes, _ = smoke_run
     assert data["task"] == "classification" and data["metric"] == "accuracy"
     assert data["higher_is_better"] is True and 0.0 <= data["complete"] <= 1.0
     assert 0.0 <= data["complete_vanilla"] <= 1.0
@@ -66,11 +72,22 @@ def test_smoke_writes_every_output(smoke_run):
 
 @pytest.mark.slow
 def test_rerun_resumes_from_checkpoints(smoke_run):
-    out, first, second, mtimes = smoke_run
+    out, first, second, mtimes, _ = smoke_run
     # Every stage was complete: nothing is retrained and the evaluation repeats exactly.
     assert {p.name: p.stat().st_mtime_ns for p in (out / "checkpoints").iterdir()} == mtimes
     assert second["results"] == first["results"]
     assert second["complete"] == first["complete"]
+
+
+@pytest.mark.slow
+def test_smoke_prints_each_stage_with_its_number(smoke_run):
+    *_, stdout = smoke_run
+    # Two PointNets, SampleNet and S-NET at the one trained size, the progressive sampler,
+    # the evaluation.
+    stages = [line.split(" - ")[0] for line in stdout.splitlines() if line.startswith("[")]
+    assert [s.split("]")[0] for s in stages] == [f"[{i}/6" for i in range(1, 7)]
+    assert "train PointNet" in stages[0] and "SampleNet-Progressive" in stages[4]
+    assert stages[5].startswith("[6/6] evaluate")
 
 
 @pytest.mark.slow

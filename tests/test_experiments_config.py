@@ -4,27 +4,34 @@ and the flags override what they name."""
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import fields, replace
 
 import pytest
 import torch
+from torch_geometric.data import Data
+from torch_geometric.loader import DataLoader
 
+from reproduction.classifiers import num_classifier_stages, train_classifiers
 from reproduction.command_line import common_parser, resolve_profile
 from reproduction.config import (
     CLASSIFICATION,
+    POINTNET2,
     RECONSTRUCTION,
     REGISTRATION,
     ClassificationProfile,
+    PointNet2Profile,
     ReconstructionProfile,
     RegistrationProfile,
 )
+from reproduction.progress import Stages
 from reproduction.samplers import make_sampler
-from tg_samplenet.training.loop import LR_SCHEDULES
+from tg_samplenet.training import learning_rate_schedule
 
 TASKS = {
     "classification": (CLASSIFICATION, ClassificationProfile),
     "registration": (REGISTRATION, RegistrationProfile),
     "reconstruction": (RECONSTRUCTION, ReconstructionProfile),
+    "pointnet2": (POINTNET2, PointNet2Profile),
 }
 ALL = [(task, name) for task, (profiles, _) in TASKS.items() for name in profiles]
 
@@ -33,15 +40,20 @@ ALL = [(task, name) for task, (profiles, _) in TASKS.items() for name in profile
 def test_every_profile_is_consistent(task, name):
     profiles, kind = TASKS[task]
     profile = profiles[name]
-    # Every task has the three profiles; classification also one sized for real scans.
-    extra = {"cpu-real"} if task == "classification" else set()
+    # Every task has the three profiles; classification also its quick default and one
+    # sized for real scans.
+    extra = {"quick", "cpu-real"} if task == "classification" else set()
     assert isinstance(profile, kind) and set(profiles) == {"smoke", "cpu", "paper"} | extra
     n = profile.num_points
     assert all(1 <= m <= n for m in profile.sizes + profile.train_sizes)
     assert list(profile.sizes) == sorted(profile.sizes, reverse=True)
     assert set(profile.train_sizes) <= set(profile.sizes)
-    assert all(1 <= c <= n for c in profile.control_sizes)
-    assert profile.lr_schedule in LR_SCHEDULES
+    # SampleNet-Progressive samples every evaluated size, and is trained up to its own size.
+    progressive = profile.progressive_points or n
+    assert max(profile.sizes) <= progressive <= n
+    assert all(1 <= c <= progressive for c in profile.control_sizes)
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    learning_rate_schedule(optimizer, profile.lr_schedule, 10)  # a schedule the library has
     assert profile.progressive_reduction in ("sum", "mean")
     # The same loss weights in every profile of a task: they are the task's, written once.
     for other in profiles.values():
@@ -91,6 +103,35 @@ def test_real_data_profile_is_the_cpu_profile_with_shorter_runs_and_narrower_sam
     assert sum(map(torch.numel, narrow.parameters())) < sum(map(torch.numel, default.parameters()))
     parser = common_parser("test", CLASSIFICATION)
     assert resolve_profile(parser.parse_args(["--profile", "cpu-real"]), CLASSIFICATION) == real
+
+
+def test_the_classification_default_is_the_quick_profile():
+    # The main job: a few sizes in minutes, every sampler scored on vanilla PointNet alone;
+    # the full CPU table is --profile cpu.
+    quick, cpu = CLASSIFICATION["quick"], CLASSIFICATION["cpu"]
+    args = common_parser("test", CLASSIFICATION, default="quick").parse_args([])
+    assert resolve_profile(args, CLASSIFICATION) == quick
+    assert common_parser("test", REGISTRATION).parse_args([]).profile == "cpu"
+    assert quick.sizes == quick.train_sizes == (64, 32, 16) and quick.num_points == 1024
+    assert quick.progressive_points == 64 and quick.progressive_alpha == 3.0
+    assert not quick.transform_nets and cpu.transform_nets
+    assert (num_classifier_stages(quick), num_classifier_stages(cpu)) == (1, 2)
+    assert quick.task_epochs < cpu.task_epochs and quick.sampler_epochs < cpu.sampler_epochs
+    assert quick.fixed_loss is cpu.fixed_loss and quick.projected_loss == cpu.projected_loss
+
+
+def test_vanilla_only_profile_trains_one_classifier(tmp_path):
+    profile = replace(CLASSIFICATION["smoke"], transform_nets=False, task_epochs=1)
+    generator = torch.Generator().manual_seed(0)
+    clouds = [
+        Data(pos=torch.rand(32, 3, generator=generator), y=torch.tensor([i % 2])) for i in range(4)
+    ]
+    stages = Stages(num_classifier_stages(profile), bars=False)
+    pointnet, vanilla = train_classifiers(
+        profile, 2, DataLoader(clouds, batch_size=2), tmp_path, progress=False, stages=stages
+    )
+    assert pointnet is vanilla and vanilla.input_tnet is None and not vanilla.training
+    assert stages.count == 1 and {p.name for p in tmp_path.iterdir()} == {"pointnet_vanilla.pt"}
 
 
 def test_flags_override_the_profile():

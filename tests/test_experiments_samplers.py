@@ -12,13 +12,17 @@ from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
 from reproduction.config import CLASSIFICATION, REGISTRATION
+from reproduction.progress import Stages
 from reproduction.samplers import (
+    TEMPERATURE_SCHEDULES,
     gather_sample,
     learned_samplers,
     loss_weights,
     make_sampler,
+    num_sampler_stages,
     progressive_points,
     samplenet_indices,
+    temperature_study,
     train_sampler,
     train_samplers,
 )
@@ -64,7 +68,7 @@ def test_progressive_points_in_every_mode(progressive):
                 pos, batch, out.simplified, out.simplified_batch, [size] * 3, prefix
             )
             assert torch.equal(picked, pos[index]) and torch.equal(picked_batch, batch[index])
-    with pytest.raises(ValueError, match="mode must be one of"):
+    with pytest.raises(ValueError, match="mode must be"):
         progressive_points(progressive, m, "soft")
 
 
@@ -95,6 +99,7 @@ def test_train_samplers_trains_each_kind_once_and_resumes(tmp_path):
 
         return task_loss
 
+    stages = Stages(num_sampler_stages(profile), bars=False)
     fixed, progressive = train_samplers(
         profile,
         loss("fixed"),
@@ -103,7 +108,9 @@ def test_train_samplers_trains_each_kind_once_and_resumes(tmp_path):
         "cpu",
         progress=False,
         progressive_task_loss=loss("progressive"),
+        stages=stages,
     )
+    assert stages.count == stages.total == 5  # SampleNet and S-NET at 8 and 4, progressive
     assert sorted(fixed) == [("samplenet", 4), ("samplenet", 8), ("snet", 4), ("snet", 8)]
     assert all(not s.training for s in [*fixed.values(), progressive])
     assert fixed["snet", 4].skip_projection and not fixed["samplenet", 4].skip_projection
@@ -148,7 +155,7 @@ def test_residual_gradient_goes_to_the_samplers_that_project(tmp_path):
 
 def test_each_kind_of_sampler_trains_with_its_own_loss_weights(tmp_path, monkeypatch):
     from reproduction import samplers as module
-    from tg_samplenet.training.fit import LossWeights
+    from tg_samplenet import LossWeights
 
     projected = LossWeights(alpha=3.0, lmbda=1.0, gamma=1.0, delta=0.0)
     profile = replace(CLASSIFICATION["smoke"], projected_loss=projected)
@@ -171,4 +178,67 @@ def test_each_kind_of_sampler_trains_with_its_own_loss_weights(tmp_path, monkeyp
     # Without projected_loss SampleNet shares S-NET's weights, as in the paper.
     plain = replace(profile, projected_loss=None)
     assert loss_weights(plain, kinds["samplenet"]) == plain.fixed_loss
+    # progressive_alpha changes the progressive sampler's alpha alone.
+    smaller = loss_weights(replace(profile, progressive_alpha=3.0), kinds["progressive"])
+    assert smaller == replace(profile.progressive_loss, alpha=3.0)
     assert CLASSIFICATION["cpu"].projected_loss.alpha < CLASSIFICATION["cpu"].fixed_loss.alpha
+
+
+def test_temperature_study_trains_one_progressive_sampler_per_schedule(tmp_path):
+    profile = replace(CLASSIFICATION["smoke"], num_points=16, sizes=(8, 4), sampler_epochs=1)
+    profile = replace(profile, control_sizes=(4, 8, 16))
+    generator = torch.Generator().manual_seed(0)
+    loader = DataLoader([Data(pos=torch.rand(16, 3, generator=generator)) for _ in range(4)], 2)
+    pos, batch = random_clouds([16, 16], seed=3)
+
+    def evaluate(points):  # the number of points each sample keeps
+        return float(points(pos, batch)[0].size(0))
+
+    stages = Stages(len(TEMPERATURE_SCHEDULES), bars=False)
+    table = temperature_study(
+        profile, lambda out, data: out.pos.pow(2).mean(), loader, evaluate, tmp_path, "cpu",
+        progress=False, stages=stages,
+    )  # fmt: skip
+    assert list(table) == ["learned", "linear", "exponential", "constant"]
+    assert all(row == {"8": 16.0, "4": 8.0} for row in table.values())  # m points per cloud
+    assert stages.count == 4
+    for kind in TEMPERATURE_SCHEDULES:
+        sampler = SampleNet.load(tmp_path / f"progressive_temperature_{kind}.sampler.pt")
+        assert sampler.progressive and sampler.num_out_points == 16
+        # Only the learned schedule leaves t to the optimiser.
+        assert sampler.config["learn_temperature"] == (kind == "learned")
+
+    # Every sampler resumes: a second study trains nothing and scores the same.
+    def no_training(out, data):
+        raise AssertionError("a finished study trained again")
+
+    again = temperature_study(profile, no_training, loader, evaluate, tmp_path, "cpu", False)
+    assert again == table
+
+
+def test_stages_number_their_lines(capsys):
+    stages = Stages(3, bars=False)
+    stages("train a")
+    stages("train b")
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" - ")[0] for line in lines] == ["[1/3] train a", "[2/3] train b"]
+    assert all(line.endswith(" so far") for line in lines)
+    assert list(stages.bar(range(4), "evaluate")) == [0, 1, 2, 3]
+    assert repr(stages) == "Stages(2/3)"
+
+
+def test_progressive_points_sizes_the_progressive_sampler(tmp_path):
+    profile = replace(REGISTRATION["smoke"], num_points=24, train_sizes=(), sampler_epochs=1)
+    profile = replace(profile, control_sizes=(4, 8), progressive_points=8)
+    generator = torch.Generator().manual_seed(0)
+    loader = DataLoader([Data(pos=torch.rand(24, 3, generator=generator)) for _ in range(4)], 2)
+    stages = Stages(num_sampler_stages(profile), bars=False)
+    fixed, progressive = train_samplers(
+        profile, lambda out, data: out.pos.pow(2).mean(), loader, tmp_path, "cpu", False,
+        stages=stages,
+    )  # fmt: skip
+    assert fixed == {} and stages.count == stages.total == 1
+    assert progressive.progressive and progressive.num_out_points == 8
+    pos, batch = random_clouds([24, 24], seed=1)
+    with torch.no_grad():
+        assert progressive(pos, batch).index.numel() == 16  # 8 of each cloud

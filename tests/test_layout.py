@@ -1,5 +1,7 @@
-r"""The package's layout: every module imports on its own, imports flow downwards through the
-layers of DESIGN.md, and no module takes part in an import cycle."""
+r"""The repository's layout: every module of the package imports on its own, imports flow
+downwards through the layers of DESIGN.md, no module takes part in an import cycle, the
+package never imports the reproduction beside it, and the reproduction, the examples and the
+benchmarks use only the package's public names."""
 
 import ast
 import os
@@ -9,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "tg_samplenet"
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "tg_samplenet"
 
 # Layers from the bottom up: a module may import its own layer and those below it.
 LAYERS = {
@@ -23,6 +26,23 @@ LAYERS = {
     "models": 3,  # the task networks the command line trains
     "datasets": 3,
     "cli": 4,
+}
+# What the reproduction, the examples and the benchmarks may import from: the package's
+# public modules (public names only).
+PUBLIC_MODULES = {
+    "tg_samplenet",
+    "tg_samplenet.datasets",
+    "tg_samplenet.io",
+    "tg_samplenet.losses",
+    "tg_samplenet.models",
+    "tg_samplenet.nn",
+    "tg_samplenet.ops",
+    "tg_samplenet.ops.batch",
+    "tg_samplenet.ops.checks",
+    "tg_samplenet.temperature",
+    "tg_samplenet.training",
+    "tg_samplenet.training.distributed",
+    "tg_samplenet.transforms",
 }
 
 
@@ -176,3 +196,38 @@ def test_no_module_imports_another_modules_private_names():
                     f"{name}: {node.module}.{a.name}" for a in node.names if a.name[0] == "_"
                 ]
     assert not private, "\n".join(private)
+
+
+def imports_of(path: Path) -> list[tuple[str, str]]:
+    r"""Every :obj:`(module, name)` a file imports (:obj:`name` empty for :obj:`import x`),
+    at module level or inside functions."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found += [(node.module, alias.name) for alias in node.names]
+        elif isinstance(node, ast.Import):
+            found += [(alias.name, "") for alias in node.names]
+    return found
+
+
+def test_scripts_and_reproduction_use_public_names_only():
+    files = [
+        path
+        for folder in ("reproduction", "examples", "benchmarks")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+    ]
+    assert len(files) > 20
+    private = []
+    for path in files:
+        for module, name in imports_of(path):
+            if module.split(".")[0] != "tg_samplenet":
+                continue
+            if module not in PUBLIC_MODULES or name.startswith("_"):
+                private.append(f"{path.relative_to(ROOT)}: from {module} import {name}")
+    assert not private, "private imports:\n" + "\n".join(private)
+
+
+def test_public_name_check_finds_a_private_import(tmp_path):
+    script = tmp_path / "script.py"
+    script.write_text("from tg_samplenet.ops.neighbors import _nearest_index\n")
+    assert imports_of(script) == [("tg_samplenet.ops.neighbors", "_nearest_index")]

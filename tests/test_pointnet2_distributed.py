@@ -29,12 +29,13 @@ import torch
 from distributed_support import one_thread, torchrun
 from torch_geometric.loader import DataLoader
 
+from reproduction.config import POINTNET2
 from reproduction.datasets import get_dataset
-from reproduction.pointnet2 import POINTNET2, accuracy, build_pointnet2, train_pointnet2
+from reproduction.pointnet2 import accuracy, build_pointnet2, train_pointnet2
 from reproduction.tasks.pointnet2 import evaluate_pointnet2
-from tg_samplenet import distributed as tdist
+from tg_samplenet.training import distributed as tdist
+from tg_samplenet.training import seed_everything
 from tg_samplenet.training.distributed import DistributedBatchSampler
-from tg_samplenet.training.loop import seed_everything
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "pointnet2_samplenet.py"

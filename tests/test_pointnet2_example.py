@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from reproduction.pointnet2 import POINTNET2, build_pointnet2
+from reproduction.config import POINTNET2
+from reproduction.pointnet2 import build_pointnet2
 from reproduction.tasks.pointnet2 import joint_loss, radius
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "pointnet2_samplenet.py"

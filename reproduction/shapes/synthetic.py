@@ -3,10 +3,11 @@ benchmark, built on the fly with no download."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from collections.abc import Callable, Sequence
-from typing import NamedTuple, Optional
+from typing import Optional
 
 import numpy as np
 import torch
@@ -21,9 +22,15 @@ from reproduction.shapes.primitives import (
     Sphere,
     sample_surface,
 )
-from tg_samplenet.datasets.normalize import normalize_unit_sphere
-from tg_samplenet.datasets.utils import check_names, check_seed, check_split, selection_tag
-from tg_samplenet.ops.checks import InputTypeError, check_bool, check_number, check_positive_int
+from tg_samplenet.datasets import normalize_unit_sphere
+from tg_samplenet.ops.checks import (
+    InputError,
+    InputTypeError,
+    check_bool,
+    check_choice,
+    check_int,
+    check_positive_int,
+)
 
 __all__ = ["SyntheticShapes"]
 
@@ -75,12 +82,12 @@ def _table(rng: np.random.Generator, n: int):
     return _table_parts(rng, n)[0], None
 
 
-def _desk(rng: np.random.Generator, n: int, detail: float = 1.0):
+def _desk(rng: np.random.Generator, n: int):
     # A table with a shallow drawer hung under one end of its top, between the legs.
     parts, s = _table_parts(rng, n)
     size = _xyz(
-        _uniform(rng, 0.18, 0.28, n) * s["width"] * detail,
-        _uniform(rng, 0.08, 0.12, n) * detail,
+        _uniform(rng, 0.18, 0.28, n) * s["width"],
+        _uniform(rng, 0.08, 0.12, n),
         _uniform(rng, 0.55, 0.75, n) * s["depth"],
         n,
     )
@@ -113,13 +120,12 @@ def _chair(rng: np.random.Generator, n: int):
     return _chair_parts(rng, n)[0], None
 
 
-def _armchair(rng: np.random.Generator, n: int, detail: float = 1.0):
+def _armchair(rng: np.random.Generator, n: int):
     # A chair with two thin armrests, each on a thin front post, inside its outline.
     parts, s = _chair_parts(rng, n)
     arm_width, arm_thick = _uniform(rng, 0.04, 0.07, n), _uniform(rng, 0.03, 0.05, n)
-    arm_width, arm_thick = arm_width * detail, arm_thick * detail
     arm_length, arm_rise = _uniform(rng, 0.7, 0.9, n) * s["depth"], _uniform(rng, 0.17, 0.25, n)
-    post_radius = _uniform(rng, 0.012, 0.02, n) * detail
+    post_radius = _uniform(rng, 0.012, 0.02, n)
     back_face = -s["depth"] / 2 + s["back_thick"]
     post_height = arm_rise - arm_thick / 2
     for i, side in enumerate((-1.0, 1.0)):
@@ -165,11 +171,10 @@ def _cup(rng: np.random.Generator, n: int):
     return _cup_parts(rng, n)[0], _uniform(rng, 0.0, 2 * math.pi, n)
 
 
-def _mug(rng: np.random.Generator, n: int, detail: float = 1.0):
+def _mug(rng: np.random.Generator, n: int):
     # A cup with a C-shaped handle of three thin rods, at a random side.
     parts, s = _cup_parts(rng, n)
     rod_radius, reach = _uniform(rng, 0.025, 0.04, n), _uniform(rng, 0.12, 0.2, n)
-    rod_radius, reach = rod_radius * detail, reach * detail
     low, high = _uniform(rng, 0.2, 0.35, n) * s["height"], _uniform(rng, 0.65, 0.8, n) * s["height"]
     for name, y in (("handle_top", high), ("handle_bottom", low)):
         parts[name] = Cylinder(_xyz(s["radius"] + reach / 2, y, 0, n), rod_radius, reach, axis=0)
@@ -230,11 +235,10 @@ def _glider(rng: np.random.Generator, n: int):
     return _plane_parts(rng, n)[0], None
 
 
-def _airplane(rng: np.random.Generator, n: int, detail: float = 1.0):
+def _airplane(rng: np.random.Generator, n: int):
     # The glider's airframe with two small engines hung under the wings.
     parts, s = _plane_parts(rng, n)
     radius, length = _uniform(rng, 0.04, 0.06, n), _uniform(rng, 0.2, 0.3, n)
-    radius, length = radius * detail, length * detail
     offset, drop = _uniform(rng, 0.28, 0.4, n) * s["span"], _uniform(rng, 0.005, 0.02, n)
     x = s["wing_x"] + _uniform(rng, 0.02, 0.08, n)
     y = -(s["thick"] / 2 + radius + drop)
@@ -298,80 +302,10 @@ _RECIPES: dict[str, Recipe] = {
 }
 
 
-# The classes whose telling part (drawer, armrests and posts, handle, engines) the
-# detail_scale variant scales; their recipes take it as :obj:`detail`.
-_DETAIL_RECIPES = ("desk", "armchair", "mug", "airplane")
-
-
 def _rotate_about_up(pos: np.ndarray, angle: np.ndarray) -> np.ndarray:
     cos, sin = np.cos(angle)[:, None], np.sin(angle)[:, None]
     x, z = pos[..., 0], pos[..., 2]
     return np.stack([cos * x + sin * z, pos[..., 1], -sin * x + cos * z], axis=-1)
-
-
-class _Variant(NamedTuple):
-    # Departures from the clouds of the first versions (docs: SyntheticShapes' Args). These
-    # field defaults are those clouds: every random stream and every number as they were.
-    turn_symmetric: bool = True
-    stretch: float = 0.0
-    density_contrast: float = 0.0
-    noise: float = 0.0
-    detail_scale: float = 1.0
-
-    @property
-    def is_legacy(self) -> bool:
-        return self == _LEGACY_VARIANT
-
-    def tag(self) -> str:
-        if self.is_legacy:  # the cache files of the first versions keep their names
-            return ""
-        return (
-            f"_t{int(self.turn_symmetric)}_st{self.stretch:g}"
-            f"_d{self.density_contrast:g}_no{self.noise:g}_de{self.detail_scale:g}"
-        )
-
-
-_LEGACY_VARIANT = _Variant()
-
-# Candidates per kept point when the density varies: the kept points are a weighted draw
-# without replacement from this many area-uniform ones.
-_OVERSAMPLE = 4
-
-
-def _view_weighted(pos: np.ndarray, num_points: int, contrast: float, rng) -> np.ndarray:
-    # A scanner's density: the side that faces a random view direction d (above the
-    # horizon) is sampled densely, the far side sparsely, with weights
-    # exp(contrast * <p - mean, d> / radius). Gumbel top-k draws without replacement.
-    num_shapes = pos.shape[0]
-    azimuth = rng.uniform(0.0, 2 * math.pi, num_shapes)
-    elevation = rng.uniform(0.0, math.pi / 3, num_shapes)
-    view = np.stack(
-        [
-            np.cos(azimuth) * np.cos(elevation),
-            np.sin(elevation),
-            np.sin(azimuth) * np.cos(elevation),
-        ],
-        axis=1,
-    )
-    centred = pos - pos.mean(axis=1, keepdims=True)
-    radius = np.linalg.norm(centred, axis=2).max(axis=1, keepdims=True)
-    logits = contrast * np.einsum("bpc,bc->bp", centred, view) / radius
-    keys = logits + rng.gumbel(size=logits.shape)
-    keep = np.argsort(-keys, axis=1)[:, :num_points]
-    return np.take_along_axis(pos, keep[..., None], axis=1)
-
-
-def _stretch(pos: np.ndarray, amount: float, rng) -> np.ndarray:
-    # Independent log-uniform scales along the three axes of each shape's own frame.
-    scales = np.exp(rng.uniform(-amount, amount, (pos.shape[0], 1, 3)))
-    return pos * scales
-
-
-def _add_noise(pos: np.ndarray, std: float, rng) -> np.ndarray:
-    # Isotropic Gaussian jitter, its deviation a fraction of each shape's radius.
-    centred = pos - pos.mean(axis=1, keepdims=True)
-    radius = np.linalg.norm(centred, axis=2).max(axis=1)[:, None, None]
-    return pos + rng.normal(0.0, 1.0, pos.shape) * std * radius
 
 
 def _generate_class(
@@ -381,31 +315,16 @@ def _generate_class(
     split: str,
     seed: int,
     random_rotation: bool,
-    variant: _Variant = _LEGACY_VARIANT,
+    turn_symmetric: bool,
 ) -> np.ndarray:
     # One stream per (seed, split, class): a class's clouds do not depend on which other
     # classes are selected, and the splits never share a stream.
     class_id = list(_RECIPES).index(name)
     rng = np.random.default_rng([seed, _SPLITS.index(split), class_id, _GENERATOR_VERSION])
-    if variant.detail_scale != 1.0 and name in _DETAIL_RECIPES:
-        parts, turn = _RECIPES[name](rng, num_shapes, detail=variant.detail_scale)
-    else:
-        parts, turn = _RECIPES[name](rng, num_shapes)
-    if not variant.turn_symmetric:
+    parts, turn = _RECIPES[name](rng, num_shapes)
+    if not turn_symmetric:
         turn = None
-    oversample = _OVERSAMPLE if variant.density_contrast > 0 else 1
-    pos, _ = sample_surface(list(parts.values()), num_points * oversample, rng)
-    if not variant.is_legacy:
-        # The variant's own stream, so that the first versions' stream stays as it was.
-        extra_rng = np.random.default_rng(
-            [seed, _SPLITS.index(split), class_id, _GENERATOR_VERSION, 1]
-        )
-        if variant.stretch > 0:
-            pos = _stretch(pos, variant.stretch, extra_rng)
-        if variant.density_contrast > 0:
-            pos = _view_weighted(pos, num_points, variant.density_contrast, extra_rng)
-        if variant.noise > 0:
-            pos = _add_noise(pos, variant.noise, extra_rng)
+    pos, _ = sample_surface(list(parts.values()), num_points, rng)
     if random_rotation:
         extra = rng.uniform(0.0, 2 * math.pi, num_shapes)
         turn = extra if turn is None else turn + extra
@@ -464,25 +383,6 @@ class SyntheticShapes(InMemoryDataset):
             axis (stool, side table, cup, mug, bottle) get a random turn about it; real scans
             such as aligned ModelNet have none, and without it the built-in data order the
             samplers as real scans do (``docs/real-data-study.md``). (default: :obj:`False`)
-        stretch (float, optional): Each shape is scaled by :math:`e^{u}`,
-            :math:`u \sim U(-s, s)`, along each of its three axes independently: more
-            variation within a class. (default: :obj:`0.0`)
-        density_contrast (float, optional): A scanner-like density :math:`c`: the points are a
-            draw without replacement from :obj:`4 * num_points` area-uniform ones, weighted
-            by :math:`\exp(c \, \langle \mathbf{p} - \bar{\mathbf{p}}, \mathbf{d}
-            \rangle / r)` for a random view direction :math:`\mathbf{d}` above the horizon
-            and the shape's radius :math:`r`, so the far side is sparse. (default: :obj:`0.0`)
-        noise (float, optional): The standard deviation of isotropic Gaussian sensor noise,
-            as a fraction of each shape's radius. (default: :obj:`0.0`)
-        detail_scale (float, optional): A factor on the thickness of the part that tells a
-            class from its pair: the desk's drawer (width and height), the armchair's
-            armrests and posts, the mug's handle rods (radius and reach) and the airplane's
-            engines (radius and length). Larger parts are easier to keep with few points.
-            (default: :obj:`1.0`)
-
-    The last five depart from the clouds of the first versions (tg_samplenet 0.2 and
-    earlier), which :obj:`turn_symmetric=True` with the others at their defaults gives back
-    number for number; the other four draw from their own random stream.
     """
 
     ALL_CLASSES: tuple[str, ...] = tuple(_RECIPES)
@@ -500,15 +400,11 @@ class SyntheticShapes(InMemoryDataset):
         force_reload: bool = False,
         random_rotation: bool = False,
         turn_symmetric: bool = False,
-        stretch: float = 0.0,
-        density_contrast: float = 0.0,
-        noise: float = 0.0,
-        detail_scale: float = 1.0,
     ) -> None:
-        check_split(split, _SPLITS, "SyntheticShapes")
+        check_choice(split, "split", _SPLITS)
         check_positive_int(num_points, "num_points")
         check_positive_int(samples_per_class, "samples_per_class")
-        seed = check_seed(seed)
+        seed = check_int(seed, "seed", minimum=0)
         if isinstance(root, os.PathLike):
             root = os.fspath(root)
         if root is not None and not isinstance(root, str):
@@ -519,13 +415,7 @@ class SyntheticShapes(InMemoryDataset):
         self.classes: list[str] = _check_classes(classes)
         self.seed = seed
         self.random_rotation = check_bool(random_rotation, "random_rotation")
-        self.variant = _Variant(
-            check_bool(turn_symmetric, "turn_symmetric"),
-            check_number(stretch, "stretch", minimum=0.0),
-            check_number(density_contrast, "density_contrast", minimum=0.0),
-            check_number(noise, "noise", minimum=0.0),
-            check_number(detail_scale, "detail_scale", positive=True),
-        )
+        self.turn_symmetric = check_bool(turn_symmetric, "turn_symmetric")
         self._cached = root is not None
 
         super().__init__(root, transform, pre_transform, force_reload=force_reload)
@@ -541,11 +431,12 @@ class SyntheticShapes(InMemoryDataset):
 
     @property
     def processed_file_names(self) -> list[str]:
-        tag = selection_tag(self.classes)
+        # Each class selection caches to its own file.
+        tag = hashlib.sha1(",".join(self.classes).encode()).hexdigest()[:10]
         return [
             f"synthetic_v{_GENERATOR_VERSION}_{self.split}_n{self.num_points}"
             f"_s{self.samples_per_class}_seed{self.seed}_rot{int(self.random_rotation)}"
-            f"_c{tag}{self.variant.tag()}.pt"
+            f"_turn{int(self.turn_symmetric)}_c{tag}.pt"
         ]
 
     @property
@@ -565,7 +456,7 @@ class SyntheticShapes(InMemoryDataset):
                     self.split,
                     self.seed,
                     self.random_rotation,
-                    self.variant,
+                    self.turn_symmetric,
                 )
                 for name in self.classes
             ]
@@ -585,10 +476,18 @@ class SyntheticShapes(InMemoryDataset):
 
 
 def _check_classes(classes: Optional[Sequence[str]]) -> list[str]:
-    classes = check_names(classes, "classes")
     if classes is None:
         return list(_RECIPES)
+    if isinstance(classes, str) or not hasattr(classes, "__iter__"):
+        raise InputTypeError(
+            "classes", f"classes must be a sequence of names (got {type(classes).__name__})"
+        )
+    classes = list(classes)
+    if not classes:
+        raise InputError("classes", "classes must name at least one class")
+    if len(set(classes)) != len(classes):
+        raise InputError("classes", f"classes contains duplicates: {classes}")
     unknown = [name for name in classes if name not in _RECIPES]
     if unknown:
-        raise ValueError(f"unknown classes {unknown}: choose from {list(_RECIPES)}")
+        raise InputError("classes", f"unknown classes {unknown}: choose from {list(_RECIPES)}")
     return classes

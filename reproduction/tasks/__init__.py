@@ -5,6 +5,8 @@ network, its loss, its metric and its evaluation on the points a sampler keeps.
 - :mod:`~reproduction.tasks.registration`: PCRNet, template/source pairs, rotation errors,
   sampling consistency.
 - :mod:`~reproduction.tasks.reconstruction`: the point-cloud autoencoder, NRE.
+- :mod:`~reproduction.tasks.pointnet2`: PointNet++ whose set abstractions sample with fps or
+  with a SampleNet trained jointly with it.
 
 :mod:`~reproduction.tasks.layout` (per-cloud pooling), :mod:`~reproduction.tasks.rotations`
 and :mod:`~reproduction.tasks.metrics` hold what the tasks share."""
@@ -32,10 +34,8 @@ from reproduction.tasks.registration import (
     PCRNetOutput,
     evaluate_registration,
     make_pairs,
-    mean_rotation_error,
     random_start_fps,
     registration_loss,
-    rotation_error_auc,
     rotation_errors,
     sampling_consistency,
 )
@@ -53,8 +53,6 @@ __all__ = [
     "make_pairs",
     "registration_loss",
     "rotation_errors",
-    "mean_rotation_error",
-    "rotation_error_auc",
     "sampling_consistency",
     "random_start_fps",
     "evaluate_registration",

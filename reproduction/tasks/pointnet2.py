@@ -20,12 +20,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.nn import MLP, PointNetConv, global_max_pool
 
-from tg_samplenet.losses import samplenet_loss
-from tg_samplenet.nn.fps_drop_in import SampleNetFPS
-from tg_samplenet.nn.sampler import SampleNet
-from tg_samplenet.ops.farthest_point import fps
-from tg_samplenet.ops.matching import hard_sample
-from tg_samplenet.ops.neighbors import padded_knn
+from tg_samplenet import SampleNet, SampleNetFPS, samplenet_loss
+from tg_samplenet.ops import fps, hard_sample, padded_knn
 
 __all__ = [
     "radius",

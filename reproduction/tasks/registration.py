@@ -1,6 +1,6 @@
 r"""The registration task of SampleNet (paper §4.2): PCRNet, the template/source pairs, the
-registration loss, the rotation errors (MRE, AUC), the sampling consistency, the FPS
-baseline from a random start, and the evaluation on the points a sampler keeps."""
+registration loss, the rotation error, the sampling consistency, the FPS baseline from a
+random start, and the evaluation on the points a sampler keeps."""
 
 from __future__ import annotations
 
@@ -21,10 +21,10 @@ from reproduction.tasks.rotations import (
     rotate_points,
     rotation_angle,
 )
-from tg_samplenet.losses import chamfer_distance
-from tg_samplenet.ops.batch import cloud_sizes, num_clouds, sample_counts
+from tg_samplenet import chamfer_distance
+from tg_samplenet.ops import farthest_point_sampling, sample_counts
+from tg_samplenet.ops.batch import cloud_sizes
 from tg_samplenet.ops.checks import check_positive_int
-from tg_samplenet.ops.farthest_point import farthest_point_sampling
 
 __all__ = [
     "PCRNet",
@@ -32,8 +32,6 @@ __all__ = [
     "make_pairs",
     "registration_loss",
     "rotation_errors",
-    "mean_rotation_error",
-    "rotation_error_auc",
     "sampling_consistency",
     "random_start_fps",
     "evaluate_registration",
@@ -174,36 +172,6 @@ def rotation_errors(rotation_est: Tensor, rotation_gt: Tensor) -> Tensor:
             f"{list(rotation_est.shape)} and {list(rotation_gt.shape)})"
         )
     return rotation_angle(rotation_est, rotation_gt, degrees=True)
-
-
-def mean_rotation_error(rotation_est: Tensor, rotation_gt: Tensor) -> Tensor:
-    r"""The mean rotation error (MRE) in degrees: the mean of :func:`rotation_errors`.
-
-    :rtype: :class:`torch.Tensor` (0-dim)
-    """
-    return rotation_errors(rotation_est, rotation_gt).mean()
-
-
-def rotation_error_auc(errors: Tensor, max_degrees: float = 180.0, step: float = 0.5) -> Tensor:
-    r"""The area under the curve of the fraction of pairs whose rotation error is at most
-    :math:`\tau`, for :math:`\tau = 0, \text{step}, \ldots` below :obj:`max_degrees`,
-    normalised to :math:`[0, 1]` (the authors' registration AUC, computed on whatever errors
-    are passed in).
-
-    Args:
-        errors (torch.Tensor): Rotation errors in degrees, :obj:`[B]`.
-        max_degrees (float, optional): The end of the threshold range (excluded).
-            (default: :obj:`180.0`)
-        step (float, optional): The threshold spacing. (default: :obj:`0.5`)
-
-    :rtype: :class:`torch.Tensor` (0-dim)
-    """
-    if errors.dim() != 1 or errors.numel() == 0:
-        raise ValueError(f"errors must be a non-empty 1-D tensor (got {list(errors.shape)})")
-    if not (step > 0 and max_degrees > 0):
-        raise ValueError(f"step and max_degrees must be positive (got {step}, {max_degrees})")
-    thresholds = torch.arange(0.0, max_degrees, step, dtype=errors.dtype, device=errors.device)
-    return (errors[None, :] <= thresholds[:, None]).float().mean()
 
 
 def sampling_consistency(
@@ -349,7 +317,7 @@ def random_start_fps(seed: int) -> Callable[[Tensor, Tensor, int], Tensor]:
     generator = torch.Generator().manual_seed(seed)
 
     def sample(pos: Tensor, batch: Tensor, m: int) -> Tensor:
-        counts = sample_counts(cloud_sizes(batch, num_clouds(batch)), m)
+        counts = sample_counts(cloud_sizes(batch, int(batch[-1]) + 1), m)
         return farthest_point_sampling(pos, batch, counts, random_start=True, generator=generator)
 
     return sample

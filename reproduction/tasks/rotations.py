@@ -15,11 +15,10 @@ from typing import Optional, Union
 import torch
 from torch import Tensor
 
-from tg_samplenet.ops.checks import check_batch, check_points
+from tg_samplenet.ops.checks import check_cloud_batch, check_points
 
 __all__ = [
     "quaternion_to_matrix",
-    "matrix_to_quaternion",
     "euler_angles_to_matrix",
     "random_euler_angles",
     "random_rotations",
@@ -69,53 +68,6 @@ def quaternion_to_matrix(quaternion: Tensor) -> Tensor:
         (2 * (xz - wy), 2 * (yz + wx), 1 - 2 * (xx + yy)),
     )
     return torch.stack([torch.stack(row, dim=-1) for row in rows], dim=-2)
-
-
-def matrix_to_quaternion(matrix: Tensor) -> Tensor:
-    r"""Converts rotation matrices to unit quaternions :math:`(w, x, y, z)` with
-    :math:`w \geq 0`.
-
-    Each quaternion is read from whichever of :math:`4w^2, 4x^2, 4y^2, 4z^2` (all linear in
-    the matrix entries) is largest, so the division is never by a small number; this is
-    accurate for every rotation, including those by 180 degrees.
-
-    Args:
-        matrix (torch.Tensor): Rotation matrices :obj:`[..., 3, 3]`.
-
-    :rtype: :class:`torch.Tensor` :obj:`[..., 4]`
-    """
-    _check_last_dims(matrix, (3, 3), "matrix")
-    m = matrix
-    m00, m11, m22 = m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]
-    # 4 * (w^2, x^2, y^2, z^2) from the diagonal.
-    squares = torch.stack(
-        [
-            1 + m00 + m11 + m22,
-            1 + m00 - m11 - m22,
-            1 - m00 + m11 - m22,
-            1 - m00 - m11 + m22,
-        ],
-        dim=-1,
-    )
-    # 4 * (w, x, y, z) times one component, from the off-diagonal sums and differences:
-    # candidate i holds 4 * q * q_i, valid wherever q_i is the largest component.
-    zyx = m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]
-    sym = m[..., 0, 1] + m[..., 1, 0], m[..., 0, 2] + m[..., 2, 0], m[..., 1, 2] + m[..., 2, 1]
-    s = squares.unbind(-1)
-    candidates = torch.stack(
-        [
-            torch.stack([s[0], zyx[0], zyx[1], zyx[2]], dim=-1),
-            torch.stack([zyx[0], s[1], sym[0], sym[1]], dim=-1),
-            torch.stack([zyx[1], sym[0], s[2], sym[2]], dim=-1),
-            torch.stack([zyx[2], sym[1], sym[2], s[3]], dim=-1),
-        ],
-        dim=-2,
-    )
-    best = squares.argmax(dim=-1)
-    index = best[..., None, None].expand(*best.shape, 1, 4)
-    q = candidates.gather(-2, index).squeeze(-2)
-    q = torch.nn.functional.normalize(q, dim=-1)
-    return torch.where(q[..., :1] < 0, -q, q)
 
 
 def _axis_rotation(axis: str, angle: Tensor) -> Tensor:
@@ -312,7 +264,7 @@ def rotate_points(pos: Tensor, rotation: Tensor, batch: Optional[Tensor] = None)
         return pos @ rotation.transpose(0, 1)
     if rotation.dim() != 3:
         raise ValueError(f"rotation must have shape [B, 3, 3] (got {list(rotation.shape)})")
-    batch = check_batch(batch, pos)
+    batch, _ = check_cloud_batch(batch, pos)
     if batch.numel() > 0 and int(batch[-1]) >= rotation.size(0):
         raise ValueError(
             f"batch refers to cloud {int(batch[-1])} but rotation holds only "

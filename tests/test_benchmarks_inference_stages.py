@@ -1,5 +1,5 @@
-r"""The scaling profile of SampleNet inference: its smoke run writes complete results whose
-slopes are those of its own times."""
+r"""benchmarks/inference_stages.py, SampleNet inference timed stage by stage: its smoke run
+writes complete results whose slopes are those of its own times."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "benchmarks/scaling_profile.py", *args]
+    cmd = [sys.executable, "benchmarks/inference_stages.py", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
 
 
@@ -24,7 +24,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
 def test_smoke_run_writes_every_stage(tmp_path):
     proc = run("--smoke", "--backend", "torch", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads((tmp_path / "scaling_profile.json").read_text())
+    report = json.loads((tmp_path / "inference_stages.json").read_text())
     assert report["metadata"]["command"].endswith(f"--smoke --backend torch --out {tmp_path}")
     sizes = report["settings"]["sizes"]
     assert report["settings"]["backend"] == "torch" and len(sizes) >= 2
@@ -40,13 +40,13 @@ def test_smoke_run_writes_every_stage(tmp_path):
         # Least-squares slope of log time on log N, recomputed here with numpy.
         expected = np.polyfit(np.log(sizes), np.log([times[str(n)] for n in sizes]), 1)[0]
         assert report["slopes"][stage] == pytest.approx(expected)
-    table = (tmp_path / "scaling_profile.md").read_text()
+    table = (tmp_path / "inference_stages.md").read_text()
     assert all(f"| {stage} |" in table for stage in stages)
     assert "Neighbour back-end: torch." in table and "## Targets" not in table
-    assert (tmp_path / "scaling_profile.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "inference_stages.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_rejects_a_single_size(tmp_path):
     proc = run("--sizes", "1000", "--out", str(tmp_path))
     assert proc.returncode == 2 and "at least two distinct sizes" in proc.stderr
-    assert not (tmp_path / "scaling_profile.json").exists()
+    assert not (tmp_path / "inference_stages.json").exists()

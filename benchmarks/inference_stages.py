@@ -8,7 +8,8 @@ bounds that slope. The stages, in the order the sampler runs them:
 - ``network``: the point MLP, max-pool and head (:meth:`SampleNet.simplify`);
 - ``matching``: the nearest input point of every simplified point
   (:func:`tg_samplenet.ops.nearest_index`, :math:`M` queries into the :math:`N` points);
-- ``de-duplication``: :func:`tg_samplenet.ops.first_occurrence` on the matched indices;
+- ``matching + de-duplication``: the same with repeats removed per cloud
+  (:func:`tg_samplenet.ops.hard_sample` without the completion);
 - ``completion: distances``: the distance of every input point to the matched set, where
   continued farthest point sampling starts (:math:`N` queries into the matched points);
 - ``completion: total``: :func:`tg_samplenet.ops.farthest_point_sampling` continued from
@@ -16,17 +17,16 @@ bounds that slope. The stages, in the order the sampler runs them:
 
 Inputs are those of ``benchmarks/speed.py``: one cloud uniform on the unit sphere
 (:func:`reproduction.testing.sphere_clouds`) and a SampleNet whose simplified points lie
-near it, as a trained sampler's do
-(:func:`reproduction.benchmarking.surface_sampler`).
+near it, as a trained sampler's do (:func:`reproduction.testing.surface_sampler`).
 
 .. code-block:: bash
 
-    python benchmarks/scaling_profile.py                          # 16k, 100k, 1M points
-    python benchmarks/scaling_profile.py --backend torch          # the plain-torch back-end
-    python benchmarks/scaling_profile.py --smoke --out /tmp/p     # seconds
+    python benchmarks/inference_stages.py                          # 16k, 100k, 1M points
+    python benchmarks/inference_stages.py --backend torch          # the plain-torch back-end
+    python benchmarks/inference_stages.py --smoke --out /tmp/p     # seconds
 
-Writes :obj:`scaling_profile.json`, :obj:`scaling_profile.md` and
-:obj:`scaling_profile.png` into :obj:`--out` and prints the Markdown.
+Writes :obj:`inference_stages.json`, :obj:`inference_stages.md` and
+:obj:`inference_stages.png` into :obj:`--out` and prints the Markdown.
 """
 
 from __future__ import annotations
@@ -43,15 +43,22 @@ from typing import Any, Optional, Sequence
 import torch
 from tqdm import tqdm
 
-import reproduction.benchmarking as bench
-from reproduction.environment import metadata_markdown, run_metadata
-from reproduction.reporting import markdown_table
-from reproduction.testing import sphere_clouds
+from reproduction.benchmarking import loglog_slope, time_call
+from reproduction.environment import run_metadata
+from reproduction.plots import plot_loglog
+from reproduction.reporting import (
+    format_seconds,
+    format_value,
+    markdown_table,
+    metadata_markdown,
+    write_json,
+)
+from reproduction.testing import sphere_clouds, surface_sampler
 from tg_samplenet.ops import (
     available_backends,
     farthest_point_sampling,
-    first_occurrence,
     get_backend,
+    hard_sample,
     nearest_index,
     sample_counts,
     use_backend,
@@ -63,7 +70,7 @@ RATIO = 1 / 32
 STAGES = (
     "network",
     "matching",
-    "de-duplication",
+    "matching + de-duplication",
     "completion: distances",
     "completion: total",
     "SampleNet inference (all)",
@@ -75,19 +82,20 @@ def stage_calls(num_points: int, device: str) -> tuple[dict[str, Any], dict[str,
     the previous stages produced (computed once, outside the timing), and the counts."""
     num_samples = int(sample_counts(torch.tensor([num_points]), ratio=RATIO))
     pos, batch = sphere_clouds(num_points, 1, device=device)
-    sampler = bench.surface_sampler(num_samples).to(device).eval()
+    sampler = surface_sampler(num_samples).to(device).eval()
     counts = torch.tensor([num_samples], device=device)
     with torch.no_grad():
         simplified = sampler.simplify(pos, batch, 1).reshape(-1, 3)
     simplified_batch = torch.zeros(simplified.size(0), dtype=torch.long, device=device)
-    matched = nearest_index(pos, simplified, batch, simplified_batch)
-    unique = matched[first_occurrence(matched)]
+    unique = hard_sample(pos, batch, simplified, simplified_batch, counts, complete=False)
     missing = counts - unique.numel()
     unique_batch = torch.zeros_like(unique)
     calls = {
         "network": torch.no_grad()(lambda: sampler.simplify(pos, batch, 1)),
         "matching": lambda: nearest_index(pos, simplified, batch, simplified_batch),
-        "de-duplication": lambda: first_occurrence(matched),
+        "matching + de-duplication": lambda: hard_sample(
+            pos, batch, simplified, simplified_batch, counts, complete=False
+        ),
         "completion: distances": lambda: nearest_index(pos[unique], pos, unique_batch, batch),
         "completion: total": lambda: farthest_point_sampling(pos, batch, missing, unique),
         "SampleNet inference (all)": torch.no_grad()(lambda: sampler(pos, batch, ratio=RATIO)),
@@ -103,8 +111,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         share = times[-1] / report["times_s"]["SampleNet inference (all)"][str(sizes[-1])]
         rows.append(
             [stage]
-            + [bench.format_seconds(t) for t in times]
-            + [f"{100 * share:.0f}%", bench.format_value(report["slopes"][stage])]
+            + [format_seconds(t) for t in times]
+            + [f"{100 * share:.0f}%", format_value(report["slopes"][stage])]
         )
     header = (
         ["stage"]
@@ -152,28 +160,25 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     times: dict[str, dict[str, float]] = {stage: {} for stage in STAGES}
     counts = []
     with use_backend(args.backend):
-        for n in tqdm(sizes, desc="scaling profile", unit="size"):
+        for n in tqdm(sizes, desc="inference stages", unit="size"):
             calls, info = stage_calls(n, args.device)
             counts.append(info)
             for stage in STAGES:
-                timing = bench.time_call(calls[stage], min_run_time=args.min_run_time)
-                times[stage][str(n)] = timing.median
-    slopes = {
-        stage: bench.loglog_slope(sizes, [times[stage][str(n)] for n in sizes]) for stage in STAGES
-    }
+                times[stage][str(n)] = time_call(calls[stage], args.min_run_time).median
+    slopes = {stage: loglog_slope(sizes, [times[stage][str(n)] for n in sizes]) for stage in STAGES}
     report = {
-        "metadata": run_metadata("benchmarks/scaling_profile.py", argv, args.device),
+        "metadata": run_metadata("benchmarks/inference_stages.py", argv, args.device),
         "settings": {"sizes": sizes, "ratio": RATIO, "backend": args.backend},
         "counts": counts,
         "times_s": times,
         "slopes": slopes,
     }
     markdown = render_markdown(report)
-    bench.write_json(os.path.join(args.out, "scaling_profile.json"), report)
-    with open(os.path.join(args.out, "scaling_profile.md"), "w") as f:
+    write_json(os.path.join(args.out, "inference_stages.json"), report)
+    with open(os.path.join(args.out, "inference_stages.md"), "w") as f:
         f.write(markdown + "\n")
-    bench.plot_loglog(
-        os.path.join(args.out, "scaling_profile.png"),
+    plot_loglog(
+        os.path.join(args.out, "inference_stages.png"),
         {"B = 1, ratio 1/32": {s: (sizes, [times[s][str(n)] for n in sizes]) for s in STAGES}},
         "points per cloud N",
         "median time (s)",
