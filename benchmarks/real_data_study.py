@@ -51,7 +51,6 @@ from dataclasses import asdict, replace
 from typing import Any, Callable, Optional
 
 import torch
-from tg_samplenet.ops.distinct_matching import distinct_sample
 from torch_geometric.loader import DataLoader
 from tqdm import tqdm
 
