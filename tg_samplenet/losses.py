@@ -402,16 +402,19 @@ def progressive_loss(
     present = torch.bincount(batch, minlength=B) > 0
     if not bool(present.any()):
         raise InputError("pos", "pos holds no points: the loss over no clouds is undefined")
-    # A simplified point's nearest input point does not depend on the prefix it is in.
-    to_input = _nn_squared(out.simplified, pos, simplified_batch, batch, B)
+    # A simplified point's nearest input point does not depend on the prefix it is in: one
+    # search for the longest prefix serves every size.
     rank = rank_in_cloud(simplified_batch, B)
+    used = rank < max(control_sizes)
+    simplified, simplified_batch, rank = out.simplified[used], simplified_batch[used], rank[used]
+    to_input = _nn_squared(simplified, pos, simplified_batch, batch, B)
     total = pos.new_zeros(())
     for size in control_sizes:
         part = out.prefix(size)
         keep = rank < size
         simplification = _simplification(
             to_input[keep],
-            out.simplified[keep],
+            simplified[keep],
             pos,
             simplified_batch[keep],
             batch,

@@ -201,6 +201,12 @@ def fit_sampler(
     epochs = check_positive_int(epochs, "epochs")
     lr = check_number(lr, "lr", positive=True)
     check_choice(reduction, "reduction", ("sum", "mean"))
+    if control_sizes is not None:
+        if isinstance(control_sizes, (str, bytes)) or not hasattr(control_sizes, "__iter__"):
+            raise InputTypeError("control_sizes", "control_sizes must be a sequence of ints")
+        control_sizes = [check_positive_int(size, "control_sizes") for size in control_sizes]
+        if not control_sizes:
+            raise InputError("control_sizes", "control_sizes needs at least one size")
     _check_first_batch(loader, inputs)
     weights: dict[str, float] = {} if loss_weights is None else asdict(loss_weights)
     if temperature is not None and not temperature.learned:
@@ -208,9 +214,12 @@ def fit_sampler(
     if device is None:
         device = next(sampler.parameters()).device
 
+    # A progressive sampler projects only the points its largest control size uses.
+    largest = max(control_sizes) if sampler.progressive and control_sizes else None
+
     def loss_fn(data) -> Tensor:
         pos, batch, num_clouds = inputs(data)
-        result = sampler(pos, batch, num_clouds=num_clouds)
+        result = sampler(pos, batch, num_samples=largest, num_clouds=num_clouds)
         if sampler.progressive:
             return progressive_loss(
                 lambda part: task_loss(part, data),
