@@ -65,6 +65,7 @@ class FPSPerLayer(torch.nn.Module):
             s for s in layers.values() if isinstance(s, torch.nn.Module)
         )
         # Plain lists: the model's layers must not become submodules of this one.
+        self._layers: list[torch.nn.Module] = list(layers)
         self._routes: list[Callable[..., Tensor]] = list(layers.values())
         self._running: list[int] = []
         self._default = default
@@ -80,6 +81,16 @@ class FPSPerLayer(torch.nn.Module):
 
     def _leave(self):
         self._running.pop()
+
+    @property
+    def routes(self) -> dict[torch.nn.Module, Callable[..., Tensor]]:
+        r"""Each layer and the fps-signature callable it calls."""
+        return dict(zip(self._layers, self._routes))
+
+    @property
+    def default(self) -> Optional[Callable[..., Tensor]]:
+        r"""What a call outside all the layers runs."""
+        return self._default
 
     def remove(self):
         r"""Takes the hooks off the layers."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+import torch
 from torch import Tensor
 
 from tg_samplenet.nn.weighted_gather import weighted_gather
@@ -37,6 +38,9 @@ class SampleNetOutput:
         neighbors (torch.LongTensor, optional): :obj:`[M, k]` their neighbour indices.
         sigma (torch.Tensor, optional): The projection's :math:`\sigma = t^2 + \sigma_{\min}`
             (:obj:`None` without projection); its projection loss.
+        straight_through (bool): Training output of a :obj:`straight_through` sampler:
+            :obj:`pos` and :meth:`carry` give the hard sample's values with the soft
+            projection's gradient. (default: :obj:`False`)
     """
 
     pos: Tensor
@@ -48,6 +52,7 @@ class SampleNetOutput:
     weights: Optional[Tensor] = None
     neighbors: Optional[Tensor] = None
     sigma: Optional[Tensor] = field(default=None)
+    straight_through: bool = False
 
     def carry(self, src: Tensor) -> Tensor:
         r"""Takes any per-point tensor :obj:`src` :obj:`[N, *]` of the input (features,
@@ -61,7 +66,10 @@ class SampleNetOutput:
         """
         if self.weights is None or self.neighbors is None:
             return weighted_gather(src, self.index)
-        return weighted_gather(src, self.neighbors, self.weights)
+        mixed = weighted_gather(src, self.neighbors, self.weights)
+        if self.straight_through and torch.is_floating_point(src):
+            return weighted_gather(src, self.index) + (mixed - mixed.detach())
+        return mixed
 
     def prefix(self, size: int) -> SampleNetOutput:
         r"""The first :obj:`size` output points of each cloud (a progressive sampler's
@@ -79,4 +87,5 @@ class SampleNetOutput:
             weights=None if self.weights is None else self.weights[keep],
             neighbors=None if self.neighbors is None else self.neighbors[keep],
             sigma=self.sigma,
+            straight_through=self.straight_through,
         )

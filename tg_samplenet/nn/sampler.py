@@ -99,6 +99,13 @@ class SampleNet(torch.nn.Module):
             gradient mostly along the surface, and scaled down. Beyond the paper; see the
             results on real scans in the documentation. (default: :obj:`False`, the
             paper's gradient)
+        straight_through (bool, optional): In training, give the task the hard sample that
+            eval mode takes (the matched input points, completed by farthest point sampling
+            up to the requested count) with the gradient of the soft projection where a
+            simplified point owns the sample point (a straight-through estimator,
+            `Bengio et al. (2013) <https://arxiv.org/abs/1308.3432>`_): for samplers trained
+            jointly with the network that consumes their points, which then never sees soft
+            points it will not get at inference. (default: :obj:`False`)
         point_channels (tuple of int, optional): Widths of the per-point MLP.
             (default: :obj:`(64, 64, 64, 128, 128)`)
         head_channels (tuple of int, optional): Widths of the hidden layers of the head.
@@ -123,6 +130,7 @@ class SampleNet(torch.nn.Module):
         min_sigma: float = 1e-4,
         learn_temperature: bool = True,
         residual_gradient: bool = False,
+        straight_through: bool = False,
         point_channels: tuple[int, ...] = (64, 64, 64, 128, 128),
         head_channels: tuple[int, ...] = (256, 256, 256),
     ):
@@ -135,6 +143,7 @@ class SampleNet(torch.nn.Module):
             (progressive, "progressive"),
             (learn_temperature, "learn_temperature"),
             (residual_gradient, "residual_gradient"),
+            (straight_through, "straight_through"),
         ]:
             check_bool(flag, name)
         check_choice(matching, "matching", MATCHINGS)
@@ -152,6 +161,7 @@ class SampleNet(torch.nn.Module):
         self.matching = matching
         self.max_matched = max_matched
         self.residual_gradient = residual_gradient
+        self.straight_through = straight_through
         self.point_channels = tuple(point_channels)
         self.head_channels = tuple(head_channels)
         self._config = dict(
@@ -166,6 +176,7 @@ class SampleNet(torch.nn.Module):
             min_sigma=min_sigma,
             learn_temperature=learn_temperature,
             residual_gradient=residual_gradient,
+            straight_through=straight_through,
             point_channels=list(point_channels),
             head_channels=list(head_channels),
         )
@@ -327,7 +338,7 @@ class SampleNet(torch.nn.Module):
                 counts = cloud_sizes(batch[index], B)
             return SampleNetOutput(pos[index], index, batch[index], counts, **parts)
 
-        counts = counts.clamp(max=m)
+        requested, counts = counts, counts.clamp(max=m)
         keep = select(rank_in_cloud(simplified_batch, B) < counts[simplified_batch])
         query, query_batch = simplified[keep], simplified_batch[keep]
         if self.skip_projection:
@@ -340,9 +351,36 @@ class SampleNet(torch.nn.Module):
         projected = proj.pos
         if self.residual_gradient:  # the same values, gradient I + dPi/dq
             projected = projected + (query - query.detach())
+        if self.straight_through:
+            return self._straight_through(pos, batch, requested, proj, projected, sigma, parts)
         return SampleNetOutput(
             projected, index, query_batch, counts, **parts,
             weights=proj.weights, neighbors=proj.neighbors, sigma=sigma,
+        )  # fmt: skip
+
+    def _straight_through(self, pos, batch, counts, proj, projected, sigma, parts):
+        # The eval-mode sample of the same simplified points; each sample point takes the
+        # gradient of the first query whose nearest input point it is (none for points of
+        # the farthest point completion).
+        with torch.no_grad():
+            index = torch.ops.tg_samplenet.match_sample(
+                pos.detach(), batch, parts["simplified"].detach(), parts["simplified_batch"],
+                counts, self.matching, self.max_matched, True,
+            )  # fmt: skip
+            M = proj.neighbors.size(0)
+            owner = torch.full_like(batch, M).scatter_reduce(
+                0, proj.neighbors[:, 0], torch.arange(M, device=pos.device), "amin"
+            )[index]
+            found = owner < M
+            rows = owner.clamp(max=max(M - 1, 0))
+            one_hot = proj.weights.new_zeros((index.numel(), proj.weights.size(1)))
+            one_hot[:, 0] = 1.0
+        weights = torch.where(found.unsqueeze(1), proj.weights[rows], one_hot)
+        neighbors = torch.where(found.unsqueeze(1), proj.neighbors[rows], index.unsqueeze(1))
+        soft = torch.where(found.unsqueeze(1), projected[rows], pos[index])
+        return SampleNetOutput(
+            pos[index] + (soft - soft.detach()), index, batch[index], counts, **parts,
+            weights=weights, neighbors=neighbors, sigma=sigma, straight_through=True,
         )  # fmt: skip
 
     def save(self, path: Union[str, os.PathLike], metadata: Optional[dict[str, Any]] = None):
@@ -402,6 +440,8 @@ class SampleNet(torch.nn.Module):
             extra += ", complete_fps=False"
         if self.residual_gradient:
             extra += ", residual_gradient=True"
+        if self.straight_through:
+            extra += ", straight_through=True"
         if self.matching != "nearest":
             extra += f", matching={self.matching!r}"
             if self.max_matched is not None:

@@ -11,6 +11,7 @@ from tg_samplenet.training.fit import (
     freeze,
 )
 from tg_samplenet.training.loop import fit, fit_model, learning_rate_schedule, seed_everything
+from tg_samplenet.training.upgrade import upgrade_fps
 
 __all__ = [
     "LossWeights",
@@ -22,4 +23,5 @@ __all__ = [
     "freeze",
     "learning_rate_schedule",
     "seed_everything",
+    "upgrade_fps",
 ]

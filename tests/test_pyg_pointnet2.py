@@ -1,0 +1,164 @@
+r"""PyG's own PointNet++ (``pyg_pointnet2_model``, written as PyG's example) on this library:
+swapping its module's ``fps`` and ``radius`` for :mod:`tg_samplenet.ops`' is all it takes to
+run it on a pip install of PyG 2.8 (no pyg-lib, no compiled extension), and
+:func:`~tg_samplenet.training.upgrade_fps` swaps learned samplers into its layers."""
+
+import importlib
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch_geometric.data import Data
+from torch_geometric.loader import DataLoader
+
+import tg_samplenet.ops
+from tg_samplenet import SampleNet, SampleNetFPS
+from tg_samplenet.training import upgrade_fps
+
+
+@pytest.fixture
+def pointnet2(monkeypatch):
+    module = importlib.import_module("pyg_pointnet2_model")
+    monkeypatch.setattr(module, "fps", tg_samplenet.ops.fps)
+    monkeypatch.setattr(module, "radius", tg_samplenet.ops.radius)
+    return module
+
+
+def shapes(num_clouds=24, num_points=128, seed=0):
+    # Two classes: points on a sphere, points in a flat box.
+    g = torch.Generator().manual_seed(seed)
+    clouds = []
+    for i in range(num_clouds):
+        pos = torch.randn(num_points, 3, generator=g)
+        if i % 2:
+            pos = pos * torch.tensor([1.0, 1.0, 0.05])
+        pos = pos / pos.norm(dim=1).max()
+        clouds.append(Data(pos=pos, y=torch.tensor([i % 2])))
+    return clouds
+
+
+def train(model, loader, steps):
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _, data in zip(range(steps), loader):
+        loss = F.nll_loss(model(data), data.y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    # A few fast steps leave BatchNorm's running statistics behind the weights: average them
+    # over one pass at the final weights.
+    with torch.no_grad():
+        for norm in model.modules():
+            if isinstance(norm, torch.nn.modules.batchnorm._BatchNorm):
+                norm.reset_running_stats()
+                norm.momentum = None
+        for data in loader:
+            model(data)
+    return float(loss.detach())
+
+
+def accuracy(model, loader):
+    model.eval()
+    with torch.no_grad():
+        right = sum(int((model(d).argmax(-1) == d.y).sum()) for d in loader)
+    return right / len(loader.dataset)
+
+
+def test_pygs_pointnet2_runs_and_learns_on_the_librarys_fps_and_radius(pointnet2):
+    torch.manual_seed(0)
+    model = pointnet2.Net(num_classes=2)
+    loader = DataLoader(shapes(), batch_size=8, shuffle=True)
+    first = F.nll_loss(model(next(iter(loader))), next(iter(loader)).y)
+    for _ in range(6):
+        last = train(model, loader, 3)
+    assert last < float(first)
+    assert accuracy(model, DataLoader(shapes(seed=1), batch_size=8)) > 0.9
+
+
+def test_upgrade_swaps_learned_samplers_into_the_layers_and_trains_them(pointnet2, tmp_path):
+    torch.manual_seed(0)
+    model = pointnet2.Net(num_classes=2)
+    loader = DataLoader(shapes(), batch_size=8, shuffle=True)
+    for _ in range(6):
+        train(model, loader, 3)
+    model.sa1_module.ratio = 1 / 8  # 16 centres of 128
+    sampler = SampleNet(8, k=4)  # 8 learned, 8 completed by farthest points
+    before = {k: v.clone() for k, v in sampler.state_dict().items()}
+
+    def task_loss(data):
+        return F.nll_loss(model(data), data.y)
+
+    result = upgrade_fps(
+        model,
+        {model.sa1_module: sampler},
+        task_loss,
+        loader,
+        epochs=2,
+        module=pointnet2,
+        train_model=True,
+        checkpoint=tmp_path / "upgrade.pt",
+        progress=False,
+    )
+    fps = result[model.sa1_module]
+    assert isinstance(fps, SampleNetFPS) and fps.sampler is sampler and not sampler.training
+    assert not sampler.straight_through
+    moved = [k for k, v in sampler.state_dict().items() if not torch.equal(v, before[k])]
+    assert any("head" in k for k in moved) and any("point_mlp" in k for k in moved)
+    # The module's fps now routes sa1's calls to the sampler and the others to fps.
+    data = next(iter(DataLoader(shapes(seed=2), batch_size=8)))
+    with torch.no_grad():
+        model.eval()
+        centres = sampler.sample(data.pos, data.batch, ratio=1 / 8)
+        seen = {}
+
+        def spy(layer, args, output):
+            seen[layer] = output
+
+        hook = model.sa1_module.register_forward_hook(spy)
+        model(data)
+        hook.remove()
+    assert torch.equal(seen[model.sa1_module][1], data.pos[centres])
+    assert seen[model.sa1_module][1].size(0) == 8 * 16
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_an_interrupted_upgrade_resumes_to_the_same_weights(pointnet2, tmp_path):
+    def run(checkpoint, stop_after=None):
+        torch.manual_seed(0)
+        model = pointnet2.Net(num_classes=2)
+        sampler = SampleNet(8, k=4)
+        loader = DataLoader(shapes(), batch_size=8, shuffle=True)
+        calls = []
+
+        def task_loss(data):
+            if stop_after is not None and len(calls) == stop_after:
+                raise Interrupted  # as a killed run stops
+            calls.append(1)
+            return F.nll_loss(model(data), data.y)
+
+        try:
+            upgrade_fps(
+                model,
+                {model.sa1_module: sampler},
+                task_loss,
+                loader,
+                epochs=3,
+                module=pointnet2,
+                train_model=True,
+                checkpoint=checkpoint,
+                progress=False,
+            )
+        finally:
+            pointnet2.fps = tg_samplenet.ops.fps  # each run starts from plain fps
+        return sampler.state_dict(), model.state_dict()
+
+    straight = run(tmp_path / "a.pt")
+    with pytest.raises(Interrupted):
+        run(tmp_path / "b.pt", stop_after=4)  # in the second epoch of three batches
+    resumed = run(tmp_path / "b.pt")
+    for want, got in zip(straight, resumed):
+        for name in want:
+            assert torch.equal(want[name], got[name]), name
