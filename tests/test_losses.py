@@ -175,7 +175,7 @@ def test_progressive_loss_is_the_sum_over_control_sizes(trained_output, reductio
 def test_progressive_loss_rejects_bad_arguments(trained_output):
     sampler, pos, batch = trained_output
     out = sampler(pos, batch)
-    with pytest.raises(ValueError, match="reduction must be one of 'sum', 'mean'"):
+    with pytest.raises(ValueError, match="reduction must be 'sum' or 'mean'"):
         progressive_loss(lambda part: part.pos.sum(), out, pos, batch, reduction="none")
     with pytest.raises(ValueError, match="at least one control size"):
         progressive_loss(lambda part: part.pos.sum(), out, pos, batch, control_sizes=[])

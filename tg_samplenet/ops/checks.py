@@ -243,8 +243,9 @@ def check_number(
 def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
     r"""Checks that :obj:`value` is one of the strings :obj:`choices`."""
     if not isinstance(value, str) or value not in choices:
-        options = ", ".join(repr(c) for c in choices)
-        raise InputError(name, f"{name} must be one of {options} (got {value!r})")
+        names = [repr(c) for c in choices]
+        options = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+        raise InputError(name, f"{name} must be {options} (got {value!r})")
     return value
 
 
