@@ -168,7 +168,9 @@ def upgrade_fps(
         sampler.to(device).straight_through = True
         fps = training_fps[layer] = _CentresInTraining(sampler)
         _install(layer, fps, module)
-        hooks.append(layer.register_forward_pre_hook(_sampling_hook(fps, outputs), with_kwargs=True))
+        hooks.append(
+            layer.register_forward_pre_hook(_sampling_hook(fps, outputs), with_kwargs=True)
+        )
 
     params = [p for s in samplers.values() for p in s.parameters()]
     groups = [{"params": params, "lr": lr}]
