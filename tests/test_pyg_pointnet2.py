@@ -93,7 +93,8 @@ def test_upgrade_swaps_learned_samplers_into_the_layers_and_trains_them(pointnet
         {model.sa1_module: sampler},
         task_loss,
         loader,
-        epochs=2,
+        epochs=3,
+        imitate_epochs=1,
         module=pointnet2,
         train_model=True,
         checkpoint=tmp_path / "upgrade.pt",
@@ -162,3 +163,43 @@ def test_an_interrupted_upgrade_resumes_to_the_same_weights(pointnet2, tmp_path)
     for want, got in zip(straight, resumed):
         for name in want:
             assert torch.equal(want[name], got[name]), name
+
+
+def test_imitating_fps_brings_the_simplified_points_to_the_farthest_points(pointnet2):
+    # Samplers trained only to imitate fps (every epoch but the last, which the test stops
+    # before) cover the cloud: their points lie closer to the cloud's farthest points than an
+    # untrained sampler's.
+    from tg_samplenet import chamfer_distance
+    from tg_samplenet.ops import farthest_point_sampling
+
+    torch.manual_seed(0)
+    model = pointnet2.Net(num_classes=2)
+    loader = DataLoader(shapes(), batch_size=8, shuffle=True)
+    sampler = SampleNet(16, k=4, head_norm=False)  # eval mode as training: no head BatchNorm
+    data = next(iter(DataLoader(shapes(seed=3), batch_size=8)))
+    counts = torch.full((8,), 16)
+
+    def distance():
+        sampler.eval()
+        with torch.no_grad():
+            q = sampler.simplify(data.pos, data.batch, 8).reshape(-1, 3)
+            target = farthest_point_sampling(data.pos, data.batch, counts)
+            q_batch = torch.arange(8).repeat_interleave(16)
+            return float(chamfer_distance(q, data.pos[target], q_batch, data.batch[target]))
+
+    before = distance()
+    calls = []
+
+    def task_loss(data):
+        if len(calls) == 3 * 6:  # six epochs of imitation, then stop
+            raise Interrupted
+        calls.append(1)
+        return F.nll_loss(model(data), data.y)
+
+    with pytest.raises(Interrupted):
+        upgrade_fps(
+            model, {model.sa1_module: sampler}, task_loss, loader, epochs=7, imitate_epochs=6,
+            lr=1e-2, module=pointnet2, progress=False,
+        )  # fmt: skip
+    pointnet2.fps = tg_samplenet.ops.fps
+    assert distance() < 0.7 * before

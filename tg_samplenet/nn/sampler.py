@@ -106,6 +106,10 @@ class SampleNet(torch.nn.Module):
             `Bengio et al. (2013) <https://arxiv.org/abs/1308.3432>`_): for samplers trained
             jointly with the network that consumes their points, which then never sees soft
             points it will not get at inference. (default: :obj:`False`)
+        head_norm (bool, optional): BatchNorm in the head's hidden layers. Without it the
+            head maps a cloud alone, as it will in eval mode, not through the statistics of
+            its training batch: a sampler trained jointly then samples alike in both modes.
+            (default: :obj:`True`)
         point_channels (tuple of int, optional): Widths of the per-point MLP.
             (default: :obj:`(64, 64, 64, 128, 128)`)
         head_channels (tuple of int, optional): Widths of the hidden layers of the head.
@@ -131,6 +135,7 @@ class SampleNet(torch.nn.Module):
         learn_temperature: bool = True,
         residual_gradient: bool = False,
         straight_through: bool = False,
+        head_norm: bool = True,
         point_channels: tuple[int, ...] = (64, 64, 64, 128, 128),
         head_channels: tuple[int, ...] = (256, 256, 256),
     ):
@@ -144,6 +149,7 @@ class SampleNet(torch.nn.Module):
             (learn_temperature, "learn_temperature"),
             (residual_gradient, "residual_gradient"),
             (straight_through, "straight_through"),
+            (head_norm, "head_norm"),
         ]:
             check_bool(flag, name)
         check_choice(matching, "matching", MATCHINGS)
@@ -162,6 +168,7 @@ class SampleNet(torch.nn.Module):
         self.max_matched = max_matched
         self.residual_gradient = residual_gradient
         self.straight_through = straight_through
+        self.head_norm = head_norm
         self.point_channels = tuple(point_channels)
         self.head_channels = tuple(head_channels)
         self._config = dict(
@@ -177,6 +184,7 @@ class SampleNet(torch.nn.Module):
             learn_temperature=learn_temperature,
             residual_gradient=residual_gradient,
             straight_through=straight_through,
+            head_norm=head_norm,
             point_channels=list(point_channels),
             head_channels=list(head_channels),
         )
@@ -191,8 +199,8 @@ class SampleNet(torch.nn.Module):
         )
         self.head = MLP(
             [point_channels[-1], *head_channels, 3 * num_out_points],
-            norm="batch_norm",
-            norm_kwargs={"allow_single_element": True},
+            norm="batch_norm" if head_norm else None,
+            norm_kwargs={"allow_single_element": True} if head_norm else None,
         )
         self.projection = SoftProjection(k, initial_temperature, min_sigma, learn_temperature)
         self.reset_parameters()
@@ -442,6 +450,8 @@ class SampleNet(torch.nn.Module):
             extra += ", residual_gradient=True"
         if self.straight_through:
             extra += ", straight_through=True"
+        if not self.head_norm:
+            extra += ", head_norm=False"
         if self.matching != "nearest":
             extra += f", matching={self.matching!r}"
             if self.max_matched is not None:
@@ -469,6 +479,10 @@ def _folded(mlp: MLP) -> tuple[list[Tensor], list[Tensor]]:
     # folded into its Linear: x @ weight + bias, then ReLU (not its plain last layer).
     weights, biases = [], []
     for lin, norm in zip(mlp.lins, mlp.norms):
+        if not hasattr(norm, "module"):  # no normalisation
+            weights.append(lin.weight.t().contiguous())
+            biases.append(lin.bias)
+            continue
         bn = norm.module
         scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
         weights.append((lin.weight * scale.unsqueeze(1)).t().contiguous())

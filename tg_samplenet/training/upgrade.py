@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable, Optional, Union
 import torch
 from torch import Tensor
 
-from tg_samplenet.losses import samplenet_loss
+from tg_samplenet.losses import chamfer_distance, samplenet_loss
 from tg_samplenet.nn.fps_drop_in import SampleNetFPS
 from tg_samplenet.nn.fps_per_layer import FPSPerLayer
 from tg_samplenet.nn.sampler import SampleNet
@@ -20,9 +20,11 @@ from tg_samplenet.ops.checks import (
     InputError,
     InputTypeError,
     check_bool,
+    check_int,
     check_number,
     check_positive_int,
 )
+from tg_samplenet.ops.farthest_point import farthest_point_sampling
 from tg_samplenet.training.fit import LossWeights
 from tg_samplenet.training.loop import fit, learning_rate_schedule, training_step
 
@@ -67,6 +69,7 @@ def upgrade_fps(
     loader: Iterable,
     *,
     epochs: int,
+    imitate_epochs: int = 0,
     lr: float = 1e-3,
     module: Optional[ModuleType] = None,
     train_model: bool = False,
@@ -96,7 +99,10 @@ def upgrade_fps(
         L = L_{task} + \sum_{\text{layers}} \left( \alpha L_s(Q, P) + \lambda \sigma \right)
 
     A sampler of fewer outputs than the centres a layer takes learns that many of them and
-    completes the rest by farthest point sampling continued from them.
+    completes the rest by farthest point sampling continued from them. With
+    :obj:`imitate_epochs`, the samplers first learn to imitate farthest point sampling on the
+    points their layers see (the Chamfer distance of their simplified points to as many
+    farthest points), so that the task's gradient meets centres that already cover the shape.
 
     .. code-block:: python
 
@@ -120,6 +126,8 @@ def upgrade_fps(
             from :obj:`loader` (it calls :obj:`model`).
         loader (iterable): The training batches (PyG :class:`~torch_geometric.data.Batch`).
         epochs (int): Epochs of fine-tuning.
+        imitate_epochs (int, optional): Epochs of imitating farthest point sampling first,
+            counted in :obj:`epochs`. (default: :obj:`0`)
         lr (float, optional): Adam's learning rate of the samplers. (default: :obj:`1e-3`)
         module (types.ModuleType, optional): The module whose global :obj:`fps` the layers
             call; :obj:`None` when they call :obj:`self.fps`. (default: :obj:`None`)
@@ -155,6 +163,9 @@ def upgrade_fps(
     if not callable(task_loss):
         raise InputTypeError("task_loss", "task_loss must be callable as task_loss(data)")
     epochs = check_positive_int(epochs, "epochs")
+    imitate_epochs = check_int(imitate_epochs, "imitate_epochs", minimum=0)
+    if imitate_epochs >= epochs:
+        raise InputError("imitate_epochs", "imitate_epochs must be fewer than epochs")
     lr = check_number(lr, "lr", positive=True)
     model_lr = check_number(model_lr, "model_lr", positive=True)
     check_bool(train_model, "train_model")
@@ -181,15 +192,22 @@ def upgrade_fps(
     optimizer = torch.optim.Adam(groups)
     scheduler = learning_rate_schedule(optimizer, "cosine", epochs * len(loader))  # type: ignore
 
+    epoch = [0]
+
     def objective(data) -> Tensor:
         outputs.clear()
         model.train(train_model)
         for sampler in samplers.values():
             sampler.train()
         loss = task_loss(data)
+        if epoch[0] < imitate_epochs:
+            return sum(_imitation(out, pos, batch) for out, pos, batch in outputs)
         for out, pos, batch in outputs:
             loss = samplenet_loss(loss, out, pos, batch, **weights)
         return loss
+
+    def epoch_start(number: int):
+        epoch[0] = number
 
     # A frozen model still passes gradients through to the samplers, but computes none of
     # its own.
@@ -201,7 +219,7 @@ def upgrade_fps(
     try:
         step = training_step(everything, objective, optimizer, scheduler, device)
         state = {"weights": everything, "optimizer": optimizer, "scheduler": scheduler}
-        fit(step, loader, epochs, checkpoint, state, "upgrade fps", None, progress)
+        fit(step, loader, epochs, checkpoint, state, "upgrade fps", epoch_start, progress)
     finally:
         for hook in hooks:
             hook.remove()
@@ -242,3 +260,17 @@ def _sampling_hook(fps: _CentresInTraining, outputs: list):
         return bound.args, bound.kwargs
 
     return hook
+
+
+def _imitation(out, pos: Tensor, batch: Optional[Tensor]) -> Tensor:
+    # The Chamfer distance of the simplified points to as many farthest points of the cloud.
+    batch = (
+        torch.zeros(pos.size(0), dtype=torch.long, device=pos.device) if batch is None else batch
+    )
+    B = out.counts.numel()
+    sizes = torch.bincount(batch, minlength=B)
+    m = torch.bincount(out.simplified_batch, minlength=B)
+    target = farthest_point_sampling(pos.detach(), batch, m.clamp(max=sizes), random_start=True)
+    return chamfer_distance(
+        out.simplified, pos.detach()[target], out.simplified_batch, batch[target]
+    )
