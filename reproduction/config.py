@@ -410,44 +410,54 @@ RECONSTRUCTION = {
 
 @dataclass(frozen=True, kw_only=True)
 class PointNet2Profile(Profile):
-    r"""PointNet++ with learned sampling: PyG's PointNet++ (:obj:`task_width` 1024 is its
-    width; the layers scale with it), its set-abstraction ratios and radii, how its learned
-    layers train (:class:`~reproduction.tasks.pointnet2.LearnedSAModule`) and the first-layer
-    ratios of the drop-in. The samplers train at :obj:`sampler_lr`, the network at
-    :obj:`task_lr`, for :obj:`task_epochs` together; :obj:`sampler_epochs` are those of the
-    drop-in's progressive sampler."""
+    r"""PointNet++ with a learned sampler in its first set abstraction: PyG's PointNet++
+    (:obj:`task_width` 1024 is its width; the layers scale with it), its first layer keeping
+    each of :obj:`first_ratios` of the points as centres (the second keeps :obj:`ratios[1]`
+    of those), trained for :obj:`task_epochs` at :obj:`task_lr`; a learned sampler that
+    learns :obj:`learned_share` of the first layer's centres (farthest point sampling
+    continued from them completes the rest), trained at :obj:`sampler_lr` after
+    :obj:`imitate_epochs` of imitating farthest point sampling; the upgrade of the trained
+    fps model fine-tunes for :obj:`finetune_epochs` at :obj:`finetune_lr`; every row for each
+    of :obj:`seeds`."""
 
     k: int = 7
     fixed_loss: LossWeights = CLASSIFICATION_LOSS
     progressive_loss: LossWeights = CLASSIFICATION_PROGRESSIVE_LOSS
     lr_schedule: str = "cosine"
+    sizes: tuple[int, ...] = ()
     train_sizes: tuple[int, ...] = ()
     ratios: tuple[float, float] = (0.5, 0.25)
-    radii: tuple[float, float] = (0.2, 0.4)
-    dropin_ratios: tuple[float, ...] = (0.5, 1 / 8, 1 / 32)
-    straight_through: bool = True
+    first_ratios: tuple[float, ...] = (0.5, 1 / 8)
+    learned_share: float = 0.5
+    initial_temperature: float = 0.1
+    imitate_epochs: int = 2
+    finetune_epochs: int = 1
+    finetune_lr: float = 3e-4
+    seeds: tuple[int, ...] = (0, 1, 2)
 
 
-def _pointnet2(n, sizes, per_class, test_per_class, epochs, sampler_epochs, batch, width, control):
+def _pointnet2(n, per_class, test_per_class, epochs, batch, width, **kwargs):
     return PointNet2Profile(
         num_points=n,
-        sizes=sizes,
         samples_per_class=per_class,
         test_samples_per_class=test_per_class,
         task_epochs=epochs,
-        sampler_epochs=sampler_epochs,
+        sampler_epochs=0,
         batch_size=batch,
-        task_lr=1e-3,
-        sampler_lr=1e-2,
+        task_lr=3e-3,
+        sampler_lr=1e-3,
         task_width=width,
-        control_sizes=control,
+        control_sizes=(),
+        **kwargs,
     )
 
 
 POINTNET2 = {
-    "smoke": _pointnet2(64, (8, 2), 2, 1, 1, 1, 8, 64, (8, 16, 32, 64)),
-    "cpu": _pointnet2(512, (64, 16), 40, 20, 20, 10, 16, 256, (16, 32, 64, 128, 256, 512)),
-    "paper": _pointnet2(
-        1024, (128, 32), 100, 30, 200, 100, 32, 1024, tuple(2**i for i in range(11))
-    ),
+    "smoke": _pointnet2(64, 2, 1, 1, 8, 64, imitate_epochs=1, seeds=(0, 1)),
+    # The built-in shapes: every row for three seeds.
+    "cpu": _pointnet2(512, 40, 20, 8, 16, 256, finetune_epochs=2),
+    # Real scans (--dataset h5 --data-root ... --val-fraction 0.2): one seed in about 20 min.
+    "cpu-real": _pointnet2(1024, 0, 0, 4, 32, 256),
+    # PyG's example: 200 epochs, batch 32, full width.
+    "paper": _pointnet2(1024, 100, 30, 200, 32, 1024, imitate_epochs=5, finetune_epochs=10),
 }

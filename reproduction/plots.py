@@ -262,3 +262,28 @@ def plot_loglog(
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_accuracy_against_time(summary: Mapping[str, Any], path: PathLike):
+    r"""The PointNet++ example's figure, saved to :obj:`path`: each row's accuracy (mean and
+    standard deviation over the seeds) against its milliseconds per inference batch, one
+    marker per first-layer ratio."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for row, by_ratio in summary["rows"].items():
+        cells = list(by_ratio.items())
+        ax.errorbar(
+            [c["ms_per_batch"]["mean"] for _, c in cells],
+            [c["accuracy"]["mean"] for _, c in cells],
+            yerr=[c["accuracy"]["std"] for _, c in cells],
+            marker="o", capsize=3, label=row,
+        )  # fmt: skip
+        for ratio, c in cells:
+            label = f"1/{round(1 / float(ratio))}"
+            ax.annotate(label, (c["ms_per_batch"]["mean"], c["accuracy"]["mean"]), fontsize=7)
+    ax.set(xlabel="ms per inference batch", ylabel="accuracy", title="PointNet++")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

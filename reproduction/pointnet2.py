@@ -1,169 +1,161 @@
-r"""What ``examples/pointnet2_samplenet.py`` runs on PointNet++ with learned sampling
-(:mod:`reproduction.tasks.pointnet2`): the joint training of the network with its samplers,
-its timing, and the drop-in of a progressive sampler for the fps model's fps."""
+r"""What ``examples/pointnet2_samplenet.py`` runs for one seed: PointNet++ with fps in its
+first set abstraction (keeping 1/2 or 1/8 of the points as centres), with a learned sampler
+there trained jointly from scratch, the trained fps model upgraded with a learned sampler
+(:func:`~tg_samplenet.training.upgrade_fps`), the same fine-tuning with fps as a control,
+and the inference time of each model."""
 
 from __future__ import annotations
 
 import copy
 import math
-import time
-from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import torch
-from torch import Tensor
+import torch.nn.functional as F
 from torch.utils.benchmark import Timer
 
 from reproduction.config import PointNet2Profile
-from reproduction.samplers import make_sampler
-from reproduction.tasks.pointnet2 import PointNet2, evaluate_pointnet2, joint_loss, swap_fps
-from tg_samplenet import SampleNetFPS
+from reproduction.tasks.pointnet2 import PointNet2, QuickFPS, evaluate_pointnet2, set_fps
+from tg_samplenet import SampleNet, SampleNetFPS
 from tg_samplenet.ops import fps
-from tg_samplenet.training import fit, learning_rate_schedule
-from tg_samplenet.training.distributed import all_reduce_sum, data_parallel, is_distributed
+from tg_samplenet.training import fit_model, seed_everything, upgrade_fps
 
-__all__ = [
-    "build_pointnet2",
-    "optimizer_and_loss",
-    "train_pointnet2",
-    "accuracy",
-    "seconds_per_epoch",
-    "ms_per_batch",
-    "dropin",
-]
+__all__ = ["ROWS", "fastest_fps", "run_seed", "ms_per_batch"]
+
+# The rows of the study, by first-layer ratio.
+ROWS = ("fps", "joint", "upgraded", "fps fine-tuned")
 
 
-def build_pointnet2(num_classes: int, profile: PointNet2Profile, learned: bool) -> PointNet2:
-    r"""PointNet++ at the profile's sizes, with fps or with one SampleNet per set
-    abstraction (:func:`~reproduction.samplers.make_sampler`)."""
-    return PointNet2(
-        num_classes,
-        profile.num_points,
-        profile.task_width,
-        profile.ratios,
-        profile.radii,
-        (lambda m: make_sampler(profile, m)) if learned else None,
-        profile.straight_through,
-    )
-
-
-def optimizer_and_loss(model: PointNet2, profile: PointNet2Profile, steps: int):
-    r"""Adam with the samplers at :obj:`sampler_lr` (the paper's rate: at the task's,
-    :math:`t` fell only from 1 to 0.68 in 700 steps and the soft centres stayed local
-    averages), its schedule over :obj:`steps` steps, and the objective of a batch."""
-    learned = [p for name, p in model.named_parameters() if ".sampler." in name]
-    task = [p for name, p in model.named_parameters() if ".sampler." not in name]
-    groups = [{"params": task, "lr": profile.task_lr}]
-    groups += [{"params": learned, "lr": profile.sampler_lr}] if learned else []
-    optimizer = torch.optim.Adam(groups)
-    scheduler = learning_rate_schedule(optimizer, profile.lr_schedule, steps)
-    weights = asdict(profile.fixed_loss)
-    return optimizer, scheduler, lambda data: joint_loss(model, data, **weights)
-
-
-def train_pointnet2(model, loader, profile, ckpt: Path, device, progress) -> list[float]:
-    r"""Trains (or resumes) :obj:`model`; returns the loss per epoch. Under torchrun it trains
-    data-parallel (:func:`~tg_samplenet.training.distributed.data_parallel`: synchronised
-    BatchNorm, gradients averaged over the ranks) on a
-    :func:`~tg_samplenet.training.distributed.training_loader`, and only rank 0 writes
-    :obj:`ckpt`."""
-    steps = profile.task_epochs * len(loader)
-    optimizer, scheduler, loss_fn = optimizer_and_loss(model, profile, steps)
-    state = {"model": model, "optimizer": optimizer}
-    state.update({"scheduler": scheduler} if scheduler is not None else {})
-    with data_parallel(model, loss_fn, _loss_scale(loader)) as objective:
-        step = _training_step(model, objective, optimizer, scheduler, device)
-        desc = f"train {ckpt.stem}"
-        return fit(step, loader, profile.task_epochs, ckpt, state, desc, None, progress)
-
-
-def _loss_scale(loader) -> float:
-    # A rank's share of an unevenly split global batch (DistributedBatchSampler.loss_scale).
-    return getattr(getattr(loader, "batch_sampler", None), "loss_scale", 1.0)
-
-
-def _training_step(model, objective, optimizer, scheduler, device):
-    # One Adam step on a batch, for tg_samplenet.training.fit; returns the loss.
-    def step(data) -> float:
-        model.train()
-        loss = objective(data.to(device))
-        value = loss.item()
-        if not math.isfinite(value):
-            raise FloatingPointError(f"the training loss is {value}; no step was taken")
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        return value
-
-    return step
-
-
-def seconds_per_epoch(model, loader, profile, device, batches: int = 5) -> float:
-    r"""Training seconds per epoch from :obj:`batches` timed steps (after one untimed) on a
-    copy of :obj:`model`, so that both models are timed alike even when resumed (under
-    torchrun, data-parallel steps on each rank's share; the time of rank 0)."""
-    model = copy.deepcopy(model)
-    optimizer, _, loss_fn = optimizer_and_loss(model, profile, 1)
-    with torch.random.fork_rng(), data_parallel(model, loss_fn, _loss_scale(loader)) as objective:
-        step = _training_step(model, objective, optimizer, None, device)
-        data = [d for _, d in zip(range(batches + 1), loader)]
-        step(data[0])
-        started = time.perf_counter()
-        for d in data[1:]:
-            step(d)
-        if torch.device(device).type == "cuda":
-            torch.cuda.synchronize(device)
-        elapsed = time.perf_counter() - started
-    return elapsed / (len(data) - 1) * len(loader)
-
-
-def accuracy(model: PointNet2, loader, shard, device, sample=None, whole: bool = False) -> float:
-    r"""The test accuracy of :func:`~reproduction.tasks.pointnet2.evaluate_pointnet2` over
-    :obj:`loader`; under torchrun each rank counts the correct predictions on its
-    :obj:`shard` (:func:`~tg_samplenet.training.distributed.shard_loader`) and the counts add up, so
-    the value is the single process's. With :obj:`whole` every rank evaluates every batch:
-    for fps, which draws each cloud's random start from one generator across calls."""
-    if whole or not is_distributed():
-        return evaluate_pointnet2(model, loader, device, sample)
-    n = len(shard.dataset)
-    correct = round(evaluate_pointnet2(model, shard, device, sample) * n) if n else 0
-    return all_reduce_sum(correct) / len(loader.dataset)
+def fastest_fps(data, ratio: float, device) -> tuple[str, Any]:
+    r"""The faster of torch-quickfps (where installed) and :func:`tg_samplenet.ops.fps` on
+    :obj:`data` at :obj:`ratio`: :obj:`(name, fps callable)`."""
+    candidates = {"tg_samplenet.ops.fps": fps}
+    try:
+        candidates["torch_quickfps"] = QuickFPS()
+    except ImportError:
+        pass
+    pos, batch = data.pos.to(device), data.batch.to(device)
+    times = {
+        name: Timer("f(pos, batch, ratio)", globals=dict(f=f, pos=pos, batch=batch, ratio=ratio))
+        .blocked_autorange(min_run_time=0.5)
+        .median
+        for name, f in candidates.items()
+    }
+    name = min(times, key=times.get)
+    return name, candidates[name]
 
 
 @torch.no_grad()
-def ms_per_batch(model: PointNet2, data) -> float:
+def ms_per_batch(model: PointNet2, data, device) -> float:
+    r"""The median inference time of one batch, in milliseconds (eval mode, no gradients)."""
     model.eval()
-    timer = Timer("model(pos, batch)", globals=dict(model=model, pos=data.pos, batch=data.batch))
+    pos, batch = data.pos.to(device), data.batch.to(device)
+    timer = Timer("model(pos, batch)", globals=dict(model=model, pos=pos, batch=batch))
     return timer.blocked_autorange(min_run_time=1.0).median * 1e3
 
 
-def shrunk(sample, ratio: float):
-    r"""A :obj:`(pos, batch) -> (pos, batch)` of the points that :obj:`sample` keeps."""
-
-    def pick(pos: Tensor, batch: Tensor):
-        index = sample(pos, batch, ratio)
-        return pos[index], batch[index]
-
-    return pick
+def _task_loss(model):
+    return lambda data: F.nll_loss(model(data.pos, data.batch), data.y)
 
 
-def dropin(model, sampler, loader, shard, profile, device) -> dict[str, dict[int, float]]:
-    r"""The fps model's :func:`accuracy` with fps and with :obj:`sampler` swapped in for the
-    fps of both layers, per first-layer ratio; and on inputs shrunk to :obj:`profile.sizes`."""
-    rows: dict[str, dict[int, float]] = {}
-    for ratio in profile.dropin_ratios:
-        model.sa1_module.ratio, kept = ratio, math.ceil(profile.num_points * ratio)
-        for name, swapped in (("dropin_fps", None), ("dropin_samplenet", sampler)):
-            swap_fps(model, swapped)
-            whole = swapped is None  # fps draws random starts
-            rows.setdefault(name, {})[kept] = accuracy(model, loader, shard, device, None, whole)
-    model.sa1_module.ratio = profile.ratios[0]
-    swap_fps(model, None)
-    for m in profile.sizes:
-        for name, sample in (("input_fps", fps), ("input_progressive", SampleNetFPS(sampler))):
-            pick = shrunk(sample, m / profile.num_points)
-            whole = sample is fps
-            rows.setdefault(name, {})[m] = accuracy(model, loader, shard, device, pick, whole)
-    return rows
+def _sampler(profile: PointNet2Profile, num_points: int, ratio: float) -> SampleNet:
+    # The first layer's sampler: it learns a share of the centres, farthest point sampling
+    # continued from them completes the rest.
+    centres = math.ceil(num_points * ratio)
+    kwargs = {}
+    if profile.sampler_point_channels is not None:
+        kwargs["point_channels"] = profile.sampler_point_channels
+    if profile.sampler_head_channels is not None:
+        kwargs["head_channels"] = profile.sampler_head_channels
+    return SampleNet(
+        max(1, math.ceil(centres * profile.learned_share)),
+        k=profile.k,
+        initial_temperature=profile.initial_temperature,
+        head_norm=False,
+        **kwargs,
+    )
+
+
+def run_seed(
+    seed: int,
+    num_classes: int,
+    train_loader,
+    val_loader,
+    profile: PointNet2Profile,
+    ckpt_dir: Path,
+    device,
+    progress: bool,
+    stage,
+) -> tuple[dict[str, dict[float, dict[str, float]]], str]:
+    r"""Every row of the study for one seed, :obj:`{row: {first-layer ratio: {"accuracy",
+    "ms_per_batch"}}}`, and the name of the fps the fps models were timed with. Each stage
+    resumes from its checkpoint in :obj:`ckpt_dir`."""
+    weights = profile.fixed_loss
+    rows: dict[str, dict[float, dict[str, float]]] = {name: {} for name in ROWS}
+    models: dict[tuple[str, float], PointNet2] = {}
+
+    def build(ratio: float) -> PointNet2:
+        model = PointNet2(num_classes, profile.task_width, (ratio, profile.ratios[1]))
+        return model.to(device)
+
+    for ratio in profile.first_ratios:
+        stage(f"seed {seed}: PointNet++ with fps, first layer keeps {ratio:g}")
+        seed_everything(seed)
+        model = models["fps", ratio] = build(ratio)
+        fit_model(
+            model, _task_loss(model), train_loader, epochs=profile.task_epochs,
+            lr=profile.task_lr, lr_schedule="cosine", device=device, progress=progress,
+            checkpoint=ckpt_dir / f"fps_{ratio:g}_seed{seed}.pt", desc=f"fps {ratio:g}",
+        )  # fmt: skip
+
+        stage(f"seed {seed}: PointNet++ trained jointly with a learned sampler, {ratio:g}")
+        seed_everything(seed)
+        model = models["joint", ratio] = build(ratio)
+        upgrade_fps(
+            model, {model.sa1_module: _sampler(profile, profile.num_points, ratio)},
+            _task_loss(model), train_loader,
+            epochs=profile.imitate_epochs + profile.task_epochs,
+            imitate_epochs=profile.imitate_epochs, lr=profile.sampler_lr, train_model=True,
+            model_lr=profile.task_lr, loss_weights=weights, device=device, progress=progress,
+            checkpoint=ckpt_dir / f"joint_{ratio:g}_seed{seed}.pt",
+        )  # fmt: skip
+
+    trained = models["fps", profile.first_ratios[0]]
+    for ratio in profile.first_ratios:
+        stage(f"seed {seed}: the fps model upgraded with a learned sampler, {ratio:g}")
+        seed_everything(seed)
+        model = models["upgraded", ratio] = copy.deepcopy(trained)
+        model.sa1_module.ratio = ratio
+        upgrade_fps(
+            model, {model.sa1_module: _sampler(profile, profile.num_points, ratio)},
+            _task_loss(model), train_loader,
+            epochs=profile.imitate_epochs + profile.finetune_epochs,
+            imitate_epochs=profile.imitate_epochs, lr=profile.sampler_lr, train_model=True,
+            model_lr=profile.finetune_lr, loss_weights=weights, device=device,
+            progress=progress, checkpoint=ckpt_dir / f"upgraded_{ratio:g}_seed{seed}.pt",
+        )  # fmt: skip
+
+        stage(f"seed {seed}: the fps model fine-tuned as long with fps (control), {ratio:g}")
+        seed_everything(seed)
+        model = models["fps fine-tuned", ratio] = copy.deepcopy(trained)
+        model.sa1_module.ratio = ratio
+        fit_model(
+            model, _task_loss(model), train_loader, epochs=profile.finetune_epochs,
+            lr=profile.finetune_lr, lr_schedule="cosine", device=device, progress=progress,
+            checkpoint=ckpt_dir / f"finetuned_{ratio:g}_seed{seed}.pt", desc="fine-tune fps",
+        )  # fmt: skip
+
+    stage(f"seed {seed}: accuracy and inference time of every model")
+    timing_batch = next(iter(val_loader))
+    name, fast = fastest_fps(timing_batch, profile.ratios[0], device)
+    for (row, ratio), model in models.items():
+        seed_everything(seed)  # fps draws random starts
+        accuracy = evaluate_pointnet2(model, val_loader, device)
+        first = model.sa1_module.fps
+        learned = isinstance(first, SampleNetFPS)
+        set_fps(model, first if learned else fast, fast)
+        time = ms_per_batch(model, timing_batch, device)
+        set_fps(model, first if learned else fps, fps)
+        rows[row][ratio] = dict(accuracy=accuracy, ms_per_batch=time)
+    return rows, name

@@ -149,33 +149,37 @@ def consistency_table(consistency: Mapping[str, Mapping[str, float]], num_points
     return table.replace("complete clouds: 0", "complete clouds: 0 by construction")
 
 
-def pointnet2_report(
-    results: Mapping[str, Mapping[int, float]],
-    timing: Mapping[str, Mapping[str, float]],
-    profile: PointNet2Profile,
-    where: str,
-) -> str:
-    r"""The PointNet++ example's Markdown: accuracy and timing of both models, the fps model
-    with the progressive sampler swapped in per first-layer share, and on shrunk inputs."""
-    n, kept = profile.num_points, math.ceil(profile.num_points * profile.ratios[0])
-    joint = markdown_table(
-        ["PointNet++", "test accuracy", "s / training epoch", "ms / inference batch"],
-        [[name, results[name][kept], *timing[name].values()] for name in timing],
-    )
-    first = results["dropin_fps"]
-    layer = markdown_table(
-        ["first layer keeps", "fps", "SampleNetFPS"],
-        [[f"{m} of {n}", first[m], results["dropin_samplenet"][m]] for m in first],
-    )
-    inputs = markdown_table(
-        ["input points", "fps", "SampleNet-Progressive"],
-        [[f"{m} of {n}", results["input_fps"][m], results["input_progressive"][m]]
-         for m in results["input_fps"]],
+def seed_summary(values: Sequence[float]) -> dict[str, float]:
+    r"""Mean, standard deviation (0 for one value) and range of one measure over seeds."""
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / max(len(values) - 1, 1))
+    return dict(mean=mean, std=std, min=min(values), max=max(values))
+
+
+def pointnet2_report(summary: Mapping[str, Any], profile: PointNet2Profile, where: str) -> str:
+    r"""The PointNet++ example's Markdown: per row and first-layer ratio, the accuracy as
+    mean +- standard deviation over the seeds (and their range), the milliseconds per
+    inference batch and the speed-up over fps at the first ratio."""
+    rows = []
+    for row, by_ratio in summary["rows"].items():
+        for ratio, cell in by_ratio.items():
+            acc, ms = cell["accuracy"], cell["ms_per_batch"]
+            rows.append([
+                row, f"1/{round(1 / float(ratio))}",
+                f"{acc['mean']:.4f} +- {acc['std']:.4f}", f"{acc['min']:.4f} - {acc['max']:.4f}",
+                f"{ms['mean']:.1f}", f"{summary['reference_ms'] / ms['mean']:.2f}",
+            ])  # fmt: skip
+    table = markdown_table(
+        ["PointNet++", "first layer keeps", "accuracy (mean +- std)", "range", "ms / batch",
+         "speed-up"],
+        rows,
     )  # fmt: skip
+    seeds = ", ".join(str(s) for s in summary["seeds"])
     return (
-        f"PointNet++ on {where}, {n} points, batch {profile.batch_size}\n\n{joint}\n\n"
-        f"The fps model with a SampleNet-Progressive swapped in for fps at both layers:\n\n"
-        f"{layer}\n\nThe fps model on inputs shrunk by each sampler:\n\n{inputs}\n"
+        f"PointNet++ on {where}, {profile.num_points} points, batch {profile.batch_size}, "
+        f"width {profile.task_width}; seeds {seeds}. Inference time of one batch in eval "
+        f"mode (the sampler included; fps models with {summary['timing_fps']}); speed-up "
+        f"against fps with the first layer keeping 1/2.\n\n{table}\n"
     )
 
 
