@@ -19,7 +19,7 @@ __all__ = [
     "plot_loglog",
     "plot_metric_vs_ratio",
     "plot_runs_side_by_side",
-    "plot_training",
+    "plot_accuracy_against_time",
     "render_clouds",
     "render_registration",
     "render_samples",
@@ -195,28 +195,6 @@ def render_registration(
                 ax.set_axis_off()
                 for set_lim in (ax.set_xlim, ax.set_ylim, ax.set_zlim):
                     set_lim(-lim, lim)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def plot_training(
-    data: Mapping[str, Any],
-    histories: Mapping[str, Sequence[float]],
-    num_points: int,
-    path: PathLike,
-):
-    r"""Two panels saved to :obj:`path`: each model's training loss per epoch
-    (:obj:`histories`), and :func:`plot_metric_vs_ratio` of the :obj:`results.json` dict
-    :obj:`data`."""
-    plt = _pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for name, history in histories.items():
-        left.plot(range(1, len(history) + 1), history, marker=".", label=name)
-    left.set(xlabel="epoch", ylabel="training loss", title="training")
-    left.grid(True, alpha=0.3)
-    left.legend(fontsize=8)
-    plot_metric_vs_ratio(data, num_points, path, ax=right, title=f"test {data['metric']}")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
