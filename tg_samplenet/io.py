@@ -1,5 +1,4 @@
-r"""Atomic checkpoints: a crash while writing never replaces a good file with a partial one,
-and reading a file that is not a checkpoint says which file and why."""
+r"""Atomic checkpoints, and reading them with errors that name the file."""
 
 from __future__ import annotations
 
@@ -17,6 +16,13 @@ from tg_samplenet.ops.checks import InputError, InputTypeError
 
 __all__ = ["atomic_write", "atomic_save", "load_checkpoint"]
 
+# What torch.load raises on truncated archives, foreign pickles and disallowed types.
+_UNREADABLE = (
+    EOFError, RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, KeyError,
+    AttributeError, ImportError, IndexError, TypeError, UnicodeDecodeError, OSError,
+    struct.error,
+)  # fmt: skip
+
 
 def _check_path(path: Any) -> Path:
     if not isinstance(path, (str, os.PathLike)):
@@ -27,9 +33,8 @@ def _check_path(path: Any) -> Path:
 
 
 def atomic_write(path: Union[str, os.PathLike], write: Callable[[BinaryIO], None]):
-    r"""Calls :obj:`write(f)` on a binary temporary file beside :obj:`path`, then renames it
-    over :obj:`path` (:func:`os.replace` is atomic on POSIX and Windows): a failure never
-    leaves a partial file nor replaces a good one.
+    r"""Calls :obj:`write(f)` on a temporary file beside :obj:`path`, then renames it over
+    :obj:`path` (atomic): a failure never leaves a partial file.
 
     Args:
         path (str or os.PathLike): The file to write; missing parent folders are made.
@@ -61,7 +66,7 @@ def load_checkpoint(path: Union[str, os.PathLike], map_location: Any = "cpu") ->
     Raises:
         FileNotFoundError: If :obj:`path` does not exist or is not a file.
         InputError: If the file is empty, truncated, or not a :func:`torch.save` file of
-            plain values (a foreign pickle or archive); the message names the file.
+            plain values.
     """
     path = _check_path(path)
     if not path.is_file():
@@ -70,23 +75,7 @@ def load_checkpoint(path: Union[str, os.PathLike], map_location: Any = "cpu") ->
         raise InputError("path", f"{path} is empty: not a checkpoint written by torch.save")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except (
-        EOFError,
-        RuntimeError,
-        pickle.UnpicklingError,
-        zipfile.BadZipFile,
-        ValueError,
-        KeyError,
-        AttributeError,
-        ImportError,
-        IndexError,
-        TypeError,
-        UnicodeDecodeError,
-        OSError,  # e.g. "Invalid argument" when garbage is read as a legacy archive
-        struct.error,  # a truncated legacy archive
-    ) as error:
-        # torch.load reports truncated archives, foreign pickles and disallowed types with
-        # many exception types and without the file's name.
+    except _UNREADABLE as error:  # many types, none naming the file
         reason = f"{type(error).__name__}: {error}".splitlines()[0]
         raise InputError(
             "path",

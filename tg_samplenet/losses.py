@@ -45,7 +45,6 @@ def _check_pair(
     names: tuple[str, str, str, str],
     num_clouds: Any = None,
 ) -> tuple[Tensor, Tensor, int]:
-    # Two point sets with their batch vectors: checked, and the number of clouds.
     x_name, y_name, batch_x_name, batch_y_name = names
     check_points(x, x_name, dim=None)
     check_points(y, y_name, dim=None)
@@ -64,15 +63,14 @@ def _check_pair(
 
 
 def _per_cloud(value: Tensor, batch: Tensor, num_clouds: int, reduce: str) -> Tensor:
-    # Mean or max per cloud; NaN for a cloud without entries, whose value is undefined.
+    # Mean or max per cloud; NaN for a cloud without entries.
     out = scatter(value, batch, 0, num_clouds, reduce)
     present = torch.bincount(batch, minlength=num_clouds) > 0
     return torch.where(present, out, float("nan"))
 
 
 def _reduce(value: Tensor, present: Tensor, reduction: str, names: tuple[str, str]) -> Tensor:
-    # Reduces per-cloud values over the clouds that hold points; absent cloud ids (gaps in
-    # the batch vectors) neither count as 0 nor poison the mean.
+    # Reduces per-cloud values over the clouds that hold points (gaps in ids left out).
     if reduction == "none":
         return torch.where(present, value, float("nan"))
     value = value[present]
@@ -101,13 +99,13 @@ def nn_squared_distance(
     batch_dst: Optional[Tensor] = None,
 ) -> Tensor:
     r"""Squared distance from each point of :obj:`src` to its nearest point of :obj:`dst` in
-    the same cloud, :math:`\min_{\mathbf{y} \in Y_i} \|\mathbf{x} - \mathbf{y}\|^2`. The
-    search carries no gradient; the distance is recomputed so that both inputs get one.
+    the same cloud, :math:`\min_{\mathbf{y} \in Y_i} \|\mathbf{x} - \mathbf{y}\|^2`, with a
+    gradient to both.
 
     Args:
-        src (torch.Tensor): Points :obj:`[N, D]`, finite, floating point.
-        dst (torch.Tensor): Points :obj:`[M, D]` of the same dtype; every cloud of
-            :obj:`src` needs points here.
+        src (torch.Tensor): Points :obj:`[N, D]`.
+        dst (torch.Tensor): Points :obj:`[M, D]` of the same dtype, in every cloud of
+            :obj:`src`.
         batch_src (torch.Tensor, optional): Sorted batch vector of :obj:`src`.
             (default: :obj:`None`)
         batch_dst (torch.Tensor, optional): Sorted batch vector of :obj:`dst`.
@@ -129,8 +127,8 @@ def average_nn_distance(
 ) -> Tensor:
     r"""The average nearest-neighbour loss of Eq. (2), per cloud:
     :math:`L_a(X, Y) = \frac{1}{|X|} \sum_{\mathbf{x} \in X} \min_{\mathbf{y} \in Y}
-    \|\mathbf{x} - \mathbf{y}\|_2^2`, with the arguments of :func:`nn_squared_distance`.
-    A cloud without points in :obj:`src` gets NaN (an average over nothing).
+    \|\mathbf{x} - \mathbf{y}\|_2^2`, with the arguments of :func:`nn_squared_distance`
+    (NaN for a cloud without points in :obj:`src`).
 
     Args:
         num_clouds (int, optional): The number of clouds :math:`B`, at least the largest
@@ -153,7 +151,6 @@ def max_nn_distance(
     r"""The maximal nearest-neighbour loss of Eq. (3), per cloud:
     :math:`L_m(X, Y) = \max_{\mathbf{x} \in X} \min_{\mathbf{y} \in Y}
     \|\mathbf{x} - \mathbf{y}\|_2^2`, with the arguments of :func:`average_nn_distance`.
-    A cloud without points in :obj:`src` gets NaN.
 
     :rtype: :class:`torch.Tensor` of shape :obj:`[B]`
     """
@@ -173,20 +170,17 @@ def chamfer_distance(
     reduction: str = "mean",
 ) -> Tensor:
     r"""The symmetric Chamfer distance with squared distances,
-    :math:`L_a(X, Y) + L_a(Y, X)`, per cloud, then reduced over the clouds that hold points
-    (a cloud id that neither batch vector names is left out; with :obj:`"none"` it gets
-    NaN).
+    :math:`L_a(X, Y) + L_a(Y, X)`, per cloud, reduced over the clouds that hold points.
 
     Args:
-        x (torch.Tensor): Points :obj:`[N, D]`, finite, floating point.
-        y (torch.Tensor): Points :obj:`[M, D]` of the same dtype; each cloud needs points on
-            both sides.
+        x (torch.Tensor): Points :obj:`[N, D]`.
+        y (torch.Tensor): Points :obj:`[M, D]` of the same dtype, in the same clouds.
         batch_x (torch.Tensor, optional): Sorted batch vector of :obj:`x`.
             (default: :obj:`None`)
         batch_y (torch.Tensor, optional): Sorted batch vector of :obj:`y`.
             (default: :obj:`None`)
-        reduction (str, optional): :obj:`"mean"` (an error without any point), :obj:`"sum"`
-            or :obj:`"none"` (per cloud, :obj:`[B]`). (default: :obj:`"mean"`)
+        reduction (str, optional): :obj:`"mean"`, :obj:`"sum"` or :obj:`"none"` (per cloud,
+            NaN for absent ids). (default: :obj:`"mean"`)
     """
     check_choice(reduction, "reduction", _REDUCTIONS)
     batch_x, batch_y, B = _check_pair(x, y, batch_x, batch_y, ("x", "y", "batch_x", "batch_y"))
@@ -213,16 +207,14 @@ def simplification_loss(
     delta: float = 0.0,
     reduction: str = "mean",
 ) -> Tensor:
-    r"""The simplification loss of Eq. (4), per cloud, then reduced over the clouds that hold
-    points:
+    r"""The simplification loss of Eq. (4), per cloud, reduced over the clouds:
 
     .. math::
         L_s(Q, P) = L_a(Q, P) + \beta L_m(Q, P) + (\gamma + \delta |Q|) L_a(P, Q)
 
     Args:
         simplified (torch.Tensor): Simplified points :math:`Q`, :obj:`[M, D]`.
-        pos (torch.Tensor): Input points :math:`P`, :obj:`[N, D]`, of the same dtype; each
-            cloud needs points in both.
+        pos (torch.Tensor): Input points :math:`P`, :obj:`[N, D]`, in the same clouds.
         simplified_batch (torch.Tensor, optional): Sorted batch vector of :math:`Q`.
             (default: :obj:`None`)
         batch (torch.Tensor, optional): Sorted batch vector of :math:`P`.
@@ -233,34 +225,31 @@ def simplification_loss(
         reduction (str, optional): :obj:`"mean"`, :obj:`"sum"` or :obj:`"none"`.
             (default: :obj:`"mean"`)
     """
-    beta, gamma, delta = _check_weights(beta=beta, gamma=gamma, delta=delta)
+    weights = _check_weights(beta=beta, gamma=gamma, delta=delta)
     check_choice(reduction, "reduction", _REDUCTIONS)
     names = ("simplified", "pos", "simplified_batch", "batch")
     simplified_batch, batch, B = _check_pair(simplified, pos, simplified_batch, batch, names)
     check_references(batch, simplified_batch, B, "pos", "simplified")
     check_references(simplified_batch, batch, B, "simplified", "pos")
-    to_input = _nn_squared(simplified, pos, simplified_batch, batch, B)
-    value = _simplification(
-        to_input, simplified, pos, simplified_batch, batch, B, beta, gamma, delta
-    )
+    value = _simplification(simplified, pos, simplified_batch, batch, B, weights)
     present = torch.bincount(batch, minlength=B) > 0
     return _reduce(value, present, reduction, ("simplified", "pos"))
 
 
 def _simplification(
-    to_input: Tensor,
     simplified: Tensor,
     pos: Tensor,
     simplified_batch: Tensor,
     batch: Tensor,
     B: int,
-    beta: float,
-    gamma: float,
-    delta: float,
+    weights: Sequence[float],
+    to_input: Optional[Tensor] = None,
 ) -> Tensor:
-    # Per-cloud L_s given each q's squared distance to P, which La(Q, P) and Lm(Q, P) share
-    # and which a progressive loss computes once for all prefixes of Q. Clouds without
-    # points give 0 here; the callers leave them out.
+    # Per-cloud L_s (0 for clouds without points). to_input, each q's squared distance to P,
+    # may be given: a progressive loss computes it once for all prefixes.
+    if to_input is None:
+        to_input = _nn_squared(simplified, pos, simplified_batch, batch, B)
+    beta, gamma, delta = weights
     size = torch.bincount(simplified_batch, minlength=B).to(pos.dtype)
     to_simplified = _nn_squared(pos, simplified, batch, simplified_batch, B)
     return (
@@ -271,7 +260,6 @@ def _simplification(
 
 
 def _check_output(out: Any, pos: Tensor, batch: Optional[Tensor]) -> tuple[Tensor, Tensor, int]:
-    # A sampler's output against its input: checked, each cloud present on both sides.
     if not isinstance(out, SampleNetOutput):
         raise InputTypeError("out", f"out must be a SampleNetOutput (got {type(out).__name__})")
     names = ("out.simplified", "pos", "out.simplified_batch", "batch")
@@ -298,31 +286,26 @@ def samplenet_loss(
     r"""SampleNet's objective, Eq. (10):
     :math:`L = L_{task}(R) + \alpha L_s(Q, P) + \lambda \sigma`.
 
-    The :math:`\sigma` term is dropped when :obj:`out` carries none (S-NET mode). The
-    defaults are the authors' classification settings; the other tasks' weights are in
-    :obj:`~tg_samplenet.training.PAPER_LOSS_WEIGHTS`.
+    The :math:`\sigma` term is dropped without projection. The defaults are the authors'
+    classification settings (others: :obj:`~tg_samplenet.training.PAPER_LOSS_WEIGHTS`).
 
     Args:
         task_loss (torch.Tensor): :math:`L_{task}` computed on :obj:`out.pos`, one value.
         out (SampleNetOutput): The sampler's training output.
         pos (torch.Tensor): Input points :obj:`[N, 3]`.
         batch (torch.Tensor, optional): Their batch vector. (default: :obj:`None`)
-        alpha (float, optional): :math:`\alpha`; this and the other weights are finite
-            and non-negative. (default: :obj:`30.0`)
+        alpha (float, optional): :math:`\alpha \geq 0`. (default: :obj:`30.0`)
         lmbda (float, optional): :math:`\lambda`. (default: :obj:`1.0`)
         beta (float, optional): :math:`\beta`. (default: :obj:`1.0`)
         gamma (float, optional): :math:`\gamma`. (default: :obj:`1.0`)
         delta (float, optional): :math:`\delta`. (default: :obj:`0.0`)
     """
     _check_task_loss(task_loss)
-    alpha, lmbda, beta, gamma, delta = _check_weights(
+    alpha, lmbda, *weights = _check_weights(
         alpha=alpha, lmbda=lmbda, beta=beta, gamma=gamma, delta=delta
     )
     simplified_batch, batch, B = _check_output(out, pos, batch)
-    to_input = _nn_squared(out.simplified, pos, simplified_batch, batch, B)
-    value = _simplification(
-        to_input, out.simplified, pos, simplified_batch, batch, B, beta, gamma, delta
-    )
+    value = _simplification(out.simplified, pos, simplified_batch, batch, B, weights)
     present = torch.bincount(batch, minlength=B) > 0
     loss = task_loss + alpha * _reduce(value, present, "mean", ("out.simplified", "pos"))
     if out.sigma is not None and lmbda != 0:
@@ -354,29 +337,26 @@ def progressive_loss(
     delta: float = 1.0 / 30.0,
     reduction: str = "sum",
 ) -> Tensor:
-    r"""SampleNet-Progressive's objective, Eq. (11): for each control size :math:`c`, the
-    task and simplification losses of the first :math:`c` points of every cloud, combined
-    over sizes, plus one :math:`\lambda \sigma` term:
+    r"""SampleNet-Progressive's objective, Eq. (11): the task and simplification losses of
+    the first :math:`c` points of every cloud for each control size :math:`c`:
 
     .. math::
         L = \sum_{c \in C_s} \left( L_{task}(R_{1:c}) + \alpha L_s(Q_{1:c}, P) \right)
         + \lambda \sigma
 
     Args:
-        task_loss_fn (callable): Maps a :class:`SampleNetOutput` (one prefix, see
-            :meth:`SampleNetOutput.prefix`) to its task loss.
+        task_loss_fn (callable): Maps a :class:`SampleNetOutput` (one prefix) to its task loss.
         out (SampleNetOutput): The sampler's training output with :math:`m = n` points.
         pos (torch.Tensor): Input points :obj:`[N, 3]`.
         batch (torch.Tensor, optional): Their batch vector. (default: :obj:`None`)
-        control_sizes (list of int, optional): :math:`C_s`. (default: :obj:`None`, which
-            means the powers of two up to :obj:`m`)
+        control_sizes (list of int, optional): :math:`C_s`. (default: :obj:`None`, the
+            powers of two up to :obj:`m`)
         alpha (float, optional): :math:`\alpha`. (default: :obj:`30.0`)
         lmbda (float, optional): :math:`\lambda`. (default: :obj:`1.0`)
         beta (float, optional): :math:`\beta`. (default: :obj:`1.0`)
         gamma (float, optional): :math:`\gamma`. (default: :obj:`0.5`)
         delta (float, optional): :math:`\delta`. (default: :obj:`1/30`)
-        reduction (str, optional): :obj:`"sum"` over sizes as in the paper and the authors'
-            classification code, or :obj:`"mean"` as their reconstruction code.
+        reduction (str, optional): :obj:`"sum"` over sizes (the paper's) or :obj:`"mean"`.
             (default: :obj:`"sum"`)
     """
     if not callable(task_loss_fn):
@@ -384,7 +364,7 @@ def progressive_loss(
             "task_loss_fn", f"task_loss_fn must be callable (got {type(task_loss_fn).__name__})"
         )
     check_choice(reduction, "reduction", ("sum", "mean"))
-    alpha, lmbda, beta, gamma, delta = _check_weights(
+    alpha, lmbda, *weights = _check_weights(
         alpha=alpha, lmbda=lmbda, beta=beta, gamma=gamma, delta=delta
     )
     simplified_batch, batch, B = _check_output(out, pos, batch)
@@ -402,8 +382,7 @@ def progressive_loss(
     present = torch.bincount(batch, minlength=B) > 0
     if not bool(present.any()):
         raise InputError("pos", "pos holds no points: the loss over no clouds is undefined")
-    # A simplified point's nearest input point does not depend on the prefix it is in: one
-    # search for the longest prefix serves every size.
+    # A simplified point's nearest input point does not depend on the prefix: search once.
     rank = rank_in_cloud(simplified_batch, B)
     used = rank < max(control_sizes)
     simplified, simplified_batch, rank = out.simplified[used], simplified_batch[used], rank[used]
@@ -413,15 +392,7 @@ def progressive_loss(
         part = out.prefix(size)
         keep = rank < size
         simplification = _simplification(
-            to_input[keep],
-            simplified[keep],
-            pos,
-            simplified_batch[keep],
-            batch,
-            B,
-            beta,
-            gamma,
-            delta,
+            simplified[keep], pos, simplified_batch[keep], batch, B, weights, to_input[keep]
         )
         total = total + task_loss_fn(part) + alpha * simplification[present].mean()
     if reduction == "mean":

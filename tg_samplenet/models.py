@@ -1,11 +1,6 @@
-r"""The task networks that ``tg-samplenet train`` trains and SampleNet samples for, in PyG's
-:obj:`(pos, batch)` layout: the PointNet classifier (vanilla, or with its transform nets)
-and the point-cloud autoencoder, with the per-cloud pooling they share.
-
-Equal-size clouds are the common case (every sampled batch has them), so pooling and the
-per-cloud transforms take a reshape there and fall back to
-:func:`~torch_geometric.nn.global_max_pool` / :func:`~torch_geometric.utils.to_dense_batch`
-for clouds of different sizes."""
+r"""The task networks of ``tg-samplenet train`` in PyG's :obj:`(pos, batch)` layout: the
+PointNet classifier and the point-cloud autoencoder, with the per-cloud pooling they share
+(a reshape for equal-size clouds)."""
 
 from __future__ import annotations
 
@@ -68,8 +63,7 @@ def cloud_layout(
     dim: int = 3,
 ) -> CloudLayout:
     r"""Checks :obj:`pos` (:obj:`[N, dim]`, not empty) and its sorted :obj:`batch`, in which
-    every cloud holds at least one point (an empty cloud has no global feature);
-    :obj:`name` and :obj:`batch_name` are the argument names that errors quote."""
+    every cloud holds a point; :obj:`name` and :obj:`batch_name` are quoted in errors."""
     check_points(pos, name, allow_empty=False, dim=dim)
     batch, B = check_cloud_batch(batch, pos, batch_name, pos_name=name)
     sizes = torch.bincount(batch, minlength=B)
@@ -295,9 +289,7 @@ class PointCloudAE(torch.nn.Module):
     r"""The point-cloud autoencoder from the `"Learning Representations and Generative
     Models for 3D Point Clouds" <https://arxiv.org/abs/1707.02392>`_ paper, the
     :obj:`mlp_architecture_ala_iclr_18` that SampleNet reconstructs with: per-point layers
-    (Linear + BatchNorm + ReLU) max-pooled into a code, fully connected layers with ReLU to
-    :math:`3 \cdot \text{num_points}` coordinates, read point by point. It encodes clouds of
-    any size and returns :obj:`num_points` points per cloud in PyG's layout:
+    max-pooled into a code, decoded into :obj:`num_points` points per cloud:
 
     .. code-block:: python
 

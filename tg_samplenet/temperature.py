@@ -1,9 +1,5 @@
-r"""Temperature schedules for the soft projection (paper §4.1, Table 1 and Fig. 8).
-
-A schedule gives :math:`\sigma = t^2` per epoch. The learned schedule leaves :math:`t` to the
-optimiser (with the loss term :math:`\lambda \sigma`); the others set it before each epoch
-with :math:`\lambda = 0`, as in the paper's study.
-"""
+r"""Temperature schedules for the soft projection (paper §4.1, Table 1 and Fig. 8): learned by
+the optimiser, or set before each epoch."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-r"""A PyG transform that samples a point cloud with a trained SampleNet and keeps every
-per-point attribute, as :class:`torch_geometric.transforms.FixedPoints` does."""
+r"""A PyG transform that samples a point cloud with a trained SampleNet."""
 
 from __future__ import annotations
 
@@ -24,13 +23,8 @@ class SampleNetSampling(BaseTransform):
     <https://arxiv.org/abs/1912.03663>`_), like
     :class:`~torch_geometric.transforms.FixedPoints` samples them at random.
 
-    The sampler runs in eval mode without gradients (its mode is restored) and selects
-    :math:`\min(m, n)` input points, or :math:`\lceil n \cdot r \rceil` with :obj:`ratio`.
-    Every per-point attribute (:obj:`pos`, :obj:`x`, :obj:`normal`, colours, per-point
-    labels, ...) is gathered at the selected points, with
-    :class:`~torch_geometric.transforms.FixedPoints`'s rule: a tensor whose first
-    dimension is the number of points (and not 1), on a key without :obj:`"edge"` in its
-    name. Graph-level attributes such as :obj:`y` are kept as they are.
+    It keeps the eval-mode sample (:meth:`SampleNet.sample`) of every per-point attribute,
+    by :class:`~torch_geometric.transforms.FixedPoints`'s rule.
 
     .. code-block:: python
 
@@ -42,10 +36,9 @@ class SampleNetSampling(BaseTransform):
         dataset = ModelNet(root, transform=SampleNetSampling(sampler, num_samples=64))
 
     Args:
-        sampler (SampleNet): A trained sampler, on the device the data will be on when
-            transformed (inputs are moved to it and the index back).
-        ratio (float, optional): Keep :math:`\lceil n \cdot r \rceil` points (float32, as
-            :func:`torch_geometric.nn.fps`). (default: :obj:`None`)
+        sampler (SampleNet): A trained sampler (on any device).
+        ratio (float, optional): Keep :math:`\lceil n \cdot r \rceil` points.
+            (default: :obj:`None`)
         num_samples (int, optional): Points to keep, :math:`\min(m, n)`. (default:
             :obj:`None`, the sampler's :obj:`num_out_points`)
     """

@@ -1,17 +1,6 @@
-r"""One reader and one writer per point-file format, for the data sets and the command line.
-Every reader checks what it reads and raises :class:`~tg_samplenet.ops.InputError` (argument
-:obj:`"path"`) naming the file. A point file keeps every per-point attribute, so that a subset
-of its rows is written back in the same format:
-
-- **PLY** (:mod:`plyfile`): all vertex properties and types, the encoding, comments and the
-  elements that do not index vertices (faces and edges are dropped on writing).
-- **OFF** (also :obj:`COFF`, :obj:`NOFF`, ... and ModelNet's counts glued to :obj:`OFF`),
-  **XYZ/TXT** (whitespace or comma separated, :obj:`#` comments, an optional column-name
-  line): vertex lines written back verbatim; OFF faces triangulated by PyG's parser.
-- **NPY**: an :obj:`[N, C >= 3]` array (:obj:`x, y, z` first) or a structured array with
-  :obj:`x, y, z` fields. **NPZ**: a :obj:`pos` (or :obj:`points`, :obj:`xyz`) array
-  :obj:`[N, 3]`; other arrays of length :math:`N` are per-point attributes.
-- **HDF5** in the layout of the paper's ModelNet40 files (many clouds per file).
+r"""One reader and one writer per point-file format (PLY, OFF, XYZ/TXT, NPY, NPZ; HDF5 in the
+ModelNet40 layout), keeping every per-point attribute so that a subset of the rows is written
+back in the same format. Readers raise :class:`~tg_samplenet.ops.InputError` naming the file.
 """
 
 from __future__ import annotations
@@ -81,7 +70,7 @@ def read_point_file(path: PathLike, format: Optional[str] = None) -> PointFile:
 
     Raises:
         InputError: The file is missing or unreadable, has the wrong shape, no points, or
-            coordinates that are NaN or infinite in float32; the message names the file.
+            non-finite coordinates.
 
     :rtype: :class:`PointFile`
     """
@@ -122,9 +111,7 @@ def read_off_mesh(path: PathLike) -> Data:
     into triangles as :func:`torch_geometric.io.read_off` does.
 
     Raises:
-        InputError: The file cannot be parsed, or the mesh has no points, non-finite
-            vertices, no faces, faces that index missing vertices or faces of zero total
-            area; the message names the file.
+        InputError: The file cannot be parsed or holds no valid mesh.
     """
     file = read_point_file(path, "off")
     pos, face = torch.from_numpy(file.pos), file.header["face"]
@@ -144,12 +131,11 @@ def read_off_mesh(path: PathLike) -> Data:
 
 def read_h5_clouds(path: PathLike) -> tuple[Tensor, Tensor]:
     r"""Reads the clouds :obj:`data` :obj:`[N, P, 3]` and labels :obj:`label` (:obj:`[N, 1]`
-    or :obj:`[N]`) of an HDF5 file in the :obj:`modelnet40_ply_hdf5_2048` layout. Clouds
-    with non-finite coordinates are returned as they are (the loader decides).
+    or :obj:`[N]`) of an HDF5 file in the :obj:`modelnet40_ply_hdf5_2048` layout.
 
     Raises:
         InputError: The file cannot be opened as HDF5, lacks :obj:`data` or :obj:`label`,
-            or holds shapes or labels that do not fit; the message names the file.
+            or holds shapes or labels that do not fit.
 
     :rtype: (:class:`torch.Tensor` :obj:`[N, P, 3]` float32, :class:`torch.LongTensor`
         :obj:`[N]`)

@@ -35,10 +35,8 @@ class HDF5PointClouds(InMemoryDataset):
             ply_data_train0.h5
             ...
 
-    Each HDF5 file holds :obj:`data` :obj:`[N, P, 3]` (any number of points :math:`P`) and
-    :obj:`label` :obj:`[N, 1]` or :obj:`[N]` (:func:`~tg_samplenet.datasets.read_h5_clouds`).
-    The files are read once and cached under :obj:`root/processed`; every cloud is centred
-    and scaled into the unit sphere after its points are selected.
+    Each HDF5 file holds :obj:`data` :obj:`[N, P, 3]` and :obj:`label`; the clouds are
+    cached under :obj:`root/processed`, each centred and scaled into the unit sphere.
 
     Args:
         root (str): The folder holding the files above.
@@ -53,11 +51,9 @@ class HDF5PointClouds(InMemoryDataset):
         pre_transform (callable, optional): A transform applied to each item once, before
             caching. (default: :obj:`None`)
         force_reload (bool, optional): Whether to re-read the files. (default: :obj:`False`)
-        on_bad_file (str, optional): What to do with files that cannot be used (corrupt,
-            wrong shapes, labels out of range, clouds with NaN or infinite coordinates):
-            :obj:`"raise"` reads every file, then raises one error naming each bad file;
-            :obj:`"skip"` leaves out the bad files (and the non-finite clouds of an
-            otherwise good file) with a warning each. (default: :obj:`"raise"`)
+        on_bad_file (str, optional): :obj:`"raise"` one error naming every unusable file
+            once all are read, or :obj:`"skip"` them (and non-finite clouds) with a warning
+            each. (default: :obj:`"raise"`)
     """
 
     def __init__(

@@ -35,11 +35,9 @@ class ModelNetPointClouds(ModelNet):
 
     Put the *contents* of the extracted :obj:`ModelNet10/` or :obj:`ModelNet40/` folder in
     :obj:`root/raw/`, so that the meshes lie in :obj:`root/raw/<category>/{train,test}/
-    <category>_<id>.off`. Each mesh is turned into :obj:`num_points` points drawn uniformly
-    by area (:class:`~torch_geometric.transforms.SamplePoints`, seeded so that the cached
-    clouds are reproducible), centred and scaled into the unit sphere
-    (:class:`NormalizeUnitSphere`), and cached under :obj:`root/processed/<parameters>/`.
-    Items are :obj:`Data(pos, y)`.
+    <category>_<id>.off`. Each mesh becomes :obj:`num_points` points drawn by area (seeded
+    :class:`~torch_geometric.transforms.SamplePoints`), normalised into the unit sphere and
+    cached. Items are :obj:`Data(pos, y)`.
 
     Args:
         root (str): The folder holding :obj:`raw/`.
@@ -53,10 +51,9 @@ class ModelNetPointClouds(ModelNet):
         transform (callable, optional): A transform applied to each item on access.
             (default: :obj:`None`)
         force_reload (bool, optional): Whether to re-read the meshes. (default: :obj:`False`)
-        on_bad_file (str, optional): What to do with OFF files that cannot be used (see
-            :func:`~tg_samplenet.datasets.read_off_mesh`): :obj:`"raise"` reads every mesh,
-            then raises one error naming each bad file; :obj:`"skip"` leaves them out with a
-            warning each. (default: :obj:`"raise"`)
+        on_bad_file (str, optional): :obj:`"raise"` one error naming every unusable file
+            once all are read, or :obj:`"skip"` them with a warning each.
+            (default: :obj:`"raise"`)
     """
 
     def __init__(

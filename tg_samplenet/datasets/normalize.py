@@ -20,10 +20,9 @@ def normalize_unit_sphere(pos: Tensor) -> Tensor:
         \mathbf{p}_i \leftarrow \frac{\mathbf{p}_i - \bar{\mathbf{p}}}
         {\max_j \| \mathbf{p}_j - \bar{\mathbf{p}} \|_2}
 
-    This is the normalisation of the paper's ModelNet40 HDF5 files ("zero mean, unit
-    sphere"). PyG's :class:`~torch_geometric.transforms.NormalizeScale` centres the same way
-    but divides by the largest absolute *coordinate*, which only bounds the cloud by the unit
-    cube. A cloud whose points all coincide is only centred.
+    as the paper's ModelNet40 files are (PyG's
+    :class:`~torch_geometric.transforms.NormalizeScale` bounds by the unit cube instead).
+    A cloud whose points all coincide is only centred.
 
     Args:
         pos (torch.Tensor): One cloud :obj:`[P, 3]` or a batch of equal-sized clouds

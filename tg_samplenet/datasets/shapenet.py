@@ -38,10 +38,8 @@ class ShapeNetPointClouds(InMemoryDataset):
         root/<synset id>/<model id>.ply
 
     The models of each class are split 85% / 5% / 10% into train / val / test as in the
-    authors' code: the files sorted by name, permuted by
-    :obj:`numpy.random.RandomState(seed)`, and cut at :math:`\mathrm{round}(0.85 n)` and
-    :math:`\mathrm{round}(0.9 n)`. Every cloud is centred and scaled into the unit sphere. The
-    three splits are cached together under :obj:`root/processed`.
+    authors' code (:func:`split_indices`); every cloud is normalised into the unit sphere,
+    and the splits are cached under :obj:`root/processed`.
 
     Args:
         root (str): The folder holding the synset folders.
@@ -60,11 +58,9 @@ class ShapeNetPointClouds(InMemoryDataset):
             caching. (default: :obj:`None`)
         force_reload (bool, optional): Whether to re-read the PLY files.
             (default: :obj:`False`)
-        on_bad_file (str, optional): What to do with PLY files that cannot be used (corrupt
-            headers, no :obj:`x, y, z` vertices, no points, NaN or infinite coordinates, fewer
-            than :obj:`num_points` points): :obj:`"raise"` reads every file, then raises one
-            error that names each bad file; :obj:`"skip"` leaves them out of their split
-            (which is drawn from all files) with a warning each. (default: :obj:`"raise"`)
+        on_bad_file (str, optional): :obj:`"raise"` one error naming every unusable file
+            once all are read, or :obj:`"skip"` them with a warning each.
+            (default: :obj:`"raise"`)
     """
 
     SYNSET_IDS: dict[str, str] = {
@@ -156,8 +152,8 @@ class ShapeNetPointClouds(InMemoryDataset):
 
 def split_indices(num_models: int, seed: int = 42) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     r"""The indices of the train, val and test models of one class of :obj:`num_models`
-    models (85% / 5% / 10%): a seeded permutation cut at :math:`\mathrm{round}(0.85 n)` and
-    :math:`\mathrm{round}(0.9 n)`, as in the SampleNet authors' ShapeNet split.
+    models: the names' order permuted by :obj:`numpy.random.RandomState(seed)` and cut at
+    :math:`\mathrm{round}(0.85 n)` and :math:`\mathrm{round}(0.9 n)`, as the authors do.
 
     :rtype: (:class:`numpy.ndarray`, :class:`numpy.ndarray`, :class:`numpy.ndarray`)
     """

@@ -24,9 +24,7 @@ __all__ = ["stratified_split", "holdout", "check_val_fraction"]
 def stratified_split(y: Tensor, val_fraction: float, seed: int = 0) -> tuple[Tensor, Tensor]:
     r"""Splits items with class labels :obj:`y` into a training and a validation part that
     keep every class's share: of the :math:`n_c` items of class :math:`c`,
-    :math:`\operatorname{round}(f \cdot n_c)` drawn at random go to the validation part. The
-    draw depends only on :obj:`y` and :obj:`seed`, so a data set splits the same way on
-    every machine and in every run.
+    :math:`\operatorname{round}(f \cdot n_c)` drawn from :obj:`seed` go to the validation part.
 
     .. code-block:: python
 

@@ -24,8 +24,7 @@ T = TypeVar("T")
 
 
 class BadFiles:
-    r"""Collects the problems of the files a loader reads, so that one pass over a folder
-    reports every bad file instead of stopping at the first.
+    r"""Collects the problems of the files a loader reads, to report them all at once.
 
     Args:
         on_bad_file (str): :obj:`"raise"` raises one :class:`InputError` (argument

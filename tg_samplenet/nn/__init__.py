@@ -1,8 +1,5 @@
-r"""The learned sampler's modules: :class:`SoftProjection`, :class:`SampleNet` and its output,
-the adapters of a trained sampler (:class:`SampleNetFPS` with
-:func:`torch_geometric.nn.fps`'s signature, :class:`FPSPerLayer` for one per layer of a model,
-:class:`SampleNetSelect` as a PyG :class:`~torch_geometric.nn.pool.select.Select`) and the
-:func:`weighted_gather` that carries per-point tensors through a sampler's choice."""
+r"""The modules: :class:`SoftProjection`, :class:`SampleNet`, and the adapters of a trained
+sampler to PyG's :obj:`fps` and :class:`~torch_geometric.nn.pool.select.Select`."""
 
 from tg_samplenet.nn.fps_drop_in import SampleNetFPS
 from tg_samplenet.nn.fps_per_layer import FPSPerLayer

@@ -15,8 +15,7 @@ __all__ = ["FPSPerLayer"]
 class FPSPerLayer(torch.nn.Module):
     r"""One callable with :func:`torch_geometric.nn.fps`'s signature that calls, inside each
     of the given layers, that layer's own sampler: for models whose layers all call one
-    module-level :obj:`fps` (PyG's :obj:`examples/pointnet2_classification.py`), so that each
-    layer can have its own :class:`SampleNetFPS` without a change to the model's code.
+    module-level :obj:`fps`.
 
     .. code-block:: python
 
@@ -27,9 +26,8 @@ class FPSPerLayer(torch.nn.Module):
             model.sa2_module: SampleNetFPS(SampleNet.load("sa2.sampler.pt")),
         })
 
-    It finds the calling layer by forward hooks on the given layers (the innermost running
-    one wins); :meth:`remove` takes them off. The samplers that are modules are submodules of
-    this one (:obj:`.to(device)`, :obj:`state_dict`), not of the model.
+    It finds the calling layer by forward hooks (the innermost running one wins), which
+    :meth:`remove` takes off.
 
     Args:
         layers (dict): Each layer (:class:`torch.nn.Module`) and the fps-signature callable
@@ -64,7 +62,7 @@ class FPSPerLayer(torch.nn.Module):
         self.samplers = torch.nn.ModuleList(
             s for s in layers.values() if isinstance(s, torch.nn.Module)
         )
-        # Plain lists: the model's layers must not become submodules of this one.
+        # Plain lists: the model's layers must not become submodules.
         self._layers: list[torch.nn.Module] = list(layers)
         self._routes: list[Callable[..., Tensor]] = list(layers.values())
         self._running: list[int] = []

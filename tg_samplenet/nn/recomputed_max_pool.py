@@ -1,25 +1,7 @@
-r"""Training-mode :obj:`global_max_pool(mlp(pos), batch)` whose memory does not grow with the
-number of points: the per-point MLP runs chunk by chunk without storing activations, and only
-the points that win a channel's maximum are recomputed with gradient.
-
-A max pool sends gradient to one point per cloud and channel (its winner), so the recompute
-on at most :math:`B \cdot C` points gives the plain path's gradient, with one difference:
-BatchNorm's batch statistics are computed over all points, exactly as the plain path computes
-them, but enter the recompute as constants. The plain path also differentiates through them
-(every point then gets a gradient through the means and variances); that term is dropped
-here. :class:`~tg_samplenet.nn.sampler.SampleNet` therefore uses this pool only above
-:obj:`RECOMPUTE_ABOVE` points per batch, a size that no example reaches, so their results are
-those of the plain path.
-
-Under data-parallel training the BatchNorm layers are synchronised ones
-(:func:`~tg_samplenet.training.distributed.sync_batch_norm`), and so are the statistics here:
-each process's count, mean and squared deviations are merged over the group (two all-reduces
-per layer, in float64), so every process normalises with the statistics of the whole global
-batch and moves the running statistics identically, as one process on that batch would. The
-winners are per cloud, so each process finds its own; the statistics stay constants of the
-recompute, and DistributedDataParallel averages the gradients: one process training on the
-global batch gets the same steps.
-"""
+r"""Training-mode :obj:`global_max_pool(mlp(pos), batch)` in memory that does not grow with
+the number of points: the MLP runs chunk by chunk without gradient, and only the points that
+win a channel's maximum are recomputed with it (BatchNorm statistics, synchronised over a
+process group if the layers are, enter as constants)."""
 
 from __future__ import annotations
 
@@ -33,25 +15,18 @@ from torch_geometric.nn import MLP
 
 __all__ = ["RECOMPUTE_ABOVE", "use_recomputed_pool", "recomputed_max_pool"]
 
-# Points per batch above which SampleNet trains with the recomputed pool (the largest example,
-# the paper's reconstruction profile, has 50 x 2048 = 102,400).
+# Points per batch above which SampleNet trains with the recomputed pool (above every example).
 RECOMPUTE_ABOVE = 1 << 18
-# Points per chunk of the no-grad passes (a few MiB of features per layer).
-CHUNK = 1 << 14
+CHUNK = 1 << 14  # points per chunk of the no-grad passes
 
 
 def use_recomputed_pool(num_points: int, mlp: Optional[MLP] = None) -> bool:
-    r"""Whether a training batch of :obj:`num_points` points uses :func:`recomputed_max_pool`
-    (more than :obj:`RECOMPUTE_ABOVE` points). When :obj:`mlp`'s BatchNorm layers are
-    synchronised over a process group, :obj:`num_points` counts the points of the whole
-    global batch (one all-reduce): every process then takes the same path, as their
-    collectives must match, and the one a single process would take on that batch.
+    r"""Whether a training batch of :obj:`num_points` points (summed over the process group
+    of :obj:`mlp`'s synchronised BatchNorm layers) exceeds :obj:`RECOMPUTE_ABOVE`.
 
     Args:
         num_points (int): Points of this process's training batch.
-        mlp (torch_geometric.nn.MLP, optional): The per-point MLP, whose BatchNorm layers
-            tell whether processes train together. (default: :obj:`None`,
-            :obj:`num_points` alone)
+        mlp (torch_geometric.nn.MLP, optional): The per-point MLP. (default: :obj:`None`)
 
     :rtype: :class:`bool`
     """
@@ -68,10 +43,7 @@ def use_recomputed_pool(num_points: int, mlp: Optional[MLP] = None) -> bool:
 
 
 def _sync_group(bn: torch.nn.Module) -> Optional[Any]:
-    # The process group over which a training-mode BatchNorm layer synchronises its batch
-    # statistics: torch.nn.SyncBatchNorm and tg_samplenet.training.distributed.SyncBatchNorm name it
-    # in `process_group` (None: the default group); None for a layer that does not (or a
-    # group of one process, where there is nothing to merge).
+    # The group (of more than one process) a training-mode synchronised BatchNorm uses.
     if not (hasattr(bn, "process_group") and bn.training):
         return None
     if not (dist.is_available() and dist.is_initialized()):
@@ -87,8 +59,7 @@ class _Statistics(NamedTuple):
 
 
 def _merge(mean: Tensor, m2: Tensor, count: int, group: Any) -> tuple[Tensor, Tensor, int]:
-    # Chan et al.'s merge of every process's (count, mean, sum of squared deviations) in
-    # float64: the global mean from the sums, then the deviations about it.
+    # Every process's (count, mean, sum of squared deviations) merged in float64.
     total = torch.cat([mean.new_tensor([count]), mean * count])
     dist.all_reduce(total, group=group)
     merged = total[1:] / total[0].clamp(min=1)
@@ -115,16 +86,14 @@ def _check_structure(mlp: MLP):
 
 
 def _folded(lin: torch.nn.Module, bn: torch.nn.BatchNorm1d, stats: _Statistics):
-    # BatchNorm with fixed statistics is an affine map: fold it into the Linear layer, as
-    # [C_out, 1] bias and [C_out, C_in] weight for features stored channel-major.
+    # BatchNorm with fixed statistics folded into the Linear layer (channel-major features).
     scale = bn.weight / torch.sqrt(stats.var + bn.eps)
     bias = (lin.bias - stats.mean) * scale + bn.bias
     return bias.unsqueeze(1), lin.weight * scale.unsqueeze(1)
 
 
 def _segment_argmax(x: Tensor, part: Tensor, num_segments: int) -> tuple[Tensor, Tensor]:
-    # Per row of x [C, n] and per segment of its sorted segment vector part [n] (ids from 0),
-    # the maximum and the first column that holds it: [C, S] each.
+    # Per row of x [C, n] and segment of the sorted part [n]: the maximum and its first column.
     index = part.view(1, -1).expand_as(x)
     value = x.new_full((x.size(0), num_segments), -float("inf"))
     value = value.scatter_reduce(1, index, x, "amax")
@@ -140,14 +109,9 @@ def _segment_argmax(x: Tensor, part: Tensor, num_segments: int) -> tuple[Tensor,
 def _statistics_pass(
     mlp: MLP, pos: Tensor, batch: Tensor, num_clouds: int, known: list[_Statistics]
 ) -> tuple[_Statistics, Optional[Tensor]]:
-    # One no-grad pass over all points, chunk by chunk with features stored channel-major
-    # ([C, chunk]: reductions over points then run along memory). It returns the mean and
-    # variance of the pre-norm features of layer len(known), the layers before it normalised
-    # with their (complete) batch statistics; chunks are merged with Chan et al.'s pairwise
-    # update in float64. The pass over the last layer also returns each cloud's and
-    # channel's winner [B, C]: ReLU(a z + b) grows with z where the scale a = gamma / sigma
-    # is positive, so the winner is the argmax of sign(gamma) z (lowest index among ties).
-    # A synchronised BatchNorm's statistics are merged over its process group.
+    # One no-grad pass in channel-major chunks: the batch statistics of layer len(known)'s
+    # pre-norm features (chunks merged in float64), and for the last layer each cloud's and
+    # channel's winner, the argmax of sign(gamma) z (ReLU(a z + b) grows with z where a > 0).
     layer = len(known)
     folded = [_folded(mlp.lins[j], mlp.norms[j].module, s) for j, s in enumerate(known)]
     lin, bn = mlp.lins[layer], mlp.norms[layer].module
@@ -193,8 +157,7 @@ def _statistics_pass(
 
 
 def _update_running_statistics(bn: torch.nn.BatchNorm1d, stats: _Statistics):
-    # What BatchNorm1d.forward does in training mode: count the batch and move the running
-    # estimates towards the batch mean and the unbiased batch variance.
+    # As BatchNorm1d.forward in training mode.
     if not bn.track_running_stats:
         return
     bn.num_batches_tracked.add_(1)
@@ -207,24 +170,9 @@ def _update_running_statistics(bn: torch.nn.BatchNorm1d, stats: _Statistics):
 
 def recomputed_max_pool(mlp: MLP, pos: Tensor, batch: Tensor, num_clouds: int) -> Tensor:
     r"""The per-cloud max pool of a training-mode per-point MLP (Linear, BatchNorm, ReLU),
-    :math:`\mathbf{h}_{b,c} = \max_{i : b_i = b} \mathrm{MLP}(\mathbf{p}_i)_c`, in memory that
-    does not grow with the number of points :math:`N`.
-
-    1. One no-grad pass over chunks of points per layer computes that layer's batch mean and
-       variance over all :math:`N` points (the layers before it normalised with theirs), as
-       the plain path's BatchNorm does; the running statistics are updated as it would.
-       Synchronised BatchNorm layers take them over every process's points (see the
-       module's docstring).
-    2. The last of these passes also finds the winner :math:`i^*(b, c)` of every cloud and
-       channel.
-    3. The MLP is recomputed with gradient on the (at most :math:`B \cdot C`) winners only,
-       BatchNorm using the batch statistics of step 1 as constants, and
-       :math:`\mathbf{h}_{b,c} = \mathrm{MLP}(\mathbf{p}_{i^*(b,c)})_c`.
-
-    The values equal the plain path's (up to rounding), and so do the gradients, except for
-    the BatchNorm statistics' own gradient, which is dropped (the plain path with the
-    statistics detached gives the same gradients). Empty clouds pool to zero, as
-    :func:`~torch_geometric.nn.global_max_pool` gives.
+    :math:`\mathbf{h}_{b,c} = \max_{i : b_i = b} \mathrm{MLP}(\mathbf{p}_i)_c`, recomputed
+    with gradient on the winners :math:`i^*(b, c)` only. Values and gradients are the plain
+    path's but for the gradient through the BatchNorm statistics; empty clouds pool to zero.
 
     Args:
         mlp (torch_geometric.nn.MLP): The per-point MLP, with BatchNorm and ReLU after every

@@ -1,5 +1,5 @@
 r"""The SampleNet sampler: a PointNet-style simplifier, the soft projection in training and
-hard matching at inference, on PyG batches of clouds of any sizes."""
+hard matching at inference."""
 
 from __future__ import annotations
 
@@ -47,12 +47,8 @@ class SampleNet(torch.nn.Module):
       continued from the matched set completes the sample
       (:func:`~tg_samplenet.ops.hard_sample`).
 
-    Each cloud yields :math:`\min(m, n_i)` points, or, with :obj:`ratio`,
-    :math:`\lceil n_i \cdot r \rceil` (float32, as :func:`torch_geometric.nn.fps`) taken as
-    a prefix of the ordered output; in training at most :math:`m`. A progressive sampler
-    (SampleNet-Progressive, trained with
-    :func:`~tg_samplenet.losses.progressive_loss`) has :math:`m = n` and orders its output
-    so that any prefix is a good sample.
+    Each cloud yields :math:`\min(m, n_i)` points, or :math:`\lceil n_i \cdot r \rceil` with
+    :obj:`ratio` (a prefix of the ordered output; in training at most :math:`m`).
 
     .. code-block:: python
 
@@ -65,51 +61,34 @@ class SampleNet(torch.nn.Module):
     Args:
         num_out_points (int): The number :math:`m` of simplified points per cloud.
         k (int, optional): Neighbours of the soft projection. (default: :obj:`7`)
-        skip_projection (bool, optional): S-NET mode (Dovrat et al., 2019): the task
-            consumes the simplified points in training, matching happens only at inference.
-            (default: :obj:`False`)
+        skip_projection (bool, optional): S-NET mode: the task consumes the simplified
+            points in training. (default: :obj:`False`)
         complete_fps (bool, optional): Complete de-duplicated samples with farthest point
             sampling; if :obj:`False`, a cloud can get fewer points. (default: :obj:`True`)
-        progressive (bool, optional): SampleNet-Progressive: the sampler is trained with
-            :func:`~tg_samplenet.progressive_loss` (:func:`~tg_samplenet.fit_sampler` picks
-            that loss from this flag), so that every prefix of its ordered output is a good
-            sample; give it :math:`m = n`, the clouds' size, and sample any
-            :obj:`ratio` or :obj:`num_samples`. (default: :obj:`False`)
-        matching (str, optional): The inference step: :obj:`"nearest"` (the paper's: each
-            simplified point to its nearest input point, repeats dropped, farthest point
-            completion, :func:`~tg_samplenet.ops.hard_sample`) or :obj:`"distinct"` (greedy
-            matching to distinct input points, :func:`~tg_samplenet.ops.distinct_sample`).
-            (default: :obj:`"nearest"`)
-        max_matched (int, optional): With :obj:`matching="distinct"`, match only the first
-            :obj:`max_matched` simplified points of each cloud and complete with farthest
-            point sampling from them (a progressive sampler's later points can cover the
-            shape worse than FPS). (default: :obj:`None`)
+        progressive (bool, optional): SampleNet-Progressive, trained with
+            :func:`~tg_samplenet.progressive_loss` so that every prefix of its output is a
+            good sample; give it :math:`m = n`. (default: :obj:`False`)
+        matching (str, optional): The inference step: :obj:`"nearest"`
+            (:func:`~tg_samplenet.ops.hard_sample`, the paper's) or :obj:`"distinct"`
+            (:func:`~tg_samplenet.ops.distinct_sample`). (default: :obj:`"nearest"`)
+        max_matched (int, optional): With :obj:`matching="distinct"`, match at most this
+            many simplified points per cloud, then farthest point sampling.
+            (default: :obj:`None`)
         initial_temperature (float, optional): Initial temperature :math:`t`.
             (default: :obj:`1.0`)
         min_sigma (float, optional): Lower bound added to :math:`\sigma = t^2`.
             (default: :obj:`1e-4`)
         learn_temperature (bool, optional): Learn :math:`t` (else it follows a fixed
             profile). (default: :obj:`True`)
-        residual_gradient (bool, optional): In training, pass the task's gradient to the
-            simplified points also directly: the task still sees the soft projection
-            :math:`\Pi(\mathbf{q})`, as :math:`\Pi(\mathbf{q}) + \mathbf{q} -
-            \operatorname{sg}(\mathbf{q})` with Jacobian :math:`\mathbf{I} + \partial\Pi /
-            \partial\mathbf{q}` (:math:`\operatorname{sg}`: stop-gradient). The soft
-            projection's own Jacobian, :math:`2\,\mathrm{Cov}_w / \sigma`, passes the
-            gradient mostly along the surface, and scaled down. Beyond the paper; see the
-            results on real scans in the documentation. (default: :obj:`False`, the
-            paper's gradient)
-        straight_through (bool, optional): In training, give the task the hard sample that
-            eval mode takes (the matched input points, completed by farthest point sampling
-            up to the requested count) with the gradient of the soft projection where a
-            simplified point owns the sample point (a straight-through estimator,
-            `Bengio et al. (2013) <https://arxiv.org/abs/1308.3432>`_): for samplers trained
-            jointly with the network that consumes their points, which then never sees soft
-            points it will not get at inference. (default: :obj:`False`)
-        head_norm (bool, optional): BatchNorm in the head's hidden layers. Without it the
-            head maps a cloud alone, as it will in eval mode, not through the statistics of
-            its training batch: a sampler trained jointly then samples alike in both modes.
-            (default: :obj:`True`)
+        residual_gradient (bool, optional): In training, give the task
+            :math:`\Pi(\mathbf{q}) + \mathbf{q} - \operatorname{sg}(\mathbf{q})`: the soft
+            projection's values with Jacobian :math:`\mathbf{I} + \partial\Pi /
+            \partial\mathbf{q}` (beyond the paper). (default: :obj:`False`)
+        straight_through (bool, optional): In training, give the task the eval-mode sample
+            with the soft projection's gradient (a `straight-through estimator
+            <https://arxiv.org/abs/1308.3432>`_). (default: :obj:`False`)
+        head_norm (bool, optional): BatchNorm in the head's hidden layers; without it a
+            jointly trained sampler samples alike in both modes. (default: :obj:`True`)
         point_channels (tuple of int, optional): Widths of the per-point MLP.
             (default: :obj:`(64, 64, 64, 128, 128)`)
         head_channels (tuple of int, optional): Widths of the hidden layers of the head.
@@ -189,8 +168,7 @@ class SampleNet(torch.nn.Module):
             head_channels=list(head_channels),
         )
 
-        # A batch of one cloud (or one point) still trains: BatchNorm then falls back to
-        # its running statistics.
+        # allow_single_element: a batch of one cloud still trains (running statistics).
         self.point_mlp = MLP(
             [3, *point_channels],
             norm="batch_norm",
@@ -216,12 +194,8 @@ class SampleNet(torch.nn.Module):
         return dict(self._config)
 
     def simplify(self, pos: Tensor, batch: Tensor, num_clouds: int) -> Tensor:
-        r"""The simplification network: :math:`m` points per cloud, :obj:`[B, m, 3]`. In eval
-        mode the point MLP runs with its BatchNorm folded into the linear layers, max-pooled
-        chunk by chunk (:obj:`tg_samplenet::max_pooled_mlp`): memory that does not grow with
-        the number of points; in training, so does it above
-        :obj:`~tg_samplenet.nn.recomputed_max_pool.RECOMPUTE_ABOVE` points per batch
-        (:func:`~tg_samplenet.nn.recomputed_max_pool.recomputed_max_pool`)."""
+        r"""The simplification network: :math:`m` points per cloud, :obj:`[B, m, 3]` (on
+        large inputs in memory that does not grow with the number of points)."""
         if self.training and use_recomputed_pool(pos.size(0), self.point_mlp):
             h = recomputed_max_pool(self.point_mlp, pos, batch, num_clouds)
         elif self.training:
@@ -250,11 +224,9 @@ class SampleNet(torch.nn.Module):
                 :math:`\mathbf{b} \in {\{ 0, \ldots, B-1\}}^N`. (default: :obj:`None`)
             ratio (float, optional): Sample :math:`\lceil n_i \cdot r \rceil` points per cloud,
                 like :func:`torch_geometric.nn.fps`. (default: :obj:`None`)
-            num_samples (int, optional): Sample :math:`\min(c, n_i)` points per cloud: any
-                prefix size :math:`c` of a progressive sampler. (default: :obj:`None`, which
-                means :obj:`num_out_points`)
-            num_clouds (int, optional): The number of clouds :math:`B`, if some trailing ones
-                are empty. (default: :obj:`None`)
+            num_samples (int, optional): Sample :math:`\min(c, n_i)` points per cloud.
+                (default: :obj:`None`, :obj:`num_out_points`)
+            num_clouds (int, optional): The number of clouds :math:`B`. (default: :obj:`None`)
         """
         batch, counts = self._check(pos, batch, ratio, num_samples, num_clouds)
         return self._run(pos, batch, counts)
@@ -267,19 +239,9 @@ class SampleNet(torch.nn.Module):
         num_samples: Optional[int] = None,
         num_clouds: Optional[int] = None,
     ) -> Tensor:
-        r"""The indices of the eval-mode sample, whatever mode the sampler is in (restored
-        afterwards), without gradient: the one sampling path of a trained sampler, which
-        :class:`~tg_samplenet.SampleNetFPS` and :class:`~tg_samplenet.SampleNetSampling`
-        wrap. Points of any floating dtype are sampled in the sampler's dtype.
-
-        Args:
-            pos (torch.Tensor): Points :obj:`[N, 3]` on the sampler's device.
-            batch (torch.Tensor, optional): Sorted batch vector. (default: :obj:`None`)
-            ratio (float, optional): Sample :math:`\lceil n_i \cdot r \rceil` points per
-                cloud. (default: :obj:`None`)
-            num_samples (int, optional): Sample :math:`\min(c, n_i)` points per cloud.
-                (default: :obj:`None`, which means :obj:`num_out_points`)
-            num_clouds (int, optional): The number of clouds :math:`B`. (default: :obj:`None`)
+        r"""The indices of the eval-mode sample without gradient, whatever the sampler's mode;
+        points of any floating dtype are sampled in the sampler's dtype. Arguments as
+        :meth:`forward`'s.
 
         :rtype: :class:`torch.LongTensor` :obj:`[M]`: unique within each cloud, grouped by
             cloud in batch order
@@ -295,7 +257,6 @@ class SampleNet(torch.nn.Module):
             self.train(was_training)
 
     def _check(self, pos, batch, ratio, num_samples, num_clouds) -> tuple[Tensor, Tensor]:
-        # The checks of every call; returns the batch vector and each cloud's sample count.
         check_points(pos, "pos")
         batch, B = check_cloud_batch(batch, pos, "batch", num_clouds)
         param = self.head.lins[-1].weight
@@ -367,9 +328,8 @@ class SampleNet(torch.nn.Module):
         )  # fmt: skip
 
     def _straight_through(self, pos, batch, counts, proj, projected, sigma, parts):
-        # The eval-mode sample of the same simplified points; each sample point takes the
-        # gradient of the first query whose nearest input point it is (none for points of
-        # the farthest point completion).
+        # The eval-mode sample; each point takes the gradient of the first query whose
+        # nearest input point it is (none for the farthest point completion).
         with torch.no_grad():
             index = torch.ops.tg_samplenet.match_sample(
                 pos.detach(), batch, parts["simplified"].detach(), parts["simplified_batch"],
@@ -392,9 +352,8 @@ class SampleNet(torch.nn.Module):
         )  # fmt: skip
 
     def save(self, path: Union[str, os.PathLike], metadata: Optional[dict[str, Any]] = None):
-        r"""Saves the configuration and weights to :obj:`path` atomically (a partial file never
-        replaces a good one), with :obj:`metadata` (e.g. a record of the training, plain
-        Python values) that :meth:`load` gives back as :obj:`sampler.metadata`."""
+        r"""Saves the configuration and weights to :obj:`path` atomically, with
+        :obj:`metadata` (plain Python values) that :meth:`load` gives back."""
         from tg_samplenet.io import atomic_save
 
         state = {"config": self.config, "state_dict": self.state_dict()}
@@ -404,14 +363,12 @@ class SampleNet(torch.nn.Module):
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike], map_location: Any = "cpu") -> SampleNet:
-        r"""Rebuilds a sampler saved with :meth:`save`, in **eval mode** (a loaded sampler is
-        almost always used to sample; call :meth:`train` to fine-tune it), with the saved
-        dtype and the saved :obj:`metadata` in its attribute :obj:`metadata`.
+        r"""Rebuilds a sampler saved with :meth:`save`, in **eval mode**, with the saved dtype
+        and :obj:`metadata` attribute.
 
         Raises:
             FileNotFoundError: If :obj:`path` does not exist.
-            InputError: If the file is empty, truncated, foreign, or holds a configuration
-                or weights that do not make a SampleNet; the message names the file.
+            InputError: If the file does not hold a SampleNet.
         """
         from tg_samplenet.io import load_checkpoint
 
@@ -427,8 +384,7 @@ class SampleNet(torch.nn.Module):
                 "path", f"{path} holds a configuration that builds no SampleNet: {error}"
             ) from error
         try:
-            # assign: the sampler takes the saved tensors' dtype and device (float64 stays
-            # float64; map_location="meta" gives a sampler on the meta device).
+            # assign: keep the saved tensors' dtype and device.
             sampler.load_state_dict(state["state_dict"], assign=True)
         except (RuntimeError, TypeError, ValueError, AttributeError) as error:
             reason = str(error).splitlines()[0]
@@ -439,28 +395,20 @@ class SampleNet(torch.nn.Module):
         return sampler.eval()
 
     def __repr__(self) -> str:
-        extra = ""
-        if self.skip_projection:
-            extra += ", skip_projection=True"
-        if self.progressive:
-            extra += ", progressive=True"
-        if not self.complete_fps:
-            extra += ", complete_fps=False"
-        if self.residual_gradient:
-            extra += ", residual_gradient=True"
-        if self.straight_through:
-            extra += ", straight_through=True"
-        if not self.head_norm:
-            extra += ", head_norm=False"
-        if self.matching != "nearest":
-            extra += f", matching={self.matching!r}"
-            if self.max_matched is not None:
-                extra += f", max_matched={self.max_matched}"
+        defaults = dict(
+            skip_projection=False, progressive=False, complete_fps=True,
+            residual_gradient=False, straight_through=False, head_norm=True,
+            matching="nearest", max_matched=None,
+        )  # fmt: skip
+        extra = "".join(
+            f", {name}={getattr(self, name)!r}"
+            for name, default in defaults.items()
+            if getattr(self, name) != default
+        )
         return f"{self.__class__.__name__}({self.num_out_points}, k={self.k}{extra})"
 
 
 def _check_channels(channels: Any, name: str, allow_empty: bool) -> tuple[int, ...]:
-    # A sequence of positive layer widths.
     if isinstance(channels, (str, bytes)) or not hasattr(channels, "__iter__"):
         raise InputTypeError(
             name, f"{name} must be a sequence of ints (got {type(channels).__name__})"
@@ -475,8 +423,7 @@ def _check_channels(channels: Any, name: str, allow_empty: bool) -> tuple[int, .
 
 
 def _folded(mlp: MLP) -> tuple[list[Tensor], list[Tensor]]:
-    # The eval-mode hidden layers of a PyG MLP (Linear, BatchNorm, ReLU) with each BatchNorm
-    # folded into its Linear: x @ weight + bias, then ReLU (not its plain last layer).
+    # The eval-mode hidden layers of a PyG MLP with BatchNorm folded in: x @ weight + bias.
     weights, biases = [], []
     for lin, norm in zip(mlp.lins, mlp.norms):
         if not hasattr(norm, "module"):  # no normalisation
@@ -491,5 +438,5 @@ def _folded(mlp: MLP) -> tuple[list[Tensor], list[Tensor]]:
 
 
 def select(mask: Tensor) -> Tensor:
-    # The indices of a boolean mask, as an operator whose size the compiler leaves symbolic.
+    # mask.nonzero() as an operator whose size the compiler leaves symbolic.
     return torch.ops.tg_samplenet.select(mask)

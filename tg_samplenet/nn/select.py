@@ -1,6 +1,4 @@
-r"""SampleNet as a :class:`torch_geometric.nn.pool.select.Select`, so that a learned sampler
-composes with PyG's pooling API (:class:`~torch_geometric.nn.pool.connect.Connect`,
-:obj:`scatter` reductions) like :class:`~torch_geometric.nn.pool.select.SelectTopK` does."""
+r"""SampleNet as a :class:`torch_geometric.nn.pool.select.Select` of PyG's pooling API."""
 
 from __future__ import annotations
 
@@ -20,8 +18,8 @@ __all__ = ["SampleNetSelect", "SampleNetSelectOutput"]
 def check_sampler_and_size(
     owner: object, sampler: SampleNet, ratio: Optional[float], num_samples: Optional[int]
 ) -> Optional[float]:
-    r"""The checks of a module that samples :obj:`ratio` of each cloud or :obj:`num_samples`
-    points (at most one of them) with :obj:`sampler`; returns the checked ratio."""
+    r"""Checks a module's :obj:`sampler` and its :obj:`ratio` or :obj:`num_samples` (not
+    both); returns the ratio."""
     name = type(owner).__name__
     if not isinstance(sampler, SampleNet):
         raise InputTypeError("sampler", f"{name} wraps a SampleNet (got {type(sampler).__name__})")
@@ -33,7 +31,7 @@ def check_sampler_and_size(
 
 
 def sampler_and_size_repr(owner) -> str:
-    r"""The :obj:`__repr__` of such a module: its sampler and its ratio or sample size."""
+    r"""The :obj:`__repr__` of such a module."""
     if owner.ratio is not None:
         size = f"ratio={owner.ratio}"
     else:
@@ -46,19 +44,15 @@ class SampleNetSelectOutput(SelectOutput):
     sampler's own output, which SampleNet's losses need.
 
     Attributes:
-        node_index (torch.LongTensor): In training :obj:`[M * k]`, the :math:`k` neighbours
-            of each output point (the soft projection's support); in eval :obj:`[M]`, the
-            selected input points.
+        node_index (torch.LongTensor): The :math:`k` neighbours of each output point
+            :obj:`[M * k]` in training, the selected input points :obj:`[M]` in eval.
         num_nodes (int): The number of input points :math:`N`.
         cluster_index (torch.LongTensor): The output point of each entry of
-            :obj:`node_index`: :obj:`[M * k]` (each output repeated :math:`k` times) in
-            training, :obj:`arange(M)` in eval.
+            :obj:`node_index`.
         num_clusters (int): The number of output points :math:`M`.
-        weight (torch.Tensor, optional): In training :obj:`[M * k]`, the softmax weights of
-            the soft projection (differentiable; 0 on padding of clouds with fewer than
-            :math:`k` points); :obj:`None` in eval and without projection.
-        sample (SampleNetOutput): What :class:`~tg_samplenet.SampleNet` returned (the
-            centres :obj:`sample.pos`, :obj:`sample.batch` and the simplified points).
+        weight (torch.Tensor, optional): The soft-projection weights :obj:`[M * k]` in
+            training, else :obj:`None`.
+        sample (SampleNetOutput): What :class:`~tg_samplenet.SampleNet` returned.
     """
 
     def __init__(
@@ -74,9 +68,8 @@ class SampleNetSelectOutput(SelectOutput):
         self.sample = sample
 
     def carry(self, src: Tensor) -> Tensor:
-        r"""Pools any per-point tensor :obj:`src` :obj:`[N, *]` onto the output points: the
-        weighted sum :obj:`scatter(src[node_index] * weight, cluster_index, reduce="sum")`
-        in training, :obj:`src[node_index]` in eval (:meth:`SampleNetOutput.carry`).
+        r"""Pools a per-point tensor :obj:`src` :obj:`[N, *]` onto the output points, as
+        :obj:`scatter(src[node_index] * weight, cluster_index, reduce="sum")`.
 
         :rtype: :class:`torch.Tensor` of shape :obj:`[M, *]`
         """
@@ -97,13 +90,7 @@ class SampleNetSelect(Select):
         \end{cases}
 
     with the soft-projection weights :math:`w_{m,j}` of the :math:`k` nearest input points
-    of each simplified point :math:`\mathbf{q}_m`. Pooling features with the returned
-    :class:`SampleNetSelectOutput` (:meth:`~SampleNetSelectOutput.carry`, or PyG's
-    :obj:`scatter(x[node_index] * weight, cluster_index, reduce="sum")`) gives the
-    soft-projected features in training, with gradients to the sampler, and the selected
-    points' features in eval. In eval each output point is one input point, so
-    :class:`~torch_geometric.nn.pool.connect.FilterEdges` keeps the edges among the
-    sampled points; :meth:`Connect.get_pooled_batch` gives their batch vector in both modes.
+    of each simplified point :math:`\mathbf{q}_m`.
 
     .. code-block:: python
 
@@ -153,8 +140,7 @@ class SampleNetSelect(Select):
             pos (torch.Tensor): Points :obj:`[N, 3]`.
             batch (torch.Tensor, optional): Sorted batch vector
                 :math:`\mathbf{b} \in {\{ 0, \ldots, B-1\}}^N`. (default: :obj:`None`)
-            num_clouds (int, optional): The number of clouds :math:`B`, if some trailing ones
-                are empty. (default: :obj:`None`)
+            num_clouds (int, optional): The number of clouds :math:`B`. (default: :obj:`None`)
         """
         sample = self.sampler(pos, batch, self.ratio, self.num_samples, num_clouds)
         M = sample.index.numel()

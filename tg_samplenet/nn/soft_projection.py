@@ -1,5 +1,4 @@
-r"""The soft projection of SampleNet: a differentiable relaxation of nearest-neighbour
-selection."""
+r"""SampleNet's soft projection: a differentiable relaxation of nearest-neighbour selection."""
 
 from __future__ import annotations
 
@@ -43,9 +42,8 @@ class SoftProjectionOutput(NamedTuple):
     neighbors: Tensor
 
     def carry(self, src: Tensor) -> Tensor:
-        r"""Projects any per-point tensor :obj:`src` :obj:`[N, *]` with the same weights:
-        :math:`\sum_i w_i \, \mathbf{s}_i`. Integer tensors (labels) cannot be mixed and
-        take the value of the highest-weight neighbour instead."""
+        r"""Projects a per-point tensor :obj:`src` :obj:`[N, *]` with the same weights
+        (:func:`~tg_samplenet.nn.weighted_gather`)."""
         return weighted_gather(src, self.neighbors, self.weights)
 
 
@@ -60,21 +58,15 @@ class SoftProjection(torch.nn.Module):
         w_i = \frac{\exp(-\|\mathbf{q} - \mathbf{p}_i\|^2 / \sigma)}
         {\sum_{j \in \mathcal{N}(\mathbf{q})} \exp(-\|\mathbf{q} - \mathbf{p}_j\|^2 / \sigma)}
 
-    with :math:`\sigma = t^2 + \sigma_{\min}` for a learned temperature :math:`t`. As
-    :math:`t \to 0` the weights become one-hot on the nearest neighbour, which is what
-    inference uses. The neighbour search carries no gradient; gradients reach
-    :math:`\mathbf{q}`, :math:`\mathbf{p}` and :math:`t` through the recomputed distances.
-
-    The authors' code bounds :math:`\sigma` with a hard :obj:`max(t^2, min_sigma)`, which
-    gives :math:`t` zero gradient once the bound is reached. The additive bound used here
-    keeps :math:`\partial \sigma / \partial t = 2t` everywhere.
+    with :math:`\sigma = t^2 + \sigma_{\min}` for a learned temperature :math:`t` (additive,
+    unlike the authors' :obj:`max(t^2, min_sigma)`, so that :math:`t` keeps a gradient).
+    Gradients reach :math:`\mathbf{q}`, :math:`\mathbf{p}` and :math:`t`.
 
     Args:
         k (int, optional): Number of neighbours :math:`k`. (default: :obj:`7`)
         initial_temperature (float, optional): Initial :math:`t`, finite. (default: :obj:`1.0`)
-        min_sigma (float, optional): The lower bound :math:`\sigma_{\min} \geq 0`; with
-            :math:`t = 0` it must be positive, as :math:`\sigma = 0` leaves the softmax
-            undefined. (default: :obj:`1e-4`)
+        min_sigma (float, optional): The lower bound :math:`\sigma_{\min} \geq 0` (positive
+            if :math:`t = 0`). (default: :obj:`1e-4`)
         learn_temperature (bool, optional): If :obj:`False`, :math:`t` is a buffer set from
             outside (see :mod:`tg_samplenet.temperature`). (default: :obj:`True`)
 
@@ -121,8 +113,8 @@ class SoftProjection(torch.nn.Module):
         return self.temperature.pow(2) + self.min_sigma
 
     def set_sigma(self, sigma: float):
-        r"""Sets :math:`t` so that :math:`\sigma` equals :obj:`sigma` (for fixed profiles;
-        values below :math:`\sigma_{\min}` give :math:`t = 0`)."""
+        r"""Sets :math:`t` so that :math:`\sigma` equals :obj:`sigma` (at least
+        :math:`\sigma_{\min}`)."""
         sigma = check_number(sigma, "sigma", positive=True)
         with torch.no_grad():
             self.temperature.fill_(math.sqrt(max(sigma - self.min_sigma, 0.0)))
@@ -146,13 +138,12 @@ class SoftProjection(torch.nn.Module):
                 :obj:`[M, D]`, of the dtype of :obj:`pos`.
             batch (torch.Tensor, optional): Sorted batch vector of :obj:`pos`.
                 (default: :obj:`None`)
-            query_batch (torch.Tensor, optional): Sorted batch vector of :obj:`query`;
-                every cloud with queries needs input points. (default: :obj:`None`)
+            query_batch (torch.Tensor, optional): Sorted batch vector of :obj:`query`.
+                (default: :obj:`None`)
             hard (bool, optional): Use one-hot weights on the nearest neighbour instead of
                 the softmax (no gradient to :math:`t`). (default: :obj:`False`)
         """
         check_points(query, "query", dim=None)
-        # Nothing to project onto is an error only when there is something to project.
         check_points(pos, "pos", allow_empty=query.size(0) == 0, dim=None)
         check_like(pos, query, "pos", "query")
         batch, clouds = check_cloud_batch(batch, pos, "batch")
@@ -175,8 +166,7 @@ class SoftProjection(torch.nn.Module):
 
 
 def check_sigma(sigma: Tensor):
-    r"""Checks that the soft projection's :math:`\sigma` is finite and positive (a learned
-    temperature that diverged is not). One host sync on CUDA."""
+    r"""Checks that :math:`\sigma` is finite and positive. One host sync on CUDA."""
     sigma = sigma.detach()
     if readable(sigma) and not bool(torch.isfinite(sigma) & (sigma > 0)):
         raise InputError(
@@ -196,20 +186,14 @@ def soft_project(
     sigma: Tensor,
     hard: bool = False,
 ) -> SoftProjectionOutput:
-    r"""The soft projection of :class:`SoftProjection` for valid input (the kernel that
-    :class:`~tg_samplenet.SampleNet` calls after checking its own arguments).
-
-    Distances are computed on each cloud scaled by an exact power of two :math:`s` (no
-    coordinate range overflows or underflows). The logits are
+    r"""The soft projection of :class:`SoftProjection` for checked input. Distances are taken
+    on clouds scaled by an exact power of two :math:`s`, and the logits
 
     .. math::
         -\left(\|\mathbf{q} - \mathbf{p}_i\|^2 - \min_j \|\mathbf{q} - \mathbf{p}_j\|^2
-        \right) / \sigma,
+        \right) / \sigma
 
-    the textbook softmax shifted by its largest logit: the same weights, and tied nearest
-    neighbours add exactly zero to :math:`\sigma`'s gradient (unshifted, a tie at a tiny
-    :math:`\sigma` gives :math:`0 \cdot \infty`). The factor :math:`s^{-2} / \sigma` is
-    formed in float64. Half-precision weights are computed in float32.
+    are shifted so that tied nearest neighbours add exactly zero to :math:`\sigma`'s gradient.
     """
     neighbors, mask = torch.ops.tg_samplenet.knn(pos, query, k, batch, query_batch, num_clouds)
     grouped = gather_rows(pos, neighbors)  # [M, k, D]
@@ -228,8 +212,7 @@ def soft_project(
         with torch.no_grad():
             nearest = dist.masked_fill(~mask, float("inf")).amin(1, keepdim=True)
             unscale = torch.ldexp(torch.ones_like(exponent, dtype=torch.float64), 2 * exponent)
-        # 1 / (s^2 sigma), saturating instead of overflowing: a saturated row still gives
-        # its nearest neighbours logit 0 and the others -inf (weight 0).
+        # 1 / (s^2 sigma) in float64, saturating instead of overflowing.
         beta = (unscale.unsqueeze(1) / sigma.double()).clamp(max=torch.finfo(torch.float64).max)
         logits = (nearest - dist).double() * beta
         weights = torch.softmax(logits.masked_fill(~mask, float("-inf")), dim=1)

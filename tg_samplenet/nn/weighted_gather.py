@@ -1,6 +1,4 @@
-r"""The one weighted gather that takes per-point tensors (features, normals, colours, labels)
-through a sampler's choice: :meth:`SampleNetOutput.carry`, :class:`SampleNetSelect` and the
-:class:`~tg_samplenet.transforms.SampleNetSampling` transform all go through it."""
+r"""The weighted gather that takes per-point tensors through a sampler's choice."""
 
 from __future__ import annotations
 
@@ -16,11 +14,8 @@ __all__ = ["gather_rows", "weighted_gather"]
 
 
 def gather_rows(src: Tensor, index: Tensor) -> Tensor:
-    r""":obj:`src[index]` for an integer :obj:`index` of any shape, with a backward pass whose
-    sums do not depend on the thread count: advanced indexing adds the gradients of repeated
-    indices from several threads in a changing order, :func:`torch.index_select` adds them in
-    the order of :obj:`index` (soft-projection neighbours repeat all the time, and training
-    would not repeat under a seed)."""
+    r""":obj:`src[index]` for an integer :obj:`index` of any shape, through
+    :func:`torch.index_select`, whose backward pass sums repeated indices in a fixed order."""
     return src.index_select(0, index.reshape(-1)).view(*index.shape, *src.shape[1:])
 
 
@@ -31,11 +26,7 @@ def weighted_gather(src: Tensor, index: Tensor, weight: Optional[Tensor] = None)
     .. math::
         \mathbf{s}^{\prime}_m = \sum_{j=1}^{k} w_{m,j} \, \mathbf{s}_{\mathrm{index}_{m,j}}
 
-    Integer and boolean tensors (labels, masks) cannot be mixed: they take the row of the
-    highest-weight neighbour instead. This equals PyG's reduction of a
-    :class:`~torch_geometric.nn.pool.select.SelectOutput`,
-    :obj:`scatter(src[node_index] * weight, cluster_index, reduce="sum")`, on the
-    :obj:`[M, k]` layout of the soft projection.
+    Integer and boolean tensors take the row of the highest-weight neighbour instead.
 
     .. code-block:: python
 
@@ -49,8 +40,7 @@ def weighted_gather(src: Tensor, index: Tensor, weight: Optional[Tensor] = None)
         src (torch.Tensor): A per-point tensor :obj:`[N, *]`.
         index (torch.LongTensor): Indices into :obj:`src`: :obj:`[M]` for a plain gather, or
             :obj:`[M, k]` neighbour tables with :obj:`weight`.
-        weight (torch.Tensor, optional): :obj:`[M, k]` weights of the neighbours (padding
-            slots weigh 0). Gradients reach both :obj:`src` and :obj:`weight`.
+        weight (torch.Tensor, optional): :obj:`[M, k]` weights of the neighbours.
             (default: :obj:`None`)
 
     :rtype: :class:`torch.Tensor` of shape :obj:`[M, *]`, in :obj:`src`'s dtype

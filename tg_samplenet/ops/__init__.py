@@ -1,13 +1,6 @@
-r"""Parameter-free functions on PyG's :obj:`(pos, batch)` layout: batch-vector helpers, the
-neighbour search with its one back-end choice, farthest point sampling, and the matching of
-SampleNet's inference step.
-
-Names that PyG also has keep PyG's contract (:func:`fps`, :func:`knn`, :func:`radius`), and
-run on a pip install of PyG without :obj:`pyg-lib`; the others say how they differ
-(:func:`padded_knn` returns a fixed :obj:`[M, k]` table, not PyG's :obj:`[2, E]` edges).
-Every public function checks its arguments once (:mod:`~tg_samplenet.ops.checks`) and raises
-:class:`InputError`, naming the argument, for input it cannot take; the kernels behind them
-are :mod:`torch.library` operators (:mod:`~tg_samplenet.ops.kernels`)."""
+r"""Parameter-free functions on PyG's :obj:`(pos, batch)` layout: neighbour search, farthest
+point sampling and SampleNet's inference matching. :func:`fps`, :func:`knn` and :func:`radius`
+keep PyG's contracts without needing :obj:`pyg-lib`; bad input raises :class:`InputError`."""
 
 from tg_samplenet.ops import kernels  # noqa: F401  (registers the tg_samplenet:: operators)
 from tg_samplenet.ops.batch import sample_counts

@@ -1,8 +1,5 @@
-r"""Helpers for PyG's batch vector (a sorted cloud id per point): sizes, CSR offsets and the rank
-of each point in its cloud, which the kernels use on valid batch vectors (like
-:func:`torch_geometric.utils.degree`, they check nothing and read no value: no host sync), and
-:func:`sample_counts`, the per-cloud sample counts that every sampler shares (public,
-checked)."""
+r"""Helpers for PyG's sorted batch vector (unchecked, no host sync) and :func:`sample_counts`,
+the per-cloud sample counts every sampler shares."""
 
 from __future__ import annotations
 
@@ -23,11 +20,7 @@ __all__ = ["cloud_sizes", "cloud_ptr", "num_clouds", "rank_in_cloud", "sample_co
 
 
 def cloud_sizes(batch: Tensor, num_clouds: int) -> Tensor:
-    r"""The number of points of each cloud.
-
-    Args:
-        batch (torch.Tensor): Cloud ids :math:`\mathbf{b} \in {\{ 0, \ldots, B-1\}}^N`.
-        num_clouds (int): The number of clouds :math:`B`.
+    r"""The number of points of each of the :obj:`num_clouds` clouds.
 
     :rtype: :class:`torch.LongTensor` of shape :obj:`[B]`
     """
@@ -36,8 +29,7 @@ def cloud_sizes(batch: Tensor, num_clouds: int) -> Tensor:
 
 
 def cloud_ptr(batch: Tensor, num_clouds: int) -> Tensor:
-    r"""The CSR offsets of the clouds of a sorted batch vector: cloud :math:`i` holds the
-    points :obj:`ptr[i]` to :obj:`ptr[i + 1] - 1`.
+    r"""The CSR offsets of the clouds of a sorted batch vector.
 
     :rtype: :class:`torch.LongTensor` of shape :obj:`[B + 1]`
     """
@@ -46,14 +38,12 @@ def cloud_ptr(batch: Tensor, num_clouds: int) -> Tensor:
 
 
 def num_clouds(*batches: Tensor) -> int:
-    r"""The number of clouds that sorted batch vectors name: the largest last id plus one
-    (one host sync on CUDA)."""
+    r"""The largest last id of sorted batch vectors plus one (one host sync on CUDA)."""
     return max((int(b[-1]) + 1 if b.numel() > 0 else 0) for b in batches)
 
 
 def rank_in_cloud(batch: Tensor, num_clouds: int) -> Tensor:
-    r"""The position of each point within its cloud (0 for the first), for a sorted batch
-    vector.
+    r"""The position of each point within its cloud, for a sorted batch vector.
 
     :rtype: :class:`torch.LongTensor` of shape :obj:`[N]`
     """
@@ -64,9 +54,8 @@ def rank_in_cloud(batch: Tensor, num_clouds: int) -> Tensor:
 def sample_counts(
     sizes: Tensor, num_samples: Optional[int] = None, ratio: Optional[float] = None
 ) -> Tensor:
-    r"""The number of points to sample from each cloud: :math:`\lceil n_i \cdot r \rceil`
-    computed in float32 with :obj:`ratio`, exactly as :func:`torch_geometric.nn.fps` computes
-    it (:math:`n = 25, r = 0.6` gives 16, not 15), else :math:`\min(m, n_i)`.
+    r"""The number of points to sample from each cloud: :math:`\lceil n_i \cdot r \rceil` in
+    float32 as :func:`torch_geometric.nn.fps` computes it, else :math:`\min(m, n_i)`.
 
     Args:
         sizes (torch.Tensor): Points per cloud :obj:`[B]`.

@@ -1,14 +1,6 @@
-r"""The one validation layer: argument checks that every public function and module of the
-library runs once, at its entry, before handing plain tensors to the kernels.
-
-A failed check raises :class:`InputError` (a :class:`ValueError`), or :class:`InputTypeError`
-(also a :class:`TypeError`) for an argument of the wrong type. Its :attr:`~InputError.argument`
-names the argument, and so does its message, which says what was wrong.
-
-Checks that read values (finite coordinates, a sorted batch vector, indices in range) cost
-one host synchronisation each on CUDA; checks of shapes, dtypes and devices cost nothing.
-While :func:`torch.compile` traces, value checks are skipped (a value read would break the
-graph): check input eagerly first where it may be bad.
+r"""The argument checks every public function runs at its entry. A failed check raises
+:class:`InputError` (or :class:`InputTypeError` for a wrong type) naming the argument; checks
+that read values cost one host sync on CUDA and are skipped while :func:`torch.compile` traces.
 """
 
 from __future__ import annotations
@@ -109,15 +101,10 @@ def check_cloud_batch(
     num_clouds_name: str = "num_clouds",
     pos_name: str = "pos",
 ) -> tuple[Tensor, int]:
-    r"""Checks a PyG batch vector against its points: :obj:`None` (one cloud) or a 1-D
-    integer tensor with one entry per point, on the points' device, non-negative and sorted
-    (clouds contiguous and in order, gaps allowed). Returns it as a :obj:`LongTensor` and the
-    number of clouds :math:`B`: :obj:`num_clouds` when given (at least the largest id plus
-    one), else the largest id plus one. One host sync on CUDA.
-
-    While compiling, the batch vector's values are not read: the number of clouds is then
-    :obj:`num_clouds`, or the last id plus one (pass :obj:`num_clouds` to keep that read out
-    of the graph)."""
+    r"""Checks a PyG batch vector against its points: :obj:`None` (one cloud) or a sorted,
+    non-negative 1-D integer tensor with one entry per point on the points' device. Returns
+    it as a :obj:`LongTensor` and the number of clouds :math:`B` (:obj:`num_clouds` when
+    given, else the largest id plus one). One host sync on CUDA."""
     given = None if num_clouds is None else check_int(num_clouds, num_clouds_name, minimum=0)
     if batch is None:
         batch = torch.zeros(pos.size(0), dtype=torch.long, device=pos.device)
@@ -133,7 +120,6 @@ def check_cloud_batch(
                 f"{name} must have shape [{pos.size(0)}] to match {pos_name} "
                 f"(got {list(batch.shape)})",
             )
-        # An empty tensor holds no value to misread, whatever its dtype (torch.tensor([])).
         if batch.dtype not in _INTEGER_DTYPES and batch.numel() > 0:
             raise InputTypeError(name, f"{name} must be an integer tensor (got {batch.dtype})")
         check_same_device(pos, batch, pos_name, name)
@@ -151,7 +137,6 @@ def check_cloud_batch(
 
 
 def _implied_clouds(batch: Tensor, name: str, given: Optional[int]) -> int:
-    # The number of clouds a sorted batch vector names, checking sign and order.
     if batch.numel() == 0:
         return 0
     if torch.compiler.is_compiling():
@@ -172,8 +157,8 @@ def _implied_clouds(batch: Tensor, name: str, given: Optional[int]) -> int:
 
 
 def check_references(batch_x: Tensor, batch_y: Tensor, num_clouds: int, x_name: str, y_name: str):
-    r"""Checks that every cloud with points of :obj:`y` (queries) also has points of
-    :obj:`x` (references), for checked batch vectors. One host sync on CUDA."""
+    r"""Checks that every cloud with queries :obj:`y` has references :obj:`x`. One host sync
+    on CUDA."""
     if not readable(batch_y):
         return
     orphan = torch.bincount(batch_x, minlength=num_clouds)[batch_y] == 0
@@ -187,8 +172,7 @@ def check_references(batch_x: Tensor, batch_y: Tensor, num_clouds: int, x_name: 
 
 
 def check_ratio(ratio: Any, name: str = "ratio") -> float:
-    r"""Checks that :obj:`ratio` is a real number (or a one-element tensor) in
-    :math:`(0, 1]` and returns it as a float."""
+    r"""Checks that :obj:`ratio` is a real number in :math:`(0, 1]`; returns a float."""
     if isinstance(ratio, Tensor):
         if ratio.numel() != 1 or ratio.dtype == torch.bool or ratio.is_complex():
             raise InputTypeError(name, f"{name} must be a single number (got {ratio!r:.60})")
@@ -225,7 +209,7 @@ def check_number(
     value: Any, name: str, minimum: Optional[float] = None, positive: bool = False
 ) -> float:
     r"""Checks that :obj:`value` is a finite real number (at least :obj:`minimum`, or
-    strictly positive) and returns it as a float."""
+    positive); returns a float."""
     if isinstance(value, Tensor) and value.numel() == 1 and torch.is_floating_point(value):
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -250,8 +234,8 @@ def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
 
 
 def check_index(index: Any, name: str, size: Optional[int] = None) -> Tensor:
-    r"""Checks that :obj:`index` is an integer tensor (of indices in :math:`[0, size)`) and
-    returns it as a :obj:`LongTensor`. One host sync on CUDA when :obj:`size` is given."""
+    r"""Checks that :obj:`index` is an integer tensor (in :math:`[0, size)`); returns a
+    :obj:`LongTensor`."""
     if not isinstance(index, Tensor):
         raise InputTypeError(name, f"{name} must be a torch.Tensor (got {type(index).__name__})")
     if index.dtype not in _INTEGER_DTYPES and index.numel() > 0:
@@ -267,9 +251,8 @@ def check_index(index: Any, name: str, size: Optional[int] = None) -> Tensor:
 
 
 def check_counts(counts: Any, name: str, available: Tensor, what: str = "points") -> Tensor:
-    r"""Checks per-cloud counts: a 1-D integer tensor with one entry per cloud
-    (:obj:`available.numel()` of them), each in :math:`[0, \text{available}_i]`. Returns it as
-    a :obj:`LongTensor`. One host sync on CUDA."""
+    r"""Checks per-cloud counts: one integer per cloud in :math:`[0, \text{available}_i]`;
+    returns a :obj:`LongTensor`."""
     counts = check_index(counts, name)
     if counts.dim() != 1 or counts.numel() != available.numel():
         raise InputError(
@@ -293,8 +276,7 @@ def check_counts(counts: Any, name: str, available: Tensor, what: str = "points"
 
 
 def check_index_vector(index: Any, name: str) -> Tensor:
-    r"""Checks that :obj:`index` is a 1-D integer tensor and returns it as a :obj:`LongTensor`
-    (no value is read)."""
+    r"""Checks that :obj:`index` is a 1-D integer tensor; returns a :obj:`LongTensor`."""
     index = check_index(index, name)
     if index.dim() != 1:
         raise InputError(name, f"{name} must be 1-D (got shape {list(index.shape)})")
@@ -302,6 +284,5 @@ def check_index_vector(index: Any, name: str) -> Tensor:
 
 
 def check_batch(batch: Any, pos: Tensor, name: str = "batch") -> Tensor:
-    r"""Checks a PyG batch vector against its points (:func:`check_cloud_batch`) and returns
-    it as a :obj:`LongTensor` (all zeros for :obj:`None`)."""
+    r""":func:`check_cloud_batch` without the number of clouds."""
     return check_cloud_batch(batch, pos, name)[0]

@@ -1,6 +1,5 @@
-r"""Farthest point sampling (`"PointNet++" <https://arxiv.org/abs/1706.02413>`_) batched over
-clouds of any sizes, that can continue from an already chosen set (SampleNet's completion of
-its matched points), and :func:`fps` with :func:`torch_geometric.nn.fps`'s contract."""
+r"""Farthest point sampling batched over clouds, continuing from a chosen set if given, and
+:func:`fps` with :func:`torch_geometric.nn.fps`'s contract."""
 
 from __future__ import annotations
 
@@ -20,7 +19,7 @@ from tg_samplenet.ops.checks import (
     check_ratio,
 )
 from tg_samplenet.ops.neighbors import get_backend
-from tg_samplenet.ops.pruned_fps import lower_distances, pruned_fps_steps
+from tg_samplenet.ops.pruned_fps import dense_steps, pruned_fps_steps
 from tg_samplenet.ops.scaling import scale_clouds
 from tg_samplenet.ops.zorder import zorder
 
@@ -30,19 +29,11 @@ __all__ = ["farthest_point_sampling", "fps"]
 def farthest_point_steps(
     pos: Tensor, batch: Tensor, counts: Tensor, selected: Tensor, start: Tensor
 ) -> Tensor:
-    r"""The kernel of farthest point sampling (:obj:`tg_samplenet::farthest_point_steps`),
-    for valid input: :obj:`counts[i]` new points per cloud, continuing from the sorted,
-    unique indices :obj:`selected`; a cloud without selected points starts at its local
-    index :obj:`start[i]`.
-
-    All clouds advance together, one step per new point, on a dense :obj:`[B, N_max]`
-    distance table: the Python loop runs over steps, never over clouds. Ties go to the
-    lowest index. Clouds of 32768 points or more are cut into chunks along a Z-order curve,
-    and a step only updates the chunks whose bounding box the new point can reach. When
-    every cloud that needs points continues from selected points, the steps run only on the
-    points that can be picked (:func:`~tg_samplenet.ops.pruned_fps.pruned_fps_steps`).
-    Distances are computed on each cloud scaled by an exact power of two, so no coordinate
-    range overflows; half-precision points are sampled in float32.
+    r"""The kernel of farthest point sampling (:obj:`tg_samplenet::farthest_point_steps`):
+    :obj:`counts[i]` new points per cloud, continuing from the sorted, unique indices
+    :obj:`selected`, else from the local index :obj:`start[i]`. All clouds advance together
+    on a dense :obj:`[B, N_max]` table; large clouds are cut into Z-order chunks, of which a
+    step updates those the new point can reach.
     """
     from torch_geometric.utils import to_dense_batch
 
@@ -56,8 +47,7 @@ def farthest_point_steps(
     (pos,) = scale_clouds([(pos, batch)], B)
     ptr = cloud_ptr(batch, B)
 
-    # Distance of every point to the selected set: +inf where a cloud has none yet; -1
-    # marks chosen points.
+    # Distance to the selected set: +inf where a cloud has none yet, -1 for chosen points.
     dist = torch.full((pos.size(0),), float("inf"), dtype=pos.dtype, device=pos.device)
     seeded = torch.zeros(B, dtype=torch.bool, device=pos.device)
     if selected.numel() > 0:
@@ -80,13 +70,13 @@ def farthest_point_steps(
         order = torch.where(valid, order, slots)
         picked = _steps_chunked(planes, valid, dist, first, steps, order)
     else:
-        picked = _steps_dense(planes, dist, first, steps)
+        picked = dense_steps(planes, dist, steps, first)[0]
     keep = torch.arange(steps, device=pos.device).unsqueeze(0) < counts.unsqueeze(1)
     return (picked + ptr[:-1].unsqueeze(1))[keep]
 
 
-# Clouds are compared with all their selected points at once up to this many point pairs
-# per block (the nearest-neighbour search's build and calls cost more below it).
+# Below _DENSE_PAIRS point pairs, a dense comparison (blocks of _PAIRS_PER_BLOCK) is faster
+# than building a search structure.
 _PAIRS_PER_BLOCK = 1 << 16
 _DENSE_PAIRS = 1 << 21
 
@@ -95,11 +85,7 @@ def _selected_distances(
     pos: Tensor, batch: Tensor, selected: Tensor, query: Tensor, num_clouds: int
 ) -> Tensor:
     # The squared distance of each query point to the nearest selected point of its cloud,
-    # as (q - s).pow(2).sum(-1) in pos's dtype: the minimum of that expression over the
-    # cloud's selected points. The nearest-neighbour search finds the point that attains
-    # it; on small clouds a dense comparison with all selected points finds the same
-    # minimum without building a search structure. selected is sorted (torch.unique), so
-    # its batch vector is sorted too.
+    # as (q - s).pow(2).sum(-1) computes it on either path.
     from torch_geometric.utils import to_dense_batch
 
     B = num_clouds
@@ -110,9 +96,7 @@ def _selected_distances(
     if B * q_max * s_max > _DENSE_PAIRS:
         near = torch.ops.tg_samplenet.knn(s, q, 1, s_batch, q_batch, B)[0][:, 0]
         return (q - s[near]).pow(2).sum(-1)
-    # One plane per coordinate, [D, B, 1, S_max] and [D, B, Q_max, 1]. Padding of the
-    # selected points lies 2^60 away: farther than any point (coordinates are scaled below
-    # 2^3), and its squares do not overflow.
+    # Planes [D, B, 1, S_max] and [D, B, Q_max, 1]; padding 2^60 away from any scaled point.
     dense_s = to_dense_batch(s, s_batch, 2.0**60, batch_size=B)[0]
     planes_s = dense_s.permute(2, 0, 1).unsqueeze(2).contiguous()
     dense_q, q_valid = to_dense_batch(q, q_batch, batch_size=B)
@@ -126,8 +110,7 @@ def _selected_distances(
 
 
 def _squared_distances(planes_a: Tensor, planes_b: Tensor) -> Tensor:
-    # Sum over the coordinate planes [D, ...] of (a - b)^2, added up axis by axis as
-    # (a - b).pow(2).sum(-1) adds it (no fused multiply-add), so that the values are equal.
+    # Sum of (a - b)^2 over the planes [D, ...], in the order of (a - b).pow(2).sum(-1).
     d = (planes_a[0] - planes_b[0]).square_()
     for axis in range(1, planes_a.size(0)):
         d.add_((planes_a[axis] - planes_b[axis]).square_())
@@ -139,26 +122,11 @@ _CHUNKED_ABOVE = 1 << 15
 _CHUNK = 1024
 
 
-def _steps_dense(planes: Tensor, dist: Tensor, first: Tensor, steps: int) -> Tensor:
-    # Every step updates the whole [B, Nmax] table with a few in-place passes.
-    B = dist.size(0)
-    arange = torch.arange(B, device=dist.device)
-    d, diff = torch.empty_like(dist), torch.empty_like(dist)
-    picked = torch.empty((B, steps), dtype=torch.long, device=dist.device)
-    for step in range(steps):
-        far = first if step == 0 else dist.argmax(dim=1)
-        picked[:, step] = far
-        lower_distances(planes, dist, far, arange, d, diff)
-    return picked
-
-
 def _steps_chunked(
     planes: Tensor, valid: Tensor, dist: Tensor, first: Tensor, steps: int, order: Tensor
 ) -> Tensor:
-    # The same steps as _steps_dense on points sorted along a Z-order curve and cut into
-    # chunks. A new point p can only lower distances in chunks whose bounding box lies
-    # closer to p than the chunk's largest distance, so each step touches a few chunks and
-    # finds the next point from the chunk maxima: the cost per step no longer grows with N.
+    # dense_steps on Z-order chunks: a new point only lowers distances in chunks whose
+    # bounding box lies closer to it than the chunk's largest distance.
     B, n = dist.shape
     size = -(-n // _CHUNK) * _CHUNK
     order = torch.cat([order, order.new_zeros(B, size - n)], 1)  # padding slots -> dummy
@@ -176,8 +144,7 @@ def _steps_chunked(
     low = pts.masked_fill(~mask, big).amin(-1)  # [D, B, chunks]
     high = pts.masked_fill(~mask, -big).amax(-1)
     chunk_max = table.amax(-1)  # [B, chunks]
-    # The slot of each position; the padding slots past n (all pointing at position 0)
-    # are left out, so that they cannot stand for position 0.
+    # The slot of each position (padding slots past n left out).
     slot_of = torch.empty_like(order[:, :n])
     slot_of.scatter_(1, order[:, :n], torch.arange(n, device=dist.device).expand(B, -1))
 
@@ -204,7 +171,6 @@ def _steps_chunked(
 
 
 def _start(batch: Tensor, counts: Tensor, random_start: bool, generator) -> Tensor:
-    # Each cloud's local start index: its first point, or a uniformly random one.
     if not random_start:
         return torch.zeros_like(counts)
     sizes = cloud_sizes(batch, counts.numel())
@@ -221,16 +187,15 @@ def farthest_point_sampling(
     random_start: bool = False,
     generator: Optional[torch.Generator] = None,
 ) -> Tensor:
-    r"""Farthest point sampling that *continues* from an already selected set :math:`S_i`,
-    as SampleNet's inference completes its matched points:
+    r"""Farthest point sampling (`"PointNet++" <https://arxiv.org/abs/1706.02413>`_) that
+    continues from an already selected set :math:`S_i`:
 
     .. math::
         p_{\text{next}} = \operatorname*{arg\,max}_{p \in P_i \setminus S_i}
         \min_{s \in S_i} \| p - s \|^2
 
-    A cloud with an empty :math:`S_i` starts from its first point (or a random one). Ties go
-    to the lowest index (on clouds of 32768 points or more, exact ties may be broken in
-    another order).
+    A cloud with an empty :math:`S_i` starts from its first (or a random) point. Ties go to
+    the lowest index (on clouds of 32768 points or more, not always).
 
     Args:
         pos (torch.Tensor): Points :obj:`[N, D]`.
@@ -279,14 +244,10 @@ def fps(
     random_start: bool = True,
     batch_size: Optional[int] = None,
 ) -> Tensor:
-    r""":func:`torch_geometric.nn.fps` on this library's back-ends, with PyG's contract and
-    none of its extensions needed (`"PointNet++" <https://arxiv.org/abs/1706.02413>`_):
-    :math:`\lceil n_i \cdot r \rceil` points per cloud (computed in float32), grouped by
-    cloud in batch order, each cloud's start point first, never an index twice within a
-    cloud (the extensions repeat one on clouds with fewer distinct points than they sample;
-    such input goes to the plain-PyTorch steps). Empty clouds get no points. On CPU it runs
-    the plain-PyTorch steps of :func:`farthest_point_sampling`; on GPU :obj:`pyg_lib` or
-    :obj:`torch_cluster` where installed (see :func:`~tg_samplenet.ops.get_backend`).
+    r""":func:`torch_geometric.nn.fps` (`"PointNet++" <https://arxiv.org/abs/1706.02413>`_)
+    with PyG's contract and no extension needed: :math:`\lceil n_i \cdot r \rceil` points
+    per cloud, grouped by cloud, never an index twice within a cloud. On GPU it uses
+    :obj:`pyg_lib` or :obj:`torch_cluster` where installed (:func:`~tg_samplenet.ops.get_backend`).
 
     .. code-block:: python
 
@@ -312,7 +273,7 @@ def fps(
     counts = sample_counts(sizes, ratio=ratio)
     backend = get_backend(x.device)
     if backend in ("pyg_lib", "torch_cluster") and x.size(0) > 0 and bool((sizes > 0).all()):
-        # The extensions end the process on an empty cloud (rand() % 0): not here.
+        # The extensions crash on an empty cloud and repeat indices on too few distinct ones.
         index = _fps_extension(backend, x, batch, ratio, random_start, B)
         if not _repeats(index):
             return index
@@ -332,6 +293,5 @@ def _fps_extension(backend, x, batch, ratio, random_start, B) -> Tensor:
 
 
 def _repeats(index: Tensor) -> bool:
-    # Whether an index occurs twice (indices are global, so clouds never share one).
     ordered = torch.sort(index).values
     return bool((ordered[1:] == ordered[:-1]).any())

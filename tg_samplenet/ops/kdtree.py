@@ -1,13 +1,6 @@
-r"""Exact k-nearest-neighbour search within clouds on scipy's kd-tree
-(:class:`scipy.spatial.cKDTree`): the CPU search that needs no compiled PyTorch extension.
-
-All clouds go into one tree, each lifted onto its own level of an extra coordinate, far
-enough apart that a point's nearest points are those of its own cloud: one build and one
-batched query (on :func:`torch.get_num_threads` workers) whatever the number of clouds.
-Large inputs are searched in Z-order, so that the build and consecutive queries read memory
-in order. The extra coordinate is constant within a cloud, so distances within a cloud are
-unchanged, and they are computed in float64 (exact for float32 coordinates).
-"""
+r"""Exact k-nearest-neighbour search within clouds on scipy's :class:`~scipy.spatial.cKDTree`:
+all clouds in one tree, each lifted onto its own level of an extra coordinate, so that one
+build and one query serve every cloud."""
 
 from __future__ import annotations
 
@@ -21,10 +14,8 @@ from tg_samplenet.ops.zorder import zorder
 
 __all__ = ["kdtree_knn"]
 
-# Point sets from this many points are searched in Z-order.
-ZORDER_ABOVE = 1 << 14
-# Points per leaf (scipy's default, measured best for k <= 16).
-LEAF_SIZE = 16
+ZORDER_ABOVE = 1 << 14  # from this many points, build and query in Z-order (memory locality)
+LEAF_SIZE = 16  # scipy's default, measured best for k <= 16
 
 
 def _lifted(pos: Tensor, batch: Tensor, gap: float, order) -> np.ndarray:
@@ -36,13 +27,10 @@ def _lifted(pos: Tensor, batch: Tensor, gap: float, order) -> np.ndarray:
 def kdtree_knn(
     x: Tensor, y: Tensor, k: int, batch_x: Tensor, batch_y: Tensor, num_clouds: int
 ) -> tuple[Tensor, Tensor]:
-    r"""For each point of :obj:`y`, its :obj:`k` nearest points of :obj:`x` in the same
-    cloud, on CPU tensors whose coordinates lie in :math:`(-1, 1)` (scaled, see
-    :func:`~tg_samplenet.ops.scaling.scale_clouds`).
+    r"""The :obj:`k` nearest points of :obj:`x` in the same cloud for each point of :obj:`y`,
+    for CPU coordinates scaled into :math:`(-1, 1)`.
 
-    :rtype: :obj:`(index, mask)`, both :obj:`[M, k]`: indices into :obj:`x`, nearest first,
-        and :obj:`True` for real neighbours; where a cloud holds fewer than :obj:`k` points
-        the missing slots repeat the nearest neighbour.
+    :rtype: :obj:`(index, mask)` as :class:`~tg_samplenet.ops.KNNResult`
     """
     from scipy.spatial import cKDTree
 

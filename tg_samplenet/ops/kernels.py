@@ -1,27 +1,8 @@
-r"""The library's kernels as :mod:`torch.library` operators: the one boundary that
-:func:`torch.compile` sees, and the only code of the library that knows about it.
-
-The neighbour search, farthest point sampling and SampleNet's inference step have sizes that
-depend on values (and :obj:`torch_cluster`/:obj:`pyg-lib` register no fake kernels, so Dynamo
-cannot trace through them at all). Each runs as an opaque operator whose fake kernel tells
-the compiler only the shape of its result, and the graph continues around it with its sizes
-symbolic: new cloud sizes reuse the compiled graphs. Eager code calls the same operators, so
-eager and compiled runs execute the same kernels. The public functions of
-:mod:`tg_samplenet.ops` and the modules of :mod:`tg_samplenet.nn` check their arguments, then
-call these with valid input:
-
-- :obj:`tg_samplenet::knn(x, y, k, batch_x, batch_y, num_clouds) -> (index, mask)`, both
-  :obj:`[M, k]` (:func:`~tg_samplenet.ops.neighbors.knn_table`);
-- :obj:`tg_samplenet::farthest_point_steps(pos, batch, counts, selected, start) -> index` of
-  :obj:`counts.sum()` entries (:func:`~tg_samplenet.ops.farthest_point.farthest_point_steps`);
-- :obj:`tg_samplenet::match_sample(pos, batch, simplified, simplified_batch, counts, matching,
-  max_matched, complete) -> index` (:func:`~tg_samplenet.ops.matching.match_sample`);
-- :obj:`tg_samplenet::select(mask) -> index`, :obj:`mask.nonzero().view(-1)`;
-- :obj:`tg_samplenet::max_pooled_mlp(pos, batch, num_clouds, weights, biases) -> [B, C]`: the
-  layers :math:`\mathbf{x} \mapsto \mathrm{ReLU}(\mathbf{x} \mathbf{W} + \mathbf{b})`
-  of an eval-mode point MLP (its BatchNorm folded in), max-pooled per cloud, chunk by chunk.
-
-They return indices or eval-mode features and carry no gradient.
+r"""The kernels as :mod:`torch.library` operators (:obj:`tg_samplenet::knn`,
+:obj:`farthest_point_steps`, :obj:`match_sample`, :obj:`select`, :obj:`max_pooled_mlp`): their
+sizes depend on values, so :func:`torch.compile` sees each as an opaque operator whose fake
+kernel gives only its result's shape. Eager and compiled code call the same operators, with
+checked input; none carries a gradient.
 """
 
 from __future__ import annotations
@@ -101,18 +82,15 @@ def _(mask):
     return mask.new_empty((dynamic_size(mask.numel()),), dtype=torch.long)
 
 
-# Points per chunk of the eval-mode point MLP: a chunk's widest features (2048 x 128 float32,
-# 1 MiB) stay in a core's L2 cache between the layers.
-POOL_CHUNK = 1 << 11
+POOL_CHUNK = 1 << 11  # a chunk's widest features (2048 x 128 float32) stay in L2 cache
 
 
 @torch.library.custom_op("tg_samplenet::max_pooled_mlp", mutates_args=())
 def _max_pooled_mlp(
     pos: Tensor, batch: Tensor, num_clouds: int, weights: list[Tensor], biases: list[Tensor]
 ) -> Tensor:
-    # x -> relu(x @ w + b) per layer, then the maximum per cloud, POOL_CHUNK points at a time:
-    # the features of a million points would take 1.8 GB over the layers. The features are
-    # ReLU outputs (>= 0), so the 0 a cloud starts from never wins over one of its points.
+    # The layers relu(x @ w + b) of an eval-mode point MLP, max-pooled per cloud in chunks
+    # (bounded memory); ReLU outputs are >= 0, so the initial 0 never wins over a point.
     out = pos.new_zeros((num_clouds, weights[-1].size(1)))
     for start in range(0, pos.size(0), POOL_CHUNK):
         x = pos[start : start + POOL_CHUNK]

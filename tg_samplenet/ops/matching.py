@@ -1,5 +1,5 @@
-r"""SampleNet's inference step: simplified points become a subset of the input points, batched
-over clouds with no per-cloud loop (paper §3.3, Eq. 12)."""
+r"""SampleNet's inference step (paper §3.3, Eq. 12): simplified points become a subset of the
+input points, batched over clouds."""
 
 from __future__ import annotations
 
@@ -25,8 +25,7 @@ from tg_samplenet.ops.scaling import scale_clouds
 __all__ = ["first_occurrence", "hard_sample", "distinct_sample"]
 
 MATCHINGS = ("nearest", "distinct")
-# A first matching round takes PREFIX_FACTOR x counts[i] + PREFIX_EXTRA simplified points of
-# each cloud (a progressive sampler has many more than are asked for).
+# A first matching round takes PREFIX_FACTOR * counts[i] + PREFIX_EXTRA simplified points.
 PREFIX_FACTOR = 2
 PREFIX_EXTRA = 16
 # Candidates per simplified point and round of the distinct matching (speed only).
@@ -34,8 +33,7 @@ DISTINCT_CANDIDATES = 16
 
 
 def first_occurrence(index: Tensor) -> Tensor:
-    r"""A boolean mask that keeps the first occurrence of each value of :obj:`index` and
-    drops its repeats, in order (:obj:`np.unique(..., return_index=True)` without the sort).
+    r"""A boolean mask that keeps the first occurrence of each value of :obj:`index`.
 
     Args:
         index (torch.Tensor): A 1-D integer tensor :obj:`[M]`.
@@ -43,7 +41,6 @@ def first_occurrence(index: Tensor) -> Tensor:
     :rtype: :class:`torch.BoolTensor` of shape :obj:`[M]`
     """
     index = check_index_vector(index, "index")
-    # A stable sort puts each value's first occurrence at the head of its run.
     order = torch.sort(index, stable=True).indices
     ordered = index[order]
     head = torch.ones_like(index, dtype=torch.bool)
@@ -61,9 +58,8 @@ def match_sample(
     max_matched: Optional[int],
     complete: bool,
 ) -> Tensor:
-    r"""The kernel of SampleNet's inference step (:obj:`tg_samplenet::match_sample`), for
-    valid input: :func:`hard_sample` (:obj:`matching="nearest"`) or :func:`distinct_sample`
-    (:obj:`"distinct"`)."""
+    r"""The kernel (:obj:`tg_samplenet::match_sample`) of :func:`hard_sample`
+    (:obj:`matching="nearest"`) and :func:`distinct_sample` (:obj:`"distinct"`)."""
     B = counts.numel()
     pos, simplified = pos.detach(), simplified.detach()
     if pos.dtype in (torch.float16, torch.bfloat16):
@@ -72,7 +68,6 @@ def match_sample(
         limit = counts if max_matched is None else counts.clamp(max=max_matched)
         keep = rank_in_cloud(simplified_batch, B) < limit[simplified_batch]
         query, matched_batch = simplified[keep], simplified_batch[keep]
-        # Squared distances are formed below: each cloud scaled by an exact power of two.
         scaled, query = scale_clouds([(pos, batch), (query, matched_batch)], B)
         matched, _ = _greedy_distinct(scaled, batch, query, matched_batch, B, DISTINCT_CANDIDATES)
     else:
@@ -95,10 +90,8 @@ def match_sample(
 def _first_distinct_matches(
     pos: Tensor, batch: Tensor, simplified: Tensor, simplified_batch: Tensor, counts: Tensor
 ) -> tuple[Tensor, Tensor]:
-    # The first counts[i] distinct nearest input points of each cloud's simplified points,
-    # in order. Only a prefix of the simplified points can hold them: a first round matches
-    # a prefix of each cloud, and only a cloud whose prefix holds too few distinct matches
-    # (while more simplified points follow) is matched again in full.
+    # The first counts[i] distinct nearest input points of each cloud's simplified points:
+    # a prefix first; all of them only if some cloud's prefix holds too few.
     B = counts.numel()
     rank = rank_in_cloud(simplified_batch, B)
     prefix = rank < PREFIX_FACTOR * counts[simplified_batch] + PREFIX_EXTRA
@@ -127,7 +120,6 @@ def _distinct_matches(
 
 
 def _check_sampling(pos, batch, simplified, simplified_batch, counts, complete):
-    # The checks of hard_sample and distinct_sample; returns the checked vectors.
     check_points(pos, "pos", dim=None)
     check_points(simplified, "simplified", dim=None)
     check_like(pos, simplified, "pos", "simplified")
@@ -152,11 +144,11 @@ def hard_sample(
     counts: Tensor,
     complete: bool = True,
 ) -> Tensor:
-    r"""SampleNet's inference step (paper §3.3, Eq. 12): each simplified point
-    :math:`\mathbf{q}` is replaced by its nearest input point, repeats are dropped per cloud
-    (the first kept), the first :obj:`counts[i]` survivors kept, and farthest point sampling
-    continued from them (:func:`~tg_samplenet.ops.farthest_point_sampling`) fills each cloud
-    up to :obj:`counts[i]`.
+    r"""SampleNet's inference step from the `"SampleNet: Differentiable Point Cloud Sampling"
+    <https://arxiv.org/abs/1912.03663>`_ paper (§3.3, Eq. 12): each simplified point is
+    replaced by its nearest input point, repeats dropped per cloud (the first kept), and
+    farthest point sampling continued from the first :obj:`counts[i]` survivors
+    (:func:`~tg_samplenet.ops.farthest_point_sampling`) fills each cloud up.
 
     Args:
         pos (torch.Tensor): Input points :obj:`[N, D]`.
@@ -189,21 +181,16 @@ def distinct_sample(
     max_matched: Optional[int] = None,
     complete: bool = True,
 ) -> Tensor:
-    r"""Turns simplified points into a subset of the input without duplicates: the first
-    :obj:`counts[i]` simplified points of each cloud are matched to as many *distinct* input
-    points, greedily in order of distance. Of all pairs of a cloud whose :math:`\mathbf{q}`
-    and :math:`\mathbf{p}` are both still free, the pair
+    r"""Matches the first :obj:`counts[i]` simplified points of each cloud to as many
+    *distinct* input points, greedily in order of distance: of all pairs of a cloud whose
+    :math:`\mathbf{q}` and :math:`\mathbf{p}` are both free, the pair
 
     .. math::
         (\mathbf{q}, \mathbf{p}) = \operatorname*{arg\,min}_{\mathbf{q} \in Q_{\text{free}},
         \, \mathbf{p} \in P_{\text{free}}} \|\mathbf{q} - \mathbf{p}\|^2
 
-    is matched next. Where :func:`hard_sample` refills repeats by farthest point sampling,
-    which puts them as far as it can from the sample, here a :math:`\mathbf{q}` whose
-    nearest point is taken gets its nearest *free* one, and the sample keeps the simplified
-    points' distribution. The greedy matching is exact and batched over clouds: each round
-    matches, in every cloud at once, each pair that is the shortest free pair of both its
-    :math:`\mathbf{q}` and its :math:`\mathbf{p}`.
+    is matched next, so that a :math:`\mathbf{q}` whose nearest point is taken gets its
+    nearest free one (:func:`hard_sample` refills repeats by farthest point sampling).
 
     .. code-block:: python
 
@@ -241,11 +228,9 @@ def distinct_sample(
 def _greedy_distinct(
     pos: Tensor, batch: Tensor, query: Tensor, query_batch: Tensor, num_clouds: int, k: int
 ) -> tuple[Tensor, int]:
-    # Rounds of "locally dominant" pairs. A pair (q, p) is matched when p is q's nearest
-    # free candidate, no other free q that lists p is nearer to it, and no free q that
-    # does not list p can be nearer: such a q's unlisted points all lie beyond its farthest
-    # candidate, so the smallest such distance over a cloud bounds them all. Each round
-    # works on the still free q's only, so late rounds are cheap.
+    # Rounds of locally dominant pairs: (q, p) is matched when p is q's nearest free
+    # candidate and no free q, listing p or not (its unlisted points lie beyond its farthest
+    # candidate), can be nearer to p.
     M, N = query.size(0), pos.size(0)
     device = pos.device
     out = torch.full((M,), -1, dtype=torch.long, device=device)
@@ -301,9 +286,8 @@ def _greedy_distinct(
 def _nearest_free(
     dense: Tensor, ptr: Tensor, p_free: Tensor, query: Tensor, query_batch: Tensor, k: int
 ) -> tuple[Tensor, Tensor]:
-    # The k nearest free points of each query's cloud by brute force over the padded
-    # [B, n_max, D] clouds, in chunks of about 4M distances: the queries that ran out of
-    # candidates are few, and a tree over the free points would be rebuilt every round.
+    # The k nearest free points of each query by brute force over the padded clouds, in
+    # chunks of about 4M distances (such queries are few; a tree would change every round).
     B, n_max, _ = dense.shape
     local = torch.arange(n_max, device=dense.device)
     slot = ptr[:-1].unsqueeze(1) + local  # [B, n_max] global index of each padded slot

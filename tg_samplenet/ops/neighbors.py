@@ -1,21 +1,6 @@
-r"""Neighbour search within clouds, and the one place that picks its back-end.
-
-PyG 2.8 routes :func:`torch_geometric.nn.knn` and :func:`~torch_geometric.nn.radius` through
-:obj:`pyg-lib` only (not on PyPI; without it they raise :class:`ImportError`), and
-:obj:`torch_cluster` 1.6.3 is its final release. The searches here run on any of four
-back-ends, each tested against the others:
-
-- :obj:`"kdtree"`: scipy's kd-tree (:mod:`~tg_samplenet.ops.kdtree`), the CPU default: no
-  compiled PyTorch extension, and measured faster than :obj:`torch_cluster.knn` on CPU;
-- :obj:`"pyg_lib"`, :obj:`"torch_cluster"`: the compiled extensions, the GPU default when
-  installed (:obj:`pyg_lib` first);
-- :obj:`"torch"`: a blocked brute force in plain PyTorch, on any device (the GPU default
-  without the extensions).
-
-Every search first scales each cloud by an exact power of two (no coordinate range
-overflows), then finds the exact neighbours; only the order of exactly equal distances may
-differ between back-ends. :func:`use_backend` forces one.
-"""
+r"""Exact neighbour search within clouds on one of four back-ends: :obj:`"kdtree"` (scipy, the
+CPU default), :obj:`"pyg_lib"` and :obj:`"torch_cluster"` (the GPU default when installed) and
+:obj:`"torch"` (brute force, any device). Only the order of equal distances may differ."""
 
 from __future__ import annotations
 
@@ -55,8 +40,7 @@ __all__ = [
 ]
 
 BACKENDS = ("pyg_lib", "torch_cluster", "kdtree", "torch")
-# Distances per block of the brute force (about 16 MiB of float32).
-_BLOCK_ELEMENTS = 1 << 22
+_BLOCK_ELEMENTS = 1 << 22  # distances per block of the brute force (16 MiB of float32)
 
 
 def _importable(name: str) -> bool:
@@ -79,15 +63,15 @@ _forced: Optional[str] = None
 
 
 def available_backends() -> list[str]:
-    r"""The back-ends that can run here: :obj:`"pyg_lib"`, :obj:`"torch_cluster"`,
-    :obj:`"kdtree"` (CPU) and :obj:`"torch"`, those installed."""
+    r"""The installed back-ends of :obj:`"pyg_lib"`, :obj:`"torch_cluster"`,
+    :obj:`"kdtree"` and :obj:`"torch"`."""
     return [name for name in BACKENDS if _AVAILABLE[name]]
 
 
 def get_backend(device: Union[str, torch.device] = "cpu") -> str:
-    r"""The back-end that searches on :obj:`device` use: the one forced by
-    :func:`use_backend`, else the kd-tree on CPU and the first installed of
-    :obj:`"pyg_lib"`, :obj:`"torch_cluster"` and :obj:`"torch"` on other devices."""
+    r"""The back-end of searches on :obj:`device`: the one forced by :func:`use_backend`,
+    else :obj:`"kdtree"` on CPU and the first installed of :obj:`"pyg_lib"`,
+    :obj:`"torch_cluster"` and :obj:`"torch"` elsewhere."""
     if _forced is not None:
         return _forced
     if torch.device(device).type == "cpu" and _AVAILABLE["kdtree"]:
@@ -116,12 +100,12 @@ def use_backend(name: str) -> Iterator[None]:
 
 
 class KNNResult(NamedTuple):
-    r"""The :obj:`k` nearest neighbours of each query in a fixed :obj:`[M, k]` layout.
+    r"""The :obj:`k` nearest neighbours of each query.
 
     Attributes:
         index (torch.LongTensor): :obj:`[M, k]` indices into the reference points, nearest
-            first. Where a cloud holds fewer than :obj:`k` points the missing slots are
-            *padding* that repeats the nearest neighbour, so gathering is always safe.
+            first; where a cloud holds fewer than :obj:`k` points, padding slots repeat the
+            nearest one.
         mask (torch.BoolTensor): :obj:`[M, k]`, :obj:`True` for real neighbours.
     """
 
@@ -132,8 +116,8 @@ class KNNResult(NamedTuple):
 def knn_table(
     x: Tensor, y: Tensor, k: int, batch_x: Tensor, batch_y: Tensor, num_clouds: int
 ) -> tuple[Tensor, Tensor]:
-    r"""The kernel of every search (:obj:`tg_samplenet::knn`): :obj:`(index, mask)` of
-    :class:`KNNResult` for valid input, every cloud with queries holding references."""
+    r"""The kernel of every search (:obj:`tg_samplenet::knn`): :class:`KNNResult`'s
+    :obj:`(index, mask)`."""
     if y.size(0) == 0 or x.size(0) == 0:
         index = torch.zeros((y.size(0), k), dtype=torch.long, device=y.device)
         return index, index.bool()
@@ -172,8 +156,7 @@ def _knn_extension(
 def _knn_brute(
     x: Tensor, y: Tensor, k: int, batch_x: Tensor, batch_y: Tensor, B: int
 ) -> tuple[Tensor, Tensor]:
-    # Clouds padded to [B, N_max] and [B, M_max], distances for a block of queries at a time.
-    # The expanded form |y|^2 + |x|^2 - 2 y.x cancels far from a cloud's centre: centre first.
+    # Padded clouds, a block of queries at a time; centred so the expanded form cannot cancel.
     from torch_geometric.utils import to_dense_batch
 
     x, y = center_clouds([(x, batch_x), (y, batch_y)], B)
@@ -202,7 +185,6 @@ def _knn_brute(
 
 
 def _search(x, y, k, batch_x, batch_y, names, batch_size=None) -> tuple[Tensor, Tensor, int]:
-    # The checks of every public search; returns the checked batch vectors and B.
     x_name, y_name = names
     check_points(x, x_name, dim=None)
     check_points(y, y_name, dim=None)
@@ -223,8 +205,8 @@ def padded_knn(
     batch_x: Optional[Tensor] = None,
     batch_y: Optional[Tensor] = None,
 ) -> KNNResult:
-    r"""For each point of :obj:`y`, its :obj:`k` nearest points of :obj:`x` *in the same
-    cloud*, like :func:`torch_geometric.nn.knn`, but as a fixed :obj:`[M, k]` table.
+    r"""For each point of :obj:`y`, its :obj:`k` nearest points of :obj:`x` in the same
+    cloud, as :func:`torch_geometric.nn.knn` but in a fixed :obj:`[M, k]` table.
 
     .. code-block:: python
 
@@ -243,8 +225,7 @@ def padded_knn(
         batch_y (torch.Tensor, optional): Sorted batch vector of :obj:`y`; every cloud with
             queries needs reference points. (default: :obj:`None`)
 
-    :rtype: :class:`KNNResult`; the search carries no gradient (recompute distances from
-        :obj:`index`)
+    :rtype: :class:`KNNResult` (without gradient)
     """
     k = check_positive_int(k, "k")
     batch_x, batch_y, B = _search(x, y, k, batch_x, batch_y, ("x", "y"))
@@ -277,9 +258,8 @@ def knn(
     num_workers: int = 1,
     batch_size: Optional[int] = None,
 ) -> Tensor:
-    r""":func:`torch_geometric.nn.knn` on this library's back-ends, with PyG's contract and
-    none of its extensions needed: for each element of :obj:`y`, its :obj:`k` nearest points
-    of :obj:`x` in the same cloud (fewer where the cloud holds fewer points).
+    r""":func:`torch_geometric.nn.knn` with PyG's contract and no extension needed: for each
+    element of :obj:`y`, its :obj:`k` nearest points of :obj:`x` in the same cloud.
 
     .. code-block:: python
 
@@ -322,11 +302,9 @@ def radius(
     num_workers: int = 1,
     batch_size: Optional[int] = None,
 ) -> Tensor:
-    r""":func:`torch_geometric.nn.radius` on this library's back-ends, with PyG's contract and
-    none of its extensions needed: for each element of :obj:`y`, the points of :obj:`x` in
-    the same cloud closer than :obj:`r`, at most :obj:`max_num_neighbors` of them. Where more
-    lie within :obj:`r`, these are the nearest ones (PyG keeps whichever its search meets
-    first), so the result does not depend on the back-end.
+    r""":func:`torch_geometric.nn.radius` with PyG's contract and no extension needed: for
+    each element of :obj:`y`, the points of :obj:`x` in the same cloud closer than :obj:`r`;
+    the nearest :obj:`max_num_neighbors` where more lie within :obj:`r`.
 
     .. code-block:: python
 

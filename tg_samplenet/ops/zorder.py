@@ -10,8 +10,7 @@ __all__ = ["zorder"]
 
 
 def _spread_bits(cell: Tensor) -> Tensor:
-    # Bit i of every 10-bit integer to bit 3i, in four shift-and-mask passes instead of a
-    # loop over bits: spread(x) | spread(y) << 1 | spread(z) << 2 is the Morton code.
+    # Bit i of a 10-bit integer to bit 3i (shift-and-mask passes).
     cell = (cell | (cell << 16)) & 0x030000FF
     cell = (cell | (cell << 8)) & 0x0300F00F
     cell = (cell | (cell << 4)) & 0x030C30C3
@@ -19,9 +18,8 @@ def _spread_bits(cell: Tensor) -> Tensor:
 
 
 def zorder(pos: Tensor, batch: Tensor, num_clouds: int) -> Tensor:
-    r"""A permutation that keeps the clouds of a sorted batch vector in place and orders the
-    points of each along a Z-order curve of its bounding box (10 bits per axis of the first
-    three coordinates). Any order gives the same neighbours; this one is faster to search.
+    r"""A permutation that orders the points of each cloud of a sorted batch vector along a
+    Z-order curve of its bounding box (10 bits per axis), clouds kept in place.
 
     :rtype: :class:`torch.LongTensor` of shape :obj:`[N]`
     """

@@ -1,7 +1,5 @@
-r"""Training a sampler for any frozen model (:func:`fit_sampler`, :class:`LossWeights`,
-:func:`freeze`) and what it needs: the resumable loop with atomic checkpoints and
-learning-rate schedules (:mod:`~tg_samplenet.training.loop`) and data-parallel training under
-torchrun (:mod:`~tg_samplenet.training.distributed`)."""
+r"""Training a sampler for any frozen model (:func:`fit_sampler`), the resumable training loop
+and data-parallel training under torchrun (:mod:`~tg_samplenet.training.distributed`)."""
 
 from tg_samplenet.training.fit import (
     PAPER_LOSS_WEIGHTS,

@@ -1,23 +1,12 @@
-r"""Data-parallel training with :mod:`torch.distributed` for runs launched by
-:obj:`torchrun --nproc_per_node N script.py ...` (and :obj:`--nnodes` across machines):
-the process group from torchrun's environment, rank-0-only output, loaders that split every
-batch over the processes, :class:`~torch.nn.parallel.DistributedDataParallel` with
-synchronised BatchNorm, and evaluation results gathered across the processes.
-
-One global batch of :obj:`batch_size` clouds is split over the :math:`W` processes, so the
-optimiser takes the same steps on the same batches for any :math:`W`: the profiles'
-hyper-parameters hold unchanged, and a run checkpointed with one number of processes
-resumes with another. In a plain :obj:`python script.py` run (no process group) every
-function here returns its input unchanged or does nothing, so a single process computes
-exactly what it computed before.
+r"""Data-parallel training under :obj:`torchrun`: every global batch is split over the
+:math:`W` processes, so that any :math:`W` takes the same optimiser steps; without a process
+group every function here returns its input or does nothing.
 
 .. code-block:: python
 
     device = init_distributed("cuda")  # cuda:LOCAL_RANK under torchrun
     loader = training_loader(dataset, batch_size=32, seed=0)  # 32 / W clouds per process
     fit_model(model, loss_fn, loader, epochs=10, lr=1e-3, checkpoint="run.pt", device=device)
-    # fit_model wraps model in DistributedDataParallel with SyncBatchNorm, reshuffles from
-    # the seed every epoch, and only rank 0 writes run.pt.
 """
 
 from __future__ import annotations
@@ -68,8 +57,7 @@ _ENVIRONMENT = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"
 
 
 def is_distributed() -> bool:
-    r"""Whether a process group is initialised (a torchrun launch after
-    :func:`init_distributed`)."""
+    r"""Whether a process group is initialised."""
     return dist.is_available() and dist.is_initialized()
 
 
@@ -91,18 +79,15 @@ def is_main_process() -> bool:
 def init_distributed(
     device: Optional[Union[str, torch.device]] = None, quiet: bool = True
 ) -> torch.device:
-    r"""Joins the process group that torchrun describes in :obj:`RANK`, :obj:`WORLD_SIZE`,
-    :obj:`LOCAL_RANK`, :obj:`MASTER_ADDR` and :obj:`MASTER_PORT`: the :obj:`"nccl"` back-end
-    for a CUDA :obj:`device`, :obj:`"gloo"` otherwise. On CUDA each process takes the GPU
-    :obj:`cuda:LOCAL_RANK` of its machine (an index given in :obj:`device` is replaced). The
-    group is destroyed when the process exits. Without torchrun's variables nothing happens.
+    r"""Joins the process group that torchrun's environment describes (:obj:`"nccl"` on
+    CUDA, where each process takes :obj:`cuda:LOCAL_RANK`, else :obj:`"gloo"`), destroyed at
+    exit. Without torchrun's variables nothing happens.
 
     Args:
         device (str or torch.device, optional): Where the process computes.
             (default: :obj:`None`, the CPU)
-        quiet (bool, optional): Send the standard output of every rank but :obj:`0` to
-            :obj:`os.devnull`, so that each line is printed once; errors and warnings still
-            reach the standard error. (default: :obj:`True`)
+        quiet (bool, optional): Silence the standard output of every rank but :obj:`0`.
+            (default: :obj:`True`)
 
     :rtype: :class:`torch.device`, the device this process computes on
     """
@@ -153,9 +138,8 @@ def barrier():
 
 @contextmanager
 def main_process_first() -> Iterator[None]:
-    r"""Runs the block on rank :obj:`0` first and then on the other ranks, e.g. a data set
-    that processes its files into a cache on first use: the others then read the cache
-    instead of writing it at the same time."""
+    r"""Runs the block on rank :obj:`0` first, then on the others (e.g. a data set that
+    writes a cache on first use)."""
     if not is_main_process():
         barrier()
     try:
@@ -175,8 +159,7 @@ def broadcast_object(obj: Any) -> Any:
 
 
 def all_gather_objects(obj: Any) -> list[Any]:
-    r"""Every rank's :obj:`obj` (any picklable object), in rank order, on every rank:
-    :obj:`[obj]` without a process group."""
+    r"""Every rank's :obj:`obj` (any picklable object), in rank order, on every rank."""
     if not is_distributed():
         return [obj]
     gathered: list[Any] = [None] * get_world_size()
@@ -185,8 +168,7 @@ def all_gather_objects(obj: Any) -> list[Any]:
 
 
 def all_reduce_sum(value: Union[int, float]) -> Union[int, float]:
-    r"""The sum of :obj:`value` over the ranks (exact for integers), :obj:`value` itself
-    without a process group."""
+    r"""The sum of :obj:`value` over the ranks (exact for integers)."""
     if not is_distributed():
         return value
     exact = isinstance(value, int)
@@ -197,20 +179,15 @@ def all_reduce_sum(value: Union[int, float]) -> Union[int, float]:
 
 
 def all_reduce_mean(value: float) -> float:
-    r"""The mean of :obj:`value` over the ranks (in float64), :obj:`value` itself without a
-    process group."""
+    r"""The mean of :obj:`value` over the ranks (in float64)."""
     if not is_distributed():
         return value
     return all_reduce_sum(float(value)) / get_world_size()
 
 
 def broadcast_checkpoint(path: Optional[Union[str, os.PathLike]]) -> Optional[Any]:
-    r"""The checkpoint at :obj:`path` as rank :obj:`0` reads it
-    (:func:`~tg_samplenet.io.load_checkpoint`, on the CPU), sent to every rank, so that all
-    of them resume from the same state even when only rank :obj:`0`'s machine holds the
-    file; :obj:`None` when there is no file (or no :obj:`path`). An unreadable file raises
-    its error on every rank.
-    """
+    r"""The checkpoint at :obj:`path` as rank :obj:`0` reads it, on every rank; :obj:`None`
+    when there is no file. An unreadable file raises its error on every rank."""
     found: Any = None
     if is_main_process() and path is not None and Path(path).exists():
         try:
@@ -226,9 +203,7 @@ def broadcast_checkpoint(path: Optional[Union[str, os.PathLike]]) -> Optional[An
 
 
 def set_epoch(loader: Any, epoch: int):
-    r"""Tells a loader's (batch) sampler which epoch starts, as
-    :class:`~torch.utils.data.DistributedSampler` needs to reshuffle from its seed; loaders
-    without one are left alone."""
+    r"""Tells a loader's (batch) sampler which epoch starts, if it has :obj:`set_epoch`."""
     for sampler in (getattr(loader, "batch_sampler", None), getattr(loader, "sampler", None)):
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
@@ -237,17 +212,10 @@ def set_epoch(loader: Any, epoch: int):
 class DistributedBatchSampler(Sampler[list[int]]):
     r"""Batches of :obj:`batch_size` items shuffled per epoch from :obj:`seed`, each split
     over the :math:`W` processes: rank :math:`r` takes items :math:`r, r + W, r + 2W,
-    \ldots` of every global batch. The order is the permutation that
-    :class:`~torch.utils.data.DistributedSampler` draws from :obj:`seed + epoch`
-    (:meth:`set_epoch`), and the incomplete last batch is dropped.
-
-    Splitting each batch rather than the data set keeps the global batches the same for
-    every :math:`W` (any :math:`W \leq` :obj:`batch_size`, not only divisors), so a run
-    resumed on another number of processes continues with the batches it would have seen.
-    When :math:`W` does not divide :obj:`batch_size`, ranks hold :math:`n_r =
-    \lceil B/W \rceil` or :math:`\lfloor B/W \rfloor` items; multiplying rank :math:`r`'s
-    loss (a mean over its items) by :attr:`loss_scale` :math:`= W n_r / B` makes the
-    average that DistributedDataParallel takes the mean over the global batch.
+    \ldots` of every global batch, in :class:`~torch.utils.data.DistributedSampler`'s order
+    for :obj:`seed + epoch`; the incomplete last batch is dropped. Rank :math:`r`'s mean loss
+    over its :math:`n_r` items times :attr:`loss_scale` :math:`= W n_r / B` averages to the
+    mean over the global batch.
 
     Args:
         dataset (Sized): The data set (only its length is used).
@@ -284,7 +252,7 @@ class DistributedBatchSampler(Sampler[list[int]]):
         self.rank = rank
         self.shuffle = shuffle
         self.seed = seed
-        # Only its permutation is used: one replica, so it neither pads nor splits.
+        # One replica: only its permutation is used.
         self.order = DistributedSampler(dataset, 1, 0, shuffle=shuffle, seed=seed)
         self.loss_scale = num_replicas * len(range(rank, batch_size, num_replicas)) / batch_size
 
@@ -316,19 +284,15 @@ def training_loader(
     seed: int = 0,
     **kwargs: Any,
 ) -> DataLoader:
-    r"""A PyG :class:`~torch_geometric.loader.DataLoader` of training batches. Without a
-    process group it is :obj:`DataLoader(dataset, batch_size, shuffle, drop_last=drop_last,
-    **kwargs)`, exactly; under torchrun it takes this rank's share of every global batch of
-    :obj:`batch_size` items (:class:`DistributedBatchSampler`, reshuffled from :obj:`seed`
-    every epoch by :func:`~tg_samplenet.training.loop.fit`).
+    r"""A PyG :class:`~torch_geometric.loader.DataLoader` of training batches; under torchrun
+    of this rank's share of every global batch (:class:`DistributedBatchSampler`).
 
     Args:
         dataset (Dataset): The training data.
         batch_size (int): Items per (global) batch.
         shuffle (bool, optional): Shuffle every epoch. (default: :obj:`True`)
-        drop_last (bool, optional): Drop the incomplete last batch. Under torchrun it
-            must be :obj:`True` unless :obj:`batch_size` divides the data set, as every
-            process needs its share of every batch. (default: :obj:`True`)
+        drop_last (bool, optional): Drop the incomplete last batch (under torchrun needed
+            unless :obj:`batch_size` divides the data set). (default: :obj:`True`)
         seed (int, optional): The shuffle's seed under torchrun. (default: :obj:`0`)
         **kwargs (optional): Further arguments of the loader, e.g. :obj:`follow_batch`.
     """
@@ -345,12 +309,7 @@ def training_loader(
 
 def shard_loader(loader: TorchDataLoader) -> TorchDataLoader:
     r"""This rank's part of an unshuffled evaluation :obj:`loader`: a contiguous run of its
-    whole batches (rank :math:`r` of :math:`W` takes batches :math:`\lfloor r K / W
-    \rfloor` to :math:`\lfloor (r + 1) K / W \rfloor - 1` of the :math:`K`), each the very
-    batch the single process evaluates, so per-item results are the same, and
-    :func:`gather_cat` restores their order. Without a process group it returns
-    :obj:`loader` itself. A rank may get no batch when :math:`K < W`.
-    """
+    whole batches (possibly none), whose order :func:`gather_cat` restores."""
     if not is_distributed():
         return loader
     if not isinstance(loader.sampler, SequentialSampler) or loader.batch_size is None:
@@ -369,11 +328,8 @@ def shard_loader(loader: TorchDataLoader) -> TorchDataLoader:
 
 
 def gather_cat(local: Optional[Union[Tensor, tuple[Tensor, ...]]]) -> Any:
-    r"""Concatenates every rank's per-item results along their first dimension, in rank
-    order, on every rank: with :func:`shard_loader` that is the single process's order.
-    :obj:`local` is a tensor or a tuple of tensors (e.g. per-cloud errors), or :obj:`None`
-    for a rank that had nothing to evaluate; tensors travel through the CPU. Without a
-    process group it returns :obj:`local`."""
+    r"""Concatenates every rank's per-item results (a tensor, a tuple of tensors, or
+    :obj:`None` for nothing) along their first dimension in rank order, on every rank."""
     if not is_distributed():
         return local
     if isinstance(local, Tensor):
@@ -404,20 +360,16 @@ class _AllReduceSum(torch.autograd.Function):
 
 
 class SyncBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
-    r"""BatchNorm synchronised across CPU processes (the gloo back-end), which
-    :class:`torch.nn.SyncBatchNorm` and DistributedDataParallel refuse; CUDA modules get
-    :class:`torch.nn.SyncBatchNorm` itself (:func:`sync_batch_norm`). In training mode
-    under a process group of more than one process, the mean and the biased variance are
-    those of the whole global batch,
+    r"""BatchNorm synchronised across CPU processes (gloo), which
+    :class:`torch.nn.SyncBatchNorm` refuses. In training under a process group, the mean
+    and biased variance are those of the whole global batch,
 
     .. math::
         \mu = \frac{1}{N} \sum_{r} \sum_{i \in r} x_i, \qquad
         \sigma^2 = \frac{1}{N} \sum_{r} \sum_{i \in r} (x_i - \mu)^2,
 
-    two all-reduces (sums in float64) whose autograd carries the gradient across the
-    ranks, as the statistics of one process over the whole batch would; the running
-    statistics move as :class:`torch.nn.BatchNorm1d`'s. Evaluation and single processes
-    normalise as :class:`torch.nn.BatchNorm1d` does.
+    with the gradient carried across the ranks; otherwise it is
+    :class:`torch.nn.BatchNorm1d`.
 
     Args:
         num_features (int): Channels :math:`C`.
@@ -433,9 +385,7 @@ class SyncBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
         - **output:** the shape of the input
     """
 
-    #: The group it synchronises over, :obj:`None` for the default one (the attribute of
-    #: :class:`torch.nn.SyncBatchNorm` that
-    #: :func:`~tg_samplenet.nn.recomputed_max_pool.recomputed_max_pool` reads too).
+    #: The group it synchronises over (:obj:`None`: the default one).
     process_group: Optional[Any] = None
 
     def _check_input_dim(self, input: Tensor):
@@ -448,7 +398,6 @@ class SyncBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
         self._check_input_dim(input)
         dims = [d for d in range(input.dim()) if d != 1]
         shape = [1, -1] + [1] * (input.dim() - 2)
-        # Sums in float64: the statistics of many points over several ranks stay exact.
         count = torch.tensor([input.numel() // input.size(1)], dtype=torch.float64)
         total = _AllReduceSum.apply(torch.cat([count, input.sum(dims, dtype=torch.float64)]))
         N, mean = total[0], (total[1:] / total[0]).to(input.dtype)
@@ -457,11 +406,8 @@ class SyncBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
-                factor = (
-                    1.0 / float(self.num_batches_tracked)
-                    if self.momentum is None
-                    else self.momentum
-                )
+                momentum = self.momentum
+                factor = 1.0 / float(self.num_batches_tracked) if momentum is None else momentum
                 unbiased = (var * (N / (N - 1).clamp(min=1))).to(input.dtype)
                 self.running_mean.mul_(1 - factor).add_(mean, alpha=factor)
                 self.running_var.mul_(1 - factor).add_(unbiased, alpha=factor)
@@ -477,11 +423,10 @@ def evaluate_sharded(
     shard: TorchDataLoader,
     whole: bool = False,
 ) -> Any:
-    r"""Per-item results of :obj:`evaluate(loader)`, computed under :obj:`torchrun` as
-    :obj:`evaluate(shard)` on this rank's whole batches (see :func:`shard_loader`) and
-    gathered in the loader's order (see :func:`gather_cat`). With :obj:`whole`, every rank
-    evaluates every batch: for a sampler that draws from one generator across calls, so that
-    it draws what it draws in one process."""
+    r"""Per-item results of :obj:`evaluate(loader)`, under torchrun as
+    :obj:`evaluate(shard)` on this rank's batches (:func:`shard_loader`), gathered in order.
+    With :obj:`whole`, every rank evaluates every batch (for a sampler drawing from one
+    generator across calls)."""
     if whole or not is_distributed():
         return evaluate(loader)
     if len(shard) == 0:  # fewer batches than processes
@@ -491,19 +436,11 @@ def evaluate_sharded(
 
 @contextmanager
 def sync_batch_norm(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
-    r"""Replaces every BatchNorm layer inside :obj:`module` by a synchronised one
-    (:class:`torch.nn.SyncBatchNorm` on CUDA, :class:`SyncBatchNorm` on the CPU) that
-    shares its parameters and running statistics (the same tensors, so optimisers, state
-    dicts and checkpoints are unaffected), and puts the original layers back on exit.
-    Without a process group it does nothing.
-
-    PyG's :class:`~torch_geometric.nn.norm.BatchNorm` with :obj:`allow_single_element`
-    normalises a batch of one row with its running statistics instead. That choice, made
-    by each process on its own rows, would let a process that holds one cloud of the global
-    batch skip the all-reduce that the others wait in; so while the block runs the
-    fallback is off and the row is normalised with the statistics of the whole global batch
-    (of at least :math:`W \geq 2` rows), as one process normalises the whole batch.
-    """
+    r"""Replaces every BatchNorm layer inside :obj:`module` by a synchronised one sharing
+    its parameters and running statistics (:class:`torch.nn.SyncBatchNorm` on CUDA,
+    :class:`SyncBatchNorm` on the CPU) while the block runs. PyG's
+    :obj:`allow_single_element` fallback is off meanwhile, as a rank holding one row must
+    still join the all-reduce."""
     swapped: list[tuple[torch.nn.Module, str, torch.nn.Module]] = []
     single: list[PyGBatchNorm] = []
     if is_distributed():
@@ -538,9 +475,8 @@ def _synchronised(norm: torch.nn.Module) -> torch.nn.Module:
 
 
 class _Objective(torch.nn.Module):
-    # The model and its loss as one module, so that DistributedDataParallel sees the
-    # forward pass through which the loss reaches the parameters, however loss_fn calls
-    # the model.
+    # The model and its loss as one module, so that DistributedDataParallel sees the forward
+    # pass through which the loss reaches the parameters.
     def __init__(self, model: torch.nn.Module, loss_fn: Callable[[Any], Tensor]):
         super().__init__()
         self.model = model
@@ -554,17 +490,10 @@ class _Objective(torch.nn.Module):
 def data_parallel(
     model: torch.nn.Module, loss_fn: Callable[[Any], Tensor], loss_scale: float = 1.0
 ) -> Iterator[Callable[[Any], Tensor]]:
-    r"""The training objective :obj:`loss_fn(data)` (which calls :obj:`model`) through
-    :class:`~torch.nn.parallel.DistributedDataParallel`, with :obj:`model`'s BatchNorm
-    layers synchronised (:func:`sync_batch_norm`) while the block runs: the gradients that
-    :obj:`loss.backward()` leaves are averaged over the ranks. The returned loss is
-    multiplied by :obj:`loss_scale` (:attr:`DistributedBatchSampler.loss_scale`). Without
-    a process group it yields :obj:`loss_fn` itself.
-
-    The graph is declared static (:obj:`static_graph=True`): the same parameters take part
-    in every step, and those that never do (e.g. the temperature of an S-NET) need no
-    special care.
-    """
+    r"""The objective :obj:`loss_fn(data)` (which calls :obj:`model`) through
+    :class:`~torch.nn.parallel.DistributedDataParallel` (static graph) with synchronised
+    BatchNorm (:func:`sync_batch_norm`), times :obj:`loss_scale`; :obj:`loss_fn` itself
+    without a process group."""
     if not is_distributed():
         yield loss_fn
         return

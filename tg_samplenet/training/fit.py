@@ -54,8 +54,7 @@ class LossWeights:
     beta: float = 1.0
 
 
-#: The authors' loss weights per task (their code, not only the paper): SampleNet and
-#: SampleNet-Progressive for classification, registration and reconstruction.
+#: The authors' loss weights per task (from their code).
 PAPER_LOSS_WEIGHTS = {
     "classification": LossWeights(alpha=30.0, lmbda=1.0, gamma=1.0, delta=0.0),
     "classification_progressive": LossWeights(alpha=30.0, lmbda=1.0, gamma=0.5, delta=1 / 30),
@@ -65,8 +64,7 @@ PAPER_LOSS_WEIGHTS = {
 
 
 def freeze(module: torch.nn.Module) -> torch.nn.Module:
-    r"""Puts a task network in eval mode with no gradients to its parameters, as the paper
-    trains only the sampler against it. Returns :obj:`module`."""
+    r"""Puts a task network in eval mode without gradients to its parameters; returns it."""
     module.eval()
     for p in module.parameters():
         p.requires_grad_(False)
@@ -80,7 +78,6 @@ def default_inputs(data: Any) -> tuple[Tensor, Tensor, int]:
 
 
 def _check_first_batch(loader: Iterable, inputs: Callable[[Any], tuple[Tensor, Tensor, int]]):
-    # Before any training: the loader yields batches that inputs() turns into clouds.
     try:
         first = next(iter(loader))
     except StopIteration:
@@ -121,25 +118,15 @@ def fit_sampler(
     progress: bool = True,
     desc: str = "train sampler",
 ) -> list[float]:
-    r"""Trains :obj:`sampler` (a fixed-size SampleNet, an S-NET with
-    :obj:`skip_projection=True`, or a SampleNet-Progressive with :obj:`progressive=True`)
-    against a frozen task network, from the `"SampleNet: Differentiable Point Cloud
-    Sampling" <https://arxiv.org/abs/1912.03663>`_ paper.
-
-    Each step samples the batch, :obj:`out = sampler(pos, batch)`, and minimises
+    r"""Trains :obj:`sampler` (SampleNet, S-NET or SampleNet-Progressive) against a frozen
+    task network, as in the `"SampleNet: Differentiable Point Cloud Sampling"
+    <https://arxiv.org/abs/1912.03663>`_ paper: each step minimises
 
     .. math::
         L = L_{task}(\text{out}) + \alpha L_s(Q, P) + \lambda \sigma
 
-    (:func:`~tg_samplenet.samplenet_loss`), or for a progressive sampler the sum (or mean)
-    over the control sizes :math:`c` of :math:`L_{task}(\text{out}_{1:c}) + \alpha
-    L_s(Q_{1:c}, P)` plus :math:`\lambda\sigma` (:func:`~tg_samplenet.progressive_loss`).
-    Only the sampler's parameters are optimised (Adam); freeze the task network first
-    (:func:`freeze`). With a :obj:`checkpoint`, every epoch is saved atomically and a
-    rerun resumes exactly where it stopped; the trained sampler is then written with its
-    configuration to :obj:`out` (:meth:`SampleNet.save`, read back by
-    :meth:`SampleNet.load`). Under torchrun it trains data-parallel (see
-    :func:`~tg_samplenet.training.loop.fit_model`) and only rank 0 writes files.
+    (:func:`~tg_samplenet.samplenet_loss`, or :func:`~tg_samplenet.progressive_loss`) with
+    Adam, resumable from :obj:`checkpoint` (:func:`~tg_samplenet.training.loop.fit_model`).
 
     .. code-block:: python
 
@@ -156,41 +143,34 @@ def fit_sampler(
     Args:
         sampler (SampleNet): The sampler to train.
         task_loss (callable): :obj:`task_loss(out, data) -> Tensor`, the task network's
-            loss on the sampled points :obj:`out.pos` (soft-projected in training) with
-            batch vector :obj:`out.batch`; :obj:`data` is the batch from :obj:`loader`.
-        loader (iterable): The training batches, e.g. a PyG
-            :class:`~torch_geometric.loader.DataLoader`.
+            loss on the sampler's output :obj:`out` for the batch :obj:`data`.
+        loader (iterable): The training batches.
         epochs (int): Total number of epochs.
         lr (float): Adam's initial learning rate.
         loss_weights (LossWeights, optional): :math:`\alpha, \lambda, \beta, \gamma,
-            \delta`. (default: :obj:`None`, the authors' classification values, the defaults
-            of :func:`~tg_samplenet.samplenet_loss` / :func:`~tg_samplenet.progressive_loss`)
+            \delta`. (default: :obj:`None`, the losses' defaults)
         control_sizes (Sequence[int], optional): The control sizes :math:`C_s` of a
             progressive sampler. (default: :obj:`None`, the powers of two up to :math:`m`)
         reduction (str, optional): :obj:`"sum"` or :obj:`"mean"` over the control sizes.
             (default: :obj:`"sum"`)
-        temperature (TemperatureSchedule, optional): A schedule of :math:`\sigma` per epoch;
-            a scheduled (not learned) temperature drops the :math:`\lambda\sigma` term, as
-            the paper's study does. (default: :obj:`None`, learned)
+        temperature (TemperatureSchedule, optional): A schedule of :math:`\sigma` per epoch
+            (one not learned drops the :math:`\lambda\sigma` term). (default: :obj:`None`)
         lr_schedule (str, optional): :obj:`"constant"`, :obj:`"cosine"` or
-            :obj:`"staircase"` (:func:`~tg_samplenet.training.loop.learning_rate_schedule`).
-            (default: :obj:`"constant"`)
+            :obj:`"staircase"`. (default: :obj:`"constant"`)
         decay_samples (int, optional): The staircase's step in samples.
             (default: :obj:`600000`)
         inputs (callable, optional): :obj:`inputs(data) -> (pos, batch, num_clouds)`, the
-            clouds to sample from a batch, e.g. the templates and sources of registration
-            pairs as one batch. (default: :func:`default_inputs`)
+            clouds to sample from a batch. (default: :func:`default_inputs`)
         checkpoint (str or Path, optional): Resumable training state. (default: :obj:`None`)
-        out (str or Path, optional): Where the trained sampler is saved; rewritten only when
-            older than :obj:`checkpoint`. (default: :obj:`None`, the checkpoint's name with
-            suffix :obj:`.sampler.pt`, or no file without a checkpoint)
+        out (str or Path, optional): Where the trained sampler is saved (if older than
+            :obj:`checkpoint`). (default: :obj:`None`, the checkpoint's name with suffix
+            :obj:`.sampler.pt`)
         device (torch.device, optional): Where the batches go. (default: :obj:`None`, the
             sampler's device)
         progress (bool, optional): Show a tqdm bar. (default: :obj:`True`)
         desc (str, optional): Progress-bar label. (default: :obj:`"train sampler"`)
 
-    :rtype: the mean loss of each epoch, :obj:`list[float]`; the sampler is left in eval
-        mode
+    :rtype: the mean loss of each epoch, :obj:`list[float]` (the sampler in eval mode)
     """
     if not isinstance(sampler, SampleNet):
         raise InputTypeError(
@@ -237,19 +217,10 @@ def fit_sampler(
             temperature.apply(sampler.projection, epoch)
 
     history = fit_model(
-        sampler,
-        loss_fn,
-        loader,
-        epochs=epochs,
-        lr=lr,
-        checkpoint=checkpoint,
-        lr_schedule=lr_schedule,
-        decay_samples=decay_samples,
-        device=device,
-        on_epoch_start=epoch_start,
-        progress=progress,
-        desc=desc,
-    )
+        sampler, loss_fn, loader, epochs=epochs, lr=lr, checkpoint=checkpoint,
+        lr_schedule=lr_schedule, decay_samples=decay_samples, device=device,
+        on_epoch_start=epoch_start, progress=progress, desc=desc,
+    )  # fmt: skip
     sampler.eval()
     if out is None and checkpoint is not None:
         out = Path(checkpoint).with_suffix(".sampler.pt")

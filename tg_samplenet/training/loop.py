@@ -1,6 +1,5 @@
-r"""The resumable training loop: tqdm progress, an atomic checkpoint after every epoch, and
-resuming from it exactly where it stopped; the learning-rate schedules; seeding. Under
-torchrun it trains data-parallel (:mod:`tg_samplenet.training.distributed`)."""
+r"""The resumable training loop (an atomic checkpoint after every epoch, exact resuming), the
+learning-rate schedules and seeding."""
 
 from __future__ import annotations
 
@@ -82,10 +81,7 @@ def learning_rate_schedule(
         \eta_{\text{staircase}}(s) &= \max\left(\eta_0 \cdot 0.7^{\lfloor s b / D
             \rfloor}, \eta_{\min}\right)
 
-    The staircase is the authors' (x0.7 every :math:`D` samples); the cosine decays to zero
-    over the :math:`S` steps of the run, which short runs need to settle: at a constant rate
-    the fixed-size SampleNet's test accuracy swung by more than 0.1 between epochs and its
-    temperature collapsed to the floor.
+    The staircase is the authors' (x0.7 every :math:`D` samples).
 
     Args:
         optimizer (torch.optim.Optimizer): The optimiser; its first group's rate is
@@ -127,15 +123,10 @@ def fit(
 ) -> list[float]:
     r"""Runs :obj:`step` on every batch of :obj:`loader` for :obj:`num_epochs` epochs.
 
-    After each epoch it writes :obj:`checkpoint` atomically with the state dicts of
-    :obj:`state` (models, optimisers, schedulers), the epoch, the loss history and the
-    random generators. If :obj:`checkpoint` exists, training resumes after its last epoch
-    and reproduces the uninterrupted run; a finished run returns at once.
-
-    Under torchrun only rank 0 writes the checkpoint and shows the bar; every rank resumes
-    from the checkpoint rank 0 reads, the loader's sampler is told each epoch
-    (:func:`~tg_samplenet.training.distributed.set_epoch`), and each epoch's loss is the mean
-    over the ranks.
+    After each epoch it writes :obj:`checkpoint` atomically (the state dicts of
+    :obj:`state`, the epoch, the loss history and the random generators); an existing one is
+    resumed after its last epoch, as the uninterrupted run. Under torchrun rank 0 writes it
+    and the losses are averaged over the ranks.
 
     Args:
         step (callable): Trains on one batch and returns its loss as a float.
@@ -145,8 +136,8 @@ def fit(
             one.
         state (dict): Objects with :meth:`state_dict` / :meth:`load_state_dict` to save.
         desc (str, optional): Progress-bar label. (default: :obj:`"train"`)
-        on_epoch_start (callable, optional): Called with the epoch index before each epoch
-            (e.g. a temperature profile). (default: :obj:`None`)
+        on_epoch_start (callable, optional): Called with the epoch index before each epoch.
+            (default: :obj:`None`)
         progress (bool, optional): Show a tqdm bar. (default: :obj:`True`)
 
     :rtype: the mean loss of each epoch, :obj:`list[float]`
@@ -203,14 +194,12 @@ def fit_model(
     progress: bool = True,
     desc: str = "train",
 ) -> list[float]:
-    r"""Trains :obj:`model` with Adam on :obj:`loss_fn(data)` for every batch of
-    :obj:`loader` (moved to :obj:`device`), with a :func:`learning_rate_schedule`, through
-    the resumable :func:`fit`. Under torchrun the model trains through
-    :func:`~tg_samplenet.training.distributed.data_parallel` (DistributedDataParallel with
-    synchronised BatchNorm); give it a :func:`~tg_samplenet.training.distributed.training_loader`.
+    r"""Trains :obj:`model` with Adam on :obj:`loss_fn(data)` with a
+    :func:`learning_rate_schedule`, through the resumable :func:`fit`; under torchrun
+    data-parallel (:func:`~tg_samplenet.training.distributed.data_parallel`).
 
     Args:
-        model (torch.nn.Module): The model; it is put in training mode before every step.
+        model (torch.nn.Module): The model, put in training mode before every step.
         loss_fn (callable): Maps a batch to the scalar loss.
         loader (iterable): The training batches (anything with :meth:`to`).
         epochs (int): Total number of epochs.
@@ -262,9 +251,8 @@ def training_step(
     scheduler: Optional[Any] = None,
     device: Optional[Union[str, torch.device]] = None,
 ) -> Callable[[Any], float]:
-    r"""One optimisation step as a function of a batch, for :func:`fit`: :obj:`model` in
-    training mode, the batch moved to :obj:`device`, :obj:`objective(data)` minimised by
-    :obj:`optimizer`, then the learning-rate :obj:`scheduler` stepped; returns the loss."""
+    r"""One optimisation step of :obj:`objective(data)` as a function of a batch, for
+    :func:`fit`; it returns the loss."""
 
     def step(data) -> float:
         model.train()

@@ -1,5 +1,5 @@
-r"""Learned samplers swapped into the :obj:`fps` layers of a trained model, and fine-tuned there
-for the job they do: a layer's centres, with the rest of the model in the loss."""
+r"""Learned samplers swapped into the :obj:`fps` layers of a trained model and fine-tuned there
+on the model's task loss."""
 
 from __future__ import annotations
 
@@ -32,8 +32,7 @@ __all__ = ["upgrade_fps"]
 
 
 class _CentresInTraining(torch.nn.Module):
-    # The fps of a layer while it trains: it returns the indices that the layer's pre-hook
-    # sampled (straight-through) for the very points the layer passes on to its fps.
+    # A layer's fps in training: the indices its pre-hook sampled for these very points.
     def __init__(self, sampler: SampleNet):
         super().__init__()
         self.sampler = sampler
@@ -79,30 +78,23 @@ def upgrade_fps(
     device: Optional[Union[str, torch.device]] = None,
     progress: bool = True,
 ) -> dict[torch.nn.Module, SampleNetFPS]:
-    r"""Swaps a learned sampler into each given layer of a trained model in place of its
-    farthest point sampling, fine-tunes the samplers (and, with :obj:`train_model`, the model)
-    on the model's own task loss, and leaves each layer calling
-    :class:`~tg_samplenet.SampleNetFPS` (`"SampleNet: Differentiable Point Cloud Sampling"
-    <https://arxiv.org/abs/1912.03663>`_).
+    r"""Swaps a learned sampler (`"SampleNet: Differentiable Point Cloud Sampling"
+    <https://arxiv.org/abs/1912.03663>`_) into each given layer of a trained model in place
+    of its farthest point sampling, fine-tunes the samplers (and, with :obj:`train_model`,
+    the model) on the model's task loss, and leaves each layer calling
+    :class:`~tg_samplenet.SampleNetFPS`.
 
-    A layer is a module whose :obj:`forward` takes the points as an argument named
-    :obj:`pos` (and their batch vector as :obj:`batch`), and calls :obj:`self.fps` or, with
-    :obj:`module`, the module-level :obj:`module.fps` (PyG's
-    ``examples/pointnet2_classification.py``) on them with a :obj:`ratio`; the layer's
-    :obj:`ratio` attribute is the one it samples with. While training, a forward pre-hook
-    samples the layer's points with its sampler (in :obj:`straight_through` mode: the hard
-    centres of inference, the soft projection's gradient) and hands the layer its points
-    with that gradient attached to the centres' rows, and the layer's fps returns those
-    centres: whatever the layer does with :obj:`pos[idx]` trains the sampler. The loss is
+    A layer's :obj:`forward` takes arguments :obj:`pos` (and :obj:`batch`) and calls
+    :obj:`self.fps` (or :obj:`module.fps`) with its :obj:`ratio` attribute. In training, the
+    layer's fps returns its sampler's straight-through centres, so that whatever the layer
+    does with :obj:`pos[idx]` trains the sampler. The loss is
 
     .. math::
         L = L_{task} + \sum_{\text{layers}} \left( \alpha L_s(Q, P) + \lambda \sigma \right)
 
-    A sampler of fewer outputs than the centres a layer takes learns that many of them and
-    completes the rest by farthest point sampling continued from them. With
-    :obj:`imitate_epochs`, the samplers first learn to imitate farthest point sampling on the
-    points their layers see (the Chamfer distance of their simplified points to as many
-    farthest points), so that the task's gradient meets centres that already cover the shape.
+    A sampler of fewer outputs than a layer's centres completes them by farthest point
+    sampling. With :obj:`imitate_epochs`, the samplers first learn to imitate farthest point
+    sampling (the Chamfer distance to as many farthest points).
 
     .. code-block:: python
 
@@ -122,9 +114,8 @@ def upgrade_fps(
         model (torch.nn.Module): The trained model; its task loss runs it.
         samplers (dict): Each layer (a submodule of :obj:`model`) and its
             :class:`~tg_samplenet.SampleNet`, made :obj:`straight_through` here.
-        task_loss (callable): :obj:`task_loss(data) -> Tensor`, the model's loss on a batch
-            from :obj:`loader` (it calls :obj:`model`).
-        loader (iterable): The training batches (PyG :class:`~torch_geometric.data.Batch`).
+        task_loss (callable): :obj:`task_loss(data) -> Tensor`, the model's loss on a batch.
+        loader (iterable): The training batches.
         epochs (int): Epochs of fine-tuning.
         imitate_epochs (int, optional): Epochs of imitating farthest point sampling first,
             counted in :obj:`epochs`. (default: :obj:`0`)
@@ -136,8 +127,7 @@ def upgrade_fps(
         model_lr (float, optional): The model's learning rate. (default: :obj:`1e-4`)
         loss_weights (LossWeights, optional): :math:`\alpha, \lambda, \beta, \gamma,
             \delta`. (default: :obj:`None`, the authors' classification values)
-        checkpoint (str or Path, optional): Resumable training state, saved atomically
-            after every epoch. (default: :obj:`None`)
+        checkpoint (str or Path, optional): Resumable training state. (default: :obj:`None`)
         device (torch.device, optional): Where the batches go. (default: :obj:`None`, the
             model's device)
         progress (bool, optional): Show a tqdm bar. (default: :obj:`True`)
@@ -209,8 +199,7 @@ def upgrade_fps(
     def epoch_start(number: int):
         epoch[0] = number
 
-    # A frozen model still passes gradients through to the samplers, but computes none of
-    # its own.
+    # A frozen model passes gradients through to the samplers but computes none of its own.
     frozen = [] if train_model else [p for p in model.parameters() if p.requires_grad]
     for p in frozen:
         if id(p) not in learned:
@@ -263,7 +252,7 @@ def _sampling_hook(fps: _CentresInTraining, outputs: list):
 
 
 def _imitation(out, pos: Tensor, batch: Optional[Tensor]) -> Tensor:
-    # The Chamfer distance of the simplified points to as many farthest points of the cloud.
+    # The Chamfer distance of the simplified points to as many farthest points.
     batch = (
         torch.zeros(pos.size(0), dtype=torch.long, device=pos.device) if batch is None else batch
     )
