@@ -27,16 +27,21 @@ def dynamic_size(most) -> torch.SymInt:
 
 @torch.library.custom_op("tg_samplenet::knn", mutates_args=())
 def _knn(
-    x: Tensor, y: Tensor, k: int, batch_x: Tensor, batch_y: Tensor, num_clouds: int
+    x: Tensor,
+    y: Tensor,
+    k: int,
+    batch_x: Tensor,
+    batch_y: Tensor,
+    num_clouds: int,
+    max_distance: Optional[float] = None,
 ) -> tuple[Tensor, Tensor]:
-    return knn_table(x, y, k, batch_x, batch_y, num_clouds)
+    return knn_table(x, y, k, batch_x, batch_y, num_clouds, max_distance)
 
 
 @_knn.register_fake
-def _(x, y, k, batch_x, batch_y, num_clouds):
-    return y.new_empty((y.size(0), k), dtype=torch.long), y.new_empty(
-        (y.size(0), k), dtype=torch.bool
-    )
+def _(x, y, k, batch_x, batch_y, num_clouds, max_distance=None):
+    shape = (y.size(0), k)
+    return y.new_empty(shape, dtype=torch.long), y.new_empty(shape, dtype=torch.bool)
 
 
 @torch.library.custom_op("tg_samplenet::farthest_point_steps", mutates_args=())

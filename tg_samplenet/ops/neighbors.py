@@ -26,7 +26,7 @@ from tg_samplenet.ops.checks import (
     check_references,
 )
 from tg_samplenet.ops.kdtree import kdtree_knn
-from tg_samplenet.ops.scaling import center_clouds, scale_clouds
+from tg_samplenet.ops.scaling import center_clouds, cloud_exponents, power_of_two, scale_clouds
 
 __all__ = [
     "KNNResult",
@@ -114,7 +114,13 @@ class KNNResult(NamedTuple):
 
 
 def knn_table(
-    x: Tensor, y: Tensor, k: int, batch_x: Tensor, batch_y: Tensor, num_clouds: int
+    x: Tensor,
+    y: Tensor,
+    k: int,
+    batch_x: Tensor,
+    batch_y: Tensor,
+    num_clouds: int,
+    max_distance: Optional[float] = None,
 ) -> tuple[Tensor, Tensor]:
     r"""The kernel of every search (:obj:`tg_samplenet::knn`): :class:`KNNResult`'s
     :obj:`(index, mask)`."""
@@ -124,8 +130,15 @@ def knn_table(
     x, y = x.detach(), y.detach()
     if x.dtype in (torch.float16, torch.bfloat16):
         x, y = x.float(), y.float()
-    x, y = scale_clouds([(x, batch_x), (y, batch_y)], num_clouds)
     backend = get_backend(x.device)
+    if max_distance is not None and backend == "kdtree" and x.device.type == "cpu":
+        # A radius search: one exact power of two for every cloud, so that the bound holds
+        # for all; the search stops at it (a little beyond, the caller decides the edge).
+        exponent = cloud_exponents([(x, batch_x), (y, batch_y)], num_clouds).max()
+        factor = float(power_of_two(-exponent, torch.float64))
+        bound = max_distance * factor * (1 + 1e-9)
+        return kdtree_knn(x * factor, y * factor, k, batch_x, batch_y, num_clouds, bound)
+    x, y = scale_clouds([(x, batch_x), (y, batch_y)], num_clouds)
     if backend == "kdtree" and x.device.type == "cpu":
         return kdtree_knn(x, y, k, batch_x, batch_y, num_clouds)
     if backend in ("pyg_lib", "torch_cluster"):
@@ -330,8 +343,8 @@ def radius(
     r = check_number(r, "r", positive=True)
     k = check_positive_int(max_num_neighbors, "max_num_neighbors")
     batch_x, batch_y, B = _search(x, y, k, batch_x, batch_y, ("x", "y"), batch_size)
-    index, mask = torch.ops.tg_samplenet.knn(x, y, k, batch_x, batch_y, B)
+    row, col = _edges(*torch.ops.tg_samplenet.knn(x, y, k, batch_x, batch_y, B, r))
     with torch.no_grad():  # in float64, where no float32 difference overflows
-        offset = x.detach().double()[index] - y.detach().double().unsqueeze(1)
+        offset = x.detach()[col].double() - y.detach()[row].double()
         inside = offset.pow(2).sum(-1) < r * r
-    return _edges(index, mask & inside)
+    return torch.stack([row[inside], col[inside]])
