@@ -1,7 +1,7 @@
 r"""The drop-in on a model that is not ours. PyG's PointNet++ classifier
 (examples/pointnet2_classification.py: set abstraction with a module-level :obj:`fps` and
-:obj:`radius`, PointNetConv, global max pooling) is defined below without any import of
-tg_samplenet, trained briefly with fps; a SampleNet-Progressive is trained for its input with
+:obj:`radius`, PointNetConv, global max pooling; ``pyg_pointnet2_model``, which imports nothing of
+tg_samplenet) is trained briefly with fps; a SampleNet-Progressive is trained for its input with
 :func:`tg_samplenet.fit_sampler`; then the module's :obj:`fps` is swapped for the sampler's
 fps-signature callable, with no change to the model's code. Then one sampler per layer: a
 second progressive sampler trained on what the inner layer sees (the first layer's output,
@@ -14,68 +14,16 @@ contract) and :obj:`radius` as the brute force below."""
 
 import copy
 import functools
-import sys
 from types import SimpleNamespace
 
 import numpy as np
+import pyg_pointnet2_model as pyg_model  # PyG's PointNet++, as its example writes it
 import pytest
 import torch
 import torch.nn.functional as F
 import torch_geometric.nn
 from torch_geometric.data import Batch, Data
 from torch_geometric.loader import DataLoader
-from torch_geometric.nn import MLP, PointNetConv, global_max_pool
-
-fps = torch_geometric.nn.fps
-radius = torch_geometric.nn.radius
-
-
-# The model: PyG's classes, unchanged but for the widths (scaled down by 4 for the test).
-class SAModule(torch.nn.Module):
-    def __init__(self, ratio, r, nn):
-        super().__init__()
-        self.ratio = ratio
-        self.r = r
-        self.conv = PointNetConv(nn, add_self_loops=False)
-
-    def forward(self, x, pos, batch):
-        idx = fps(pos, batch, ratio=self.ratio)
-        row, col = radius(pos, pos[idx], self.r, batch, batch[idx], max_num_neighbors=64)
-        edge_index = torch.stack([col, row], dim=0)
-        x_dst = None if x is None else x[idx]
-        x = self.conv((x, x_dst), (pos, pos[idx]), edge_index)
-        pos, batch = pos[idx], batch[idx]
-        return x, pos, batch
-
-
-class GlobalSAModule(torch.nn.Module):
-    def __init__(self, nn):
-        super().__init__()
-        self.nn = nn
-
-    def forward(self, x, pos, batch):
-        x = self.nn(torch.cat([x, pos], dim=1))
-        x = global_max_pool(x, batch)
-        pos = pos.new_zeros((x.size(0), 3))
-        batch = torch.arange(x.size(0), device=batch.device)
-        return x, pos, batch
-
-
-class Net(torch.nn.Module):
-    def __init__(self, num_classes):
-        super().__init__()
-        self.sa1_module = SAModule(0.5, 0.2, MLP([3, 16, 16, 32]))
-        self.sa2_module = SAModule(0.25, 0.4, MLP([32 + 3, 32, 32, 64]))
-        self.sa3_module = GlobalSAModule(MLP([64 + 3, 64, 128, 256]))
-        self.mlp = MLP([256, 128, 64, num_classes], dropout=0.5, norm=None)
-
-    def forward(self, data):
-        sa0_out = (data.x, data.pos, data.batch)
-        sa1_out = self.sa1_module(*sa0_out)
-        sa2_out = self.sa2_module(*sa1_out)
-        sa3_out = self.sa3_module(*sa2_out)
-        x, pos, batch = sa3_out
-        return self.mlp(x).log_softmax(dim=-1)
 
 
 # The harness.
@@ -101,13 +49,18 @@ def pyg_runs(function, *args):
     return True
 
 
-THIS = sys.modules[__name__]
-if not pyg_runs(torch_geometric.nn.fps, torch.zeros(2, 3)):
-    from tg_samplenet.ops import fps as library_fps
+@pytest.fixture(scope="module", autouse=True)
+def runnable_ops():
+    # The model's module-level fps and radius, where PyG's own cannot run.
+    with pytest.MonkeyPatch.context() as patch:
+        if not pyg_runs(torch_geometric.nn.fps, torch.zeros(2, 3)):
+            from tg_samplenet.ops import fps as library_fps
 
-    THIS.fps = library_fps
-if not pyg_runs(torch_geometric.nn.radius, torch.zeros(2, 3), torch.zeros(1, 3), 1.0):
-    THIS.radius = brute_force_radius
+            patch.setattr(pyg_model, "fps", library_fps)
+        if not pyg_runs(torch_geometric.nn.radius, torch.zeros(2, 3), torch.zeros(1, 3), 1.0):
+            patch.setattr(pyg_model, "radius", brute_force_radius)
+        yield
+
 
 CLASSES = ("mug", "cup", "chair", "table")
 
@@ -121,12 +74,12 @@ def trained():
     data = get_dataset("synthetic", split="train", num_points=128, samples_per_class=6,
                        categories=CLASSES, seed=0)  # fmt: skip
     loader = DataLoader(data, batch_size=8, shuffle=True)
-    model = Net(len(CLASSES))
+    model = pyg_model.Net(len(CLASSES))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     # torch_cluster's fps draws its random start from C's rand(), which torch.manual_seed
     # does not seed: fixed starts keep the fixture the same from run to run.
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(THIS, "fps", functools.partial(THIS.fps, random_start=False))
+        patch.setattr(pyg_model, "fps", functools.partial(pyg_model.fps, random_start=False))
         for _ in range(30):  # to a training loss of about 0.3 (chance: 1.39)
             for batch in loader:
                 model.train()
@@ -177,7 +130,7 @@ def test_swapped_sampler_keeps_fps_counts_at_both_layers(trained, monkeypatch):
     model, sampler = trained
     batch, sizes = mixed_batch()
     _, with_fps = layer_outputs(model, batch)
-    monkeypatch.setattr(THIS, "fps", SampleNetFPS(sampler))
+    monkeypatch.setattr(pyg_model, "fps", SampleNetFPS(sampler))
     log_probs, with_sampler = layer_outputs(model, batch)
     assert log_probs.shape == (4, len(CLASSES)) and bool(torch.isfinite(log_probs).all())
     counts1 = [float32_ceil(n, 0.5) for n in sizes]  # [64, 39, 1, 25]
@@ -204,7 +157,10 @@ def test_positional_and_keyword_calls(trained):
     assert torch.equal(drop_in(pos, vector, 0.25, True, 6), keyword)  # trailing empty clouds
     expected = [float32_ceil(n, 0.25) for n in sizes]
     assert torch.bincount(vector[keyword], minlength=4).tolist() == expected
-    assert torch.bincount(vector[fps(pos, vector, ratio=0.25)], minlength=4).tolist() == expected
+    assert (
+        torch.bincount(vector[pyg_model.fps(pos, vector, ratio=0.25)], minlength=4).tolist()
+        == expected
+    )
 
 
 # One sampler per layer: the inner layer's sampler trained on what that layer sees.
@@ -220,7 +176,9 @@ def inner_loader_and_loss(model, loader):
 
     # The rest of the frozen model from sa2 on, around the sampler's centres.
     def task_loss(out, data):
-        row, col = radius(data.pos, out.pos, sa2.r, data.batch, out.batch, max_num_neighbors=64)
+        row, col = pyg_model.radius(
+            data.pos, out.pos, sa2.r, data.batch, out.batch, max_num_neighbors=64
+        )
         x = sa2.conv((data.x, out.carry(data.x)), (data.pos, out.pos), torch.stack([col, row]))
         x, _, _ = model.sa3_module(x, out.pos, out.batch)
         return F.nll_loss(model.mlp(x).log_softmax(dim=-1), data.y)
@@ -245,7 +203,9 @@ def test_inner_layer_sampler_gets_the_task_gradient_and_swaps_in_per_layer(train
     _, with_fps = layer_outputs(model, batch)
     data = get_dataset("synthetic", split="train", num_points=128, samples_per_class=6,
                        categories=CLASSES, seed=0)  # fmt: skip
-    monkeypatch.setattr(THIS, "fps", FPSPerLayer({model.sa1_module: SampleNetFPS(first)}, fps))
+    monkeypatch.setattr(
+        pyg_model, "fps", FPSPerLayer({model.sa1_module: SampleNetFPS(first)}, pyg_model.fps)
+    )
     clouds, task_loss = inner_loader_and_loss(model, DataLoader(data, batch_size=8))
     assert {cloud.num_nodes for cloud in clouds} == {64} and clouds[0].x.size(1) == 32
 
@@ -280,7 +240,7 @@ def test_inner_layer_sampler_gets_the_task_gradient_and_swaps_in_per_layer(train
             lambda module, args, name=name: seen.__setitem__(name, torch.bincount(args[1]))
         )
     layers = {model.sa1_module: first_fps, model.sa2_module: inner_fps}
-    monkeypatch.setattr(THIS, "fps", FPSPerLayer(layers))
+    monkeypatch.setattr(pyg_model, "fps", FPSPerLayer(layers))
     log_probs, outputs = layer_outputs(model, batch)
     assert bool(torch.isfinite(log_probs).all())
     counts1 = [float32_ceil(n, 0.5) for n in sizes]  # [64, 39, 1, 25]

@@ -80,6 +80,15 @@ def test_rerun_resumes_from_checkpoints(smoke_run):
 
 
 @pytest.mark.slow
+def test_a_fresh_run_with_the_same_seed_repeats_the_table(smoke_run, tmp_path):
+    # Same seed, machine and thread count: every stage trains again and gives the same table.
+    _, first, *_ = smoke_run
+    again = run_classification(tmp_path / "again")
+    assert again["results"] == first["results"]
+    assert again["complete"] == first["complete"]
+
+
+@pytest.mark.slow
 def test_smoke_prints_each_stage_with_its_number(smoke_run):
     *_, stdout = smoke_run
     # Two PointNets, SampleNet and S-NET at the one trained size, the progressive sampler,

@@ -17,8 +17,10 @@ from tg_samplenet.ops import (
     first_occurrence,
     fps,
     hard_sample,
+    knn,
     nearest_index,
     padded_knn,
+    radius,
     sample_counts,
     use_backend,
 )
@@ -169,6 +171,96 @@ def test_padded_knn(data, c, k, backend):
     assert out.index.shape == out.mask.shape == (y.size(0), k)
     queries = type(c)(y, batch_y, y.double().numpy(), batch_y.numpy(), c.num_clouds, True, "")
     check_knn(c, queries, out.index, out.mask, k)
+
+
+def grouped_neighbours(edges, num_queries):
+    # PyG's [2, E] layout, grouped by query in order -> {query: neighbours in their order}.
+    row, col = edges.tolist()
+    assert row == sorted(row), "edges not grouped by query in order"
+    found = {i: [] for i in range(num_queries)}
+    for i, j in zip(row, col):
+        found[i].append(j)
+    return found
+
+
+@FUZZ
+@given(
+    data=st.data(),
+    c=clouds(max_size=40),
+    k=st.sampled_from([1, 2, 3, 7] * 3 + [0, -1, 2.0]),
+    backend=st.sampled_from(BACKENDS),
+)
+def test_knn(data, c, k, backend):
+    # torch_geometric.nn.knn's contract, checked against float64 distances.
+    y, batch_y, y_ok = data.draw(query_sets(c, faults=c.valid and data.draw(st.booleans())))
+    with use_backend(backend):
+        edges, error = promise("knn", knn, c.pos, y, k, c.batch, batch_y)
+    if not (c.valid and y_ok and isinstance(k, int) and k >= 1):
+        assert error is not None, "bad input accepted"
+        return
+    assert error is None, error
+    found = grouped_neighbours(edges, y.size(0))
+    index = torch.zeros(y.size(0), k, dtype=torch.long)
+    mask = torch.zeros(y.size(0), k, dtype=torch.bool)
+    for i, neighbours in found.items():
+        assert len(neighbours) <= k
+        if neighbours:
+            index[i] = neighbours[0]
+            index[i, : len(neighbours)] = torch.tensor(neighbours)
+            mask[i, : len(neighbours)] = True
+    queries = type(c)(y, batch_y, y.double().numpy(), batch_y.numpy(), c.num_clouds, True, "")
+    check_knn(c, queries, index, mask, k)
+
+
+@FUZZ
+@given(
+    data=st.data(),
+    c=clouds(max_size=40),
+    relative_r=st.sampled_from([0.05, 0.2, 0.5, 1.0, 3.0] * 3 + [0.0, -1.0, float("nan"), "0.5"]),
+    max_num_neighbors=st.sampled_from([1, 2, 4, 32] * 3 + [0]),
+    backend=st.sampled_from(BACKENDS),
+)
+def test_radius(data, c, relative_r, max_num_neighbors, backend):
+    # torch_geometric.nn.radius's contract: per query the points of its cloud closer than r,
+    # the nearest max_num_neighbors of them where more are, against float64 distances.
+    y, batch_y, y_ok = data.draw(query_sets(c, faults=c.valid and data.draw(st.booleans())))
+    # r relative to the smallest cloud's extent (clouds may differ in scale by 1e60).
+    extents = [np.ptp(c.values[c.cloud == b], 0).max() for b in set(c.cloud.tolist())]
+    extents = [e for e in extents if c.valid and np.isfinite(e) and e > 0]
+    extent = float(min(extents)) if extents else 0.0
+    r = (
+        relative_r * (extent if extent > 0 else 1.0)
+        if isinstance(relative_r, float)
+        else relative_r
+    )
+    with use_backend(backend):
+        edges, error = promise("radius", radius, c.pos, y, r, c.batch, batch_y, max_num_neighbors)
+    r_ok = isinstance(r, float) and r > 0
+    if not (c.valid and y_ok and r_ok and max_num_neighbors >= 1):
+        assert error is not None, "bad input accepted"
+        return
+    assert error is None, error
+    found = grouped_neighbours(edges, y.size(0))
+    queries = y.double().numpy()
+    for i, neighbours in found.items():
+        members = np.flatnonzero(c.cloud == batch_y[i].item())
+        assert set(neighbours) <= set(members), f"query {i}: neighbours outside its cloud"
+        assert len(set(neighbours)) == len(neighbours), f"query {i}: repeated neighbour"
+        every = ((c.values[members] - queries[i]) ** 2).sum(1)
+        got = ((c.values[neighbours] - queries[i]) ** 2).sum(1) if neighbours else every[:0]
+        assert np.all(got < r * r), f"query {i}: a neighbour at or beyond r"
+        slack = 1e-5 * r * r
+        inside_for_sure = int((every < r * r - slack).sum())
+        inside_at_most = int((every < r * r + slack).sum())
+        count = len(neighbours)
+        assert min(max_num_neighbors, inside_for_sure) <= count, f"query {i}: too few"
+        assert count <= min(max_num_neighbors, inside_at_most), f"query {i}: too many"
+        if count and count < inside_at_most:  # the nearest of those within r
+            left = np.setdiff1d(members, neighbours)
+            rest = ((c.values[left] - queries[i]) ** 2).sum(1)
+            rest = rest[rest < r * r]
+            if len(rest):
+                assert got.max() <= rest.min() + slack, f"query {i}: not the nearest"
 
 
 @FUZZ
