@@ -80,7 +80,9 @@ class HDF5PointClouds(InMemoryDataset):
                 )
             unknown = [name for name in self.categories if name not in self.shape_names]
             if unknown:
-                raise ValueError(f"unknown categories {unknown}: choose from {self.shape_names}")
+                raise InputError(
+                    "categories", f"unknown categories {unknown}: choose from {self.shape_names}"
+                )
         super().__init__(root, transform, pre_transform, force_reload=force_reload)
         self.load(self.processed_paths[0])
 
@@ -111,7 +113,9 @@ class HDF5PointClouds(InMemoryDataset):
             data_list += self.bad_files.attempt(lambda path=path: self._read(path)) or []
         self.bad_files.report()
         if not data_list:
-            raise ValueError(f"no clouds of the selected categories in the {self.split} split")
+            raise InputError(
+                "categories", f"no clouds of the selected categories in the {self.split} split"
+            )
         if self.pre_transform is not None:
             data_list = [self.pre_transform(data) for data in data_list]
         self.save(data_list, self.processed_paths[0])
@@ -163,5 +167,5 @@ def _read_lines(path: str, required: bool = True) -> Optional[list[str]]:
     with open(path) as f:
         lines = [line.strip() for line in f if line.strip()]
     if not lines or len(set(lines)) != len(lines):
-        raise ValueError(f"{path} lists nothing, or a name twice")
+        raise InputError(str(path), f"{path} lists nothing, or a name twice")
     return lines

@@ -81,14 +81,15 @@ class ModelNetPointClouds(ModelNet):
             entry for entry in os.listdir(raw_dir) if osp.isdir(osp.join(raw_dir, entry))
         )
         if len(found) != int(name):
-            raise ValueError(
+            raise InputError(
+                "root",
                 f"{raw_dir} holds {len(found)} category folders but ModelNet{name} has {name}: "
-                "is it the right data set?"
+                "is it the right data set?",
             )
         self._selection = check_names(categories, "categories")
         unknown = [category for category in self._selection or [] if category not in found]
         if unknown:
-            raise ValueError(f"unknown categories {unknown}: choose from {found}")
+            raise InputError("categories", f"unknown categories {unknown}: choose from {found}")
         self.classes = self._selection or found
         pre_transform = T.Compose([T.SamplePoints(num_points), NormalizeUnitSphere()])
         super().__init__(root, name, split == "train", transform, pre_transform, None, force_reload)

@@ -188,10 +188,14 @@ def _resolve_synsets(root: str, categories: Optional[list[str]]) -> list[str]:
         return available
     synsets = [ShapeNetPointClouds.SYNSET_IDS.get(c, c) for c in categories]
     if len(set(synsets)) != len(synsets):
-        raise ValueError(f"categories names a class twice (by name and synset id): {categories}")
+        raise InputError(
+            "categories", f"categories names a class twice (by name and synset id): {categories}"
+        )
     unknown = [c for c, synset in zip(categories, synsets, strict=True) if synset not in available]
     if unknown:
         names = {synset: name for name, synset in ShapeNetPointClouds.SYNSET_IDS.items()}
         found = [f"{names[s]} ({s})" if s in names else s for s in available]
-        raise ValueError(f"categories {unknown} not found under {root}: found {found}")
+        raise InputError(
+            "categories", f"categories {unknown} not found under {root}: found {found}"
+        )
     return synsets

@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.nn import MLP
 
+from tg_samplenet.ops.checks import InputError
+
 __all__ = ["RECOMPUTE_ABOVE", "use_recomputed_pool", "recomputed_max_pool"]
 
 # Points per batch above which SampleNet trains with the recomputed pool (above every example).
@@ -79,9 +81,10 @@ def _check_structure(mlp: MLP):
         and all(isinstance(n, BatchNorm) and n.module.affine for n in mlp.norms)
     )
     if not ok:
-        raise ValueError(
-            "recomputed_max_pool needs an MLP of Linear -> BatchNorm -> ReLU layers "
-            "(plain_last=False, no dropout)"
+        raise InputError(
+            "mlp",
+            "recomputed_max_pool needs mlp to be an MLP of Linear -> BatchNorm -> ReLU layers "
+            "(plain_last=False, no dropout)",
         )
 
 

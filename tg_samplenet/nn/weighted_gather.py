@@ -46,7 +46,7 @@ def weighted_gather(src: Tensor, index: Tensor, weight: Optional[Tensor] = None)
     :rtype: :class:`torch.Tensor` of shape :obj:`[M, *]`, in :obj:`src`'s dtype
     """
     if not isinstance(src, Tensor) or src.dim() < 1:
-        raise TypeError(f"src must be a per-point tensor [N, *] (got {_describe(src)})")
+        raise InputTypeError("src", f"src must be a per-point tensor [N, *] (got {_describe(src)})")
     if not isinstance(index, Tensor) or index.dtype not in (torch.int32, torch.int64):
         raise InputTypeError("index", f"index must be an integer tensor (got {_describe(index)})")
     if index.numel() > 0 and index.device.type != "meta":
@@ -59,12 +59,13 @@ def weighted_gather(src: Tensor, index: Tensor, weight: Optional[Tensor] = None)
             )
     if weight is None:
         if index.dim() != 1:
-            raise ValueError(f"index must be [M] without weight (got shape {list(index.shape)})")
+            raise InputError("index", f"index must be [M] without weight (got {list(index.shape)})")
         return gather_rows(src, index)
     if index.dim() != 2 or weight.shape != index.shape:
-        raise ValueError(
+        raise InputError(
+            "weight",
             f"index and weight must both be [M, k] (got {list(index.shape)} and "
-            f"{list(weight.shape)})"
+            f"{list(weight.shape)})",
         )
     if not torch.is_floating_point(src):
         return src[index.gather(1, weight.argmax(1, keepdim=True)).view(-1)]

@@ -27,6 +27,7 @@ from torch_geometric.loader import DataLoader
 from torch_geometric.nn.norm import BatchNorm as PyGBatchNorm
 
 from tg_samplenet.io import load_checkpoint
+from tg_samplenet.ops.checks import InputError
 
 __all__ = [
     "DistributedBatchSampler",
@@ -239,14 +240,17 @@ class DistributedBatchSampler(Sampler[list[int]]):
         num_replicas = get_world_size() if num_replicas is None else num_replicas
         rank = get_rank() if rank is None else rank
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer (got {batch_size!r})")
+            raise InputError(
+                "batch_size", f"batch_size must be a positive integer (got {batch_size!r})"
+            )
         if batch_size < num_replicas:
-            raise ValueError(
+            raise InputError(
+                "batch_size",
                 f"batch_size {batch_size} is smaller than the {num_replicas} processes: every "
-                f"process needs at least one item of each batch"
+                f"process needs at least one item of each batch",
             )
         if not 0 <= rank < num_replicas:
-            raise ValueError(f"rank must lie in [0, {num_replicas}) (got {rank})")
+            raise InputError("rank", f"rank must lie in [0, {num_replicas}) (got {rank})")
         self.batch_size = batch_size
         self.num_replicas = num_replicas
         self.rank = rank
@@ -299,9 +303,10 @@ def training_loader(
     if not is_distributed():
         return DataLoader(dataset, batch_size, shuffle=shuffle, drop_last=drop_last, **kwargs)
     if not drop_last and len(dataset) % batch_size != 0:
-        raise ValueError(
+        raise InputError(
+            "drop_last",
             f"drop_last=False with {len(dataset)} items in batches of {batch_size}: under "
-            f"torch.distributed the incomplete last batch cannot be shared by every process"
+            f"torch.distributed the incomplete last batch cannot be shared by every process",
         )
     batches = DistributedBatchSampler(dataset, batch_size, shuffle, seed)
     return DataLoader(dataset, batch_sampler=batches, **kwargs)
@@ -313,7 +318,7 @@ def shard_loader(loader: TorchDataLoader) -> TorchDataLoader:
     if not is_distributed():
         return loader
     if not isinstance(loader.sampler, SequentialSampler) or loader.batch_size is None:
-        raise ValueError("shard_loader needs an unshuffled loader with a batch_size")
+        raise InputError("loader", "shard_loader needs an unshuffled loader with a batch_size")
     B, W, r = loader.batch_size, get_world_size(), get_rank()
     K = len(loader)
     first, last = r * K // W, (r + 1) * K // W
@@ -390,7 +395,7 @@ class SyncBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
 
     def _check_input_dim(self, input: Tensor):
         if input.dim() < 2:
-            raise ValueError(f"expected at least 2-D input (got {input.dim()}-D input)")
+            raise InputError("input", f"expected at least 2-D input (got {input.dim()}-D input)")
 
     def forward(self, input: Tensor) -> Tensor:
         if not (self.training and is_distributed() and get_world_size() > 1):

@@ -14,6 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from tg_samplenet.io import atomic_save
+from tg_samplenet.ops.checks import InputError
 from tg_samplenet.training.distributed import (
     all_reduce_mean,
     broadcast_checkpoint,
@@ -97,7 +98,7 @@ def learning_rate_schedule(
         :obj:`"constant"`
     """
     if kind not in LR_SCHEDULES:
-        raise ValueError(f"kind must be one of {LR_SCHEDULES} (got {kind!r})")
+        raise InputError("kind", f"kind must be one of {LR_SCHEDULES} (got {kind!r})")
     if kind == "constant":
         return None
     total = max(1, num_steps)
