@@ -55,10 +55,11 @@ def promise(entry: str, fn: Callable, *args, extra: tuple[str, ...] = (), **kwar
         return None, error
 
 
-def outcome(entry: str, kind: str):
-    r"""Counts one case of :obj:`entry` that ended in :obj:`kind` (for calls that do not go
-    through :func:`promise`, e.g. a training run stopped by a :class:`FloatingPointError`)."""
-    CASES[entry] += 1
+def outcome(entry: str, kind: str, counted: bool = False):
+    r"""Counts one case of :obj:`entry` that ended in :obj:`kind`, e.g. a training run stopped
+    by a :class:`FloatingPointError` that :func:`promise` let through (:obj:`counted`: the
+    case itself was counted there)."""
+    CASES[entry] += not counted
     OUTCOMES[entry, kind] += 1
 
 

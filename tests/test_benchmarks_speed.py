@@ -240,3 +240,12 @@ def test_formats_and_metadata():
 def test_write_json_replaces_non_finite_numbers(tmp_path):
     write_json(tmp_path / "a" / "r.json", {"x": float("nan"), "y": [1.0, float("inf")]})
     assert json.loads((tmp_path / "a" / "r.json").read_text()) == {"x": None, "y": [1.0, None]}
+
+
+def test_passes_keep_each_cases_median_pass():
+    rows = [dict(time_s=t, name=f"pass {i}") for i, t in enumerate([3.0, 1.0, 2.0, 5.0, 4.0])]
+    assert SPEED["median_pass"](rows)["time_s"] == 3.0  # the median of five
+    assert SPEED["median_pass"](rows[:4])["time_s"] == 2.0  # the lower middle of four
+    skipped = [dict(status="skipped", note="too slow"), dict(time_s=2.0)]
+    assert SPEED["median_pass"](skipped)["time_s"] == 2.0  # skipped passes do not count
+    assert SPEED["median_pass"](skipped[:1]) == skipped[0]

@@ -188,7 +188,7 @@ def test_fit_sampler(epochs, lr, loader, loss, at, progressive, seed):
     try:
         history, error = promise("fit_sampler", fit_sampler, sampler, task_loss, batches, **args)
     except FloatingPointError as stop:
-        outcome("fit_sampler", "FloatingPointError")
+        outcome("fit_sampler", "FloatingPointError", counted=True)
         assert loss != "finite"
         assert "epoch" in str(stop) and "batch" in str(stop)
         assert ("loss" in str(stop)) or ("gradient of" in str(stop))
