@@ -15,7 +15,6 @@ from torch import Tensor
 __all__ = [
     "InputError",
     "InputTypeError",
-    "check_batch",
     "check_bool",
     "check_choice",
     "check_cloud_batch",
@@ -282,7 +281,3 @@ def check_index_vector(index: Any, name: str) -> Tensor:
         raise InputError(name, f"{name} must be 1-D (got shape {list(index.shape)})")
     return index
 
-
-def check_batch(batch: Any, pos: Tensor, name: str = "batch") -> Tensor:
-    r""":func:`check_cloud_batch` without the number of clouds."""
-    return check_cloud_batch(batch, pos, name)[0]
