@@ -280,4 +280,3 @@ def check_index_vector(index: Any, name: str) -> Tensor:
     if index.dim() != 1:
         raise InputError(name, f"{name} must be 1-D (got shape {list(index.shape)})")
     return index
-
