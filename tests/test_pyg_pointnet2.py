@@ -203,3 +203,28 @@ def test_imitating_fps_brings_the_simplified_points_to_the_farthest_points(point
         )  # fmt: skip
     pointnet2.fps = tg_samplenet.ops.fps
     assert distance() < 0.7 * before
+
+
+def test_fine_tuning_after_imitation_starts_at_the_full_learning_rates(pointnet2):
+    # Imitation leaves the model untouched; the model's first step after it is Adam's first
+    # step, which moves every weight with a gradient by the learning rate in use (its update
+    # is lr * g / (|g| + eps)): that rate must be the full model_lr, not a decayed one.
+    torch.manual_seed(0)
+    model = pointnet2.Net(num_classes=2)
+    loader = DataLoader(shapes(num_clouds=8), batch_size=8)  # one step per epoch
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    seen = []
+
+    def task_loss(data):
+        seen.append({name: p.detach().clone() for name, p in model.named_parameters()})
+        return F.nll_loss(model(data), data.y)
+
+    upgrade_fps(
+        model, {model.sa1_module: SampleNet(8, k=4)}, task_loss, loader, epochs=3,
+        imitate_epochs=1, module=pointnet2, train_model=True, model_lr=1e-3, progress=False,
+    )  # fmt: skip
+    pointnet2.fps = tg_samplenet.ops.fps
+    # Unchanged by the imitation step, then moved by 1e-3 at most in the first step after it.
+    assert all(torch.equal(before[name], seen[1][name]) for name in before)
+    step = max(float((seen[2][n] - seen[1][n]).abs().max()) for n in before)
+    assert step == pytest.approx(1e-3, rel=1e-3)

@@ -4,6 +4,7 @@ on the model's task loss."""
 from __future__ import annotations
 
 import inspect
+import math
 import os
 from dataclasses import asdict
 from types import ModuleType
@@ -26,7 +27,7 @@ from tg_samplenet.ops.checks import (
 )
 from tg_samplenet.ops.farthest_point import farthest_point_sampling
 from tg_samplenet.training.fit import LossWeights
-from tg_samplenet.training.loop import fit, learning_rate_schedule, training_step
+from tg_samplenet.training.loop import fit, training_step
 
 __all__ = ["upgrade_fps"]
 
@@ -117,8 +118,9 @@ def upgrade_fps(
         task_loss (callable): :obj:`task_loss(data) -> Tensor`, the model's loss on a batch.
         loader (iterable): The training batches.
         epochs (int): Epochs of fine-tuning.
-        imitate_epochs (int, optional): Epochs of imitating farthest point sampling first,
-            counted in :obj:`epochs`. (default: :obj:`0`)
+        imitate_epochs (int, optional): Epochs in which the samplers alone imitate farthest
+            point sampling first, at their full rate, counted in :obj:`epochs`; the rest
+            follow a cosine decay of every learning rate. (default: :obj:`0`)
         lr (float, optional): Adam's learning rate of the samplers. (default: :obj:`1e-3`)
         module (types.ModuleType, optional): The module whose global :obj:`fps` the layers
             call; :obj:`None` when they call :obj:`self.fps`. (default: :obj:`None`)
@@ -180,7 +182,13 @@ def upgrade_fps(
         rest = [p for p in model.parameters() if id(p) not in learned and p.requires_grad]
         groups.append({"params": rest, "lr": model_lr})
     optimizer = torch.optim.Adam(groups)
-    scheduler = learning_rate_schedule(optimizer, "cosine", epochs * len(loader))  # type: ignore
+    # Imitation trains the samplers alone at their full rate; the fine-tuning that follows,
+    # the model's included, gets a whole cosine decay of its own.
+    warm = imitate_epochs * len(loader)  # type: ignore[arg-type]
+    tune = max(1, (epochs - imitate_epochs) * len(loader))  # type: ignore[arg-type]
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: 1.0 if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / tune))
+    )
 
     epoch = [0]
 
