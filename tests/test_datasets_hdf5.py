@@ -96,6 +96,34 @@ def test_second_construction_reads_the_cache(tmp_path, monkeypatch):
     assert torch.equal(first._data.y, second._data.y)
 
 
+class Killed(Exception):
+    pass
+
+
+def test_a_run_killed_while_saving_leaves_no_partial_cache(tmp_path, monkeypatch):
+    # The processed file is written elsewhere and renamed into place: a run killed halfway
+    # through writing it (or another process loading the root meanwhile) never finds a
+    # partial file there, and the next construction processes the data again.
+    import torch_geometric.io.fs as fs
+
+    _make_root(tmp_path)
+    save = fs.torch_save
+
+    def killed_halfway(data, path):
+        save(data, path)
+        with open(path, "r+b") as f:  # what a killed process leaves: the file's first half
+            f.truncate(os.path.getsize(path) // 2)
+        raise Killed
+
+    monkeypatch.setattr(fs, "torch_save", killed_halfway)
+    with pytest.raises(Killed):
+        HDF5PointClouds(str(tmp_path), split="train", num_points=20)
+    monkeypatch.setattr(fs, "torch_save", save)
+    assert os.listdir(tmp_path / "processed") == []
+    dataset = HDF5PointClouds(str(tmp_path), split="train", num_points=20)
+    assert len(dataset) == 8 and dataset[0].pos.shape == (20, 3)
+
+
 def test_labels_as_flat_vector_and_float64_data(tmp_path):
     _write(tmp_path, "a.h5", np.arange(2 * 6 * 3, dtype=np.float64).reshape(2, 6, 3), [1, 0])
     (tmp_path / "train_files.txt").write_text("a.h5\n")

@@ -13,6 +13,7 @@ from torch_geometric.data import Data, InMemoryDataset
 from tg_samplenet.datasets.formats import read_h5_clouds
 from tg_samplenet.datasets.normalize import normalize_unit_sphere
 from tg_samplenet.datasets.utils import (
+    AtomicSave,
     check_file_loader,
     check_names,
     first_points,
@@ -21,7 +22,7 @@ from tg_samplenet.datasets.utils import (
 from tg_samplenet.ops.checks import InputError
 
 
-class HDF5PointClouds(InMemoryDataset):
+class HDF5PointClouds(AtomicSave, InMemoryDataset):
     r"""Point clouds stored in the HDF5 layout of the paper's ModelNet40 data,
     :obj:`modelnet40_ply_hdf5_2048` from `"PointNet: Deep Learning on Point Sets for 3D
     Classification and Segmentation" <https://arxiv.org/abs/1612.00593>`_:

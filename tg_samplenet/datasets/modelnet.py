@@ -16,7 +16,13 @@ from torch_geometric.datasets import ModelNet
 
 from tg_samplenet.datasets.formats import read_off_mesh
 from tg_samplenet.datasets.normalize import NormalizeUnitSphere
-from tg_samplenet.datasets.utils import check_file_loader, check_names, check_seed, selection_tag
+from tg_samplenet.datasets.utils import (
+    AtomicSave,
+    check_file_loader,
+    check_names,
+    check_seed,
+    selection_tag,
+)
 from tg_samplenet.ops.checks import InputError
 
 
@@ -28,7 +34,7 @@ def _not_here(name: str, raw_dir: str) -> FileNotFoundError:
     )
 
 
-class ModelNetPointClouds(ModelNet):
+class ModelNetPointClouds(AtomicSave, ModelNet):
     r"""Point clouds of the ModelNet10 or ModelNet40 meshes from `"3D ShapeNets: A Deep
     Representation for Volumetric Shapes" <https://arxiv.org/abs/1406.5670>`_, read by PyG's
     :class:`~torch_geometric.datasets.ModelNet` from a local copy (no download).

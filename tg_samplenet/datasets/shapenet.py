@@ -15,19 +15,21 @@ from torch_geometric.data import Data, InMemoryDataset
 from tg_samplenet.datasets.formats import read_ply_points
 from tg_samplenet.datasets.normalize import normalize_unit_sphere
 from tg_samplenet.datasets.utils import (
+    AtomicSave,
     check_file_loader,
     check_names,
     check_seed,
     first_points,
     selection_tag,
 )
+from tg_samplenet.io import atomic_save
 from tg_samplenet.ops.checks import InputError
 
 _SPLITS = ("train", "val", "test")
 _SPLIT_FRACTIONS = (0.85, 0.05, 0.10)
 
 
-class ShapeNetPointClouds(InMemoryDataset):
+class ShapeNetPointClouds(AtomicSave, InMemoryDataset):
     r"""ShapeNetCore point clouds in PLY files, as used for the autoencoder of `"Learning
     Representations and Generative Models for 3D Point Clouds"
     <https://arxiv.org/abs/1707.02392>`_ (2048 points per shape) and for SampleNet's
@@ -137,7 +139,7 @@ class ShapeNetPointClouds(InMemoryDataset):
             if data_list:
                 self.save(data_list, path)
             else:  # PyG cannot collate an empty list: mark the split as empty instead
-                torch.save(_EMPTY_SPLIT, path)
+                atomic_save(_EMPTY_SPLIT, path)
 
     def _read(self, path: str, label: int) -> Data:
         pos = first_points(read_ply_points(path), self.num_points, path)

@@ -1,5 +1,6 @@
-r"""What the data sets share: argument checks, cache-file tags, and :class:`BadFiles`, which
-lets a loader read a whole folder and report every bad file at once (or skip them)."""
+r"""What the data sets share: argument checks, cache-file tags, processed files written
+atomically (:class:`AtomicSave`), and :class:`BadFiles`, which lets a loader read a whole
+folder and report every bad file at once (or skip them)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,23 @@ from tg_samplenet.ops.checks import (
 )
 
 T = TypeVar("T")
+
+
+class AtomicSave:
+    r"""Writes an :class:`~torch_geometric.data.InMemoryDataset`'s processed files beside
+    their place and renames them into it, so that another process loading the same root
+    meanwhile (several runs, or torchrun ranks) and a rerun after a crash never read a
+    partial file: they find the whole file or none, and then process the data themselves."""
+
+    @classmethod
+    def save(cls, data_list: Sequence[Any], path: str) -> None:
+        partial = f"{path}.{os.getpid()}.partial"
+        try:
+            super().save(data_list, partial)  # type: ignore[misc]
+            os.replace(partial, path)
+        finally:
+            if osp.exists(partial):
+                os.remove(partial)
 
 
 class BadFiles:
