@@ -149,6 +149,17 @@ def test_learning_rate_schedules_follow_their_closed_forms(kind):
         expected = [max(0.5 * 0.7 ** (s * 4 // 12), 1e-5) for s in range(40)]
     assert rates == pytest.approx(expected)
     assert min(rates) >= (0.0 if kind == "cosine" else 1e-5)
+    # Held at the full rate for 5 steps, then the same schedule from its step 0.
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.5)
+    scheduler = learning_rate_schedule(
+        optimizer, kind, 30, batch_size=4, decay_samples=12, hold_steps=5
+    )
+    held = []
+    for _ in range(45):
+        held.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert held == pytest.approx([0.5] * 5 + expected)
 
 
 def test_constant_schedule_is_no_scheduler_and_bad_kind_is_named():

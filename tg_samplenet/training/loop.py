@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from tg_samplenet.io import atomic_save
-from tg_samplenet.ops.checks import InputError
+from tg_samplenet.ops.checks import InputError, check_int
 from tg_samplenet.training.distributed import (
     all_reduce_mean,
     broadcast_checkpoint,
@@ -73,6 +73,7 @@ def learning_rate_schedule(
     batch_size: int = 1,
     decay_samples: int = 200_000,
     min_lr: float = 1e-5,
+    hold_steps: int = 0,
 ) -> Optional[torch.optim.lr_scheduler.LRScheduler]:
     r"""A per-step learning-rate schedule, stepped after every optimiser step.
 
@@ -82,7 +83,8 @@ def learning_rate_schedule(
         \eta_{\text{staircase}}(s) &= \max\left(\eta_0 \cdot 0.7^{\lfloor s b / D
             \rfloor}, \eta_{\min}\right)
 
-    The staircase is the authors' (x0.7 every :math:`D` samples).
+    at step :math:`s = \max(t - H, 0)` of optimiser step :math:`t`. The staircase is the
+    authors' (x0.7 every :math:`D` samples).
 
     Args:
         optimizer (torch.optim.Optimizer): The optimiser; its first group's rate is
@@ -93,23 +95,30 @@ def learning_rate_schedule(
         batch_size (int, optional): :math:`b`, samples per step. (default: :obj:`1`)
         decay_samples (int, optional): :math:`D`. (default: :obj:`200000`)
         min_lr (float, optional): :math:`\eta_{\min}` of the staircase. (default: :obj:`1e-5`)
+        hold_steps (int, optional): :math:`H`, steps at :math:`\eta_0` before the schedule
+            starts, e.g. while other parameters warm up. (default: :obj:`0`)
 
     :rtype: :class:`torch.optim.lr_scheduler.LambdaLR`, or :obj:`None` for
         :obj:`"constant"`
     """
     if kind not in LR_SCHEDULES:
         raise InputError("kind", f"kind must be one of {LR_SCHEDULES} (got {kind!r})")
+    hold = check_int(hold_steps, "hold_steps", minimum=0)
     if kind == "constant":
         return None
     total = max(1, num_steps)
     if kind == "cosine":
-        return torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
-        )
-    floor = min_lr / optimizer.param_groups[0]["lr"]
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: max(0.7 ** (step * batch_size // decay_samples), floor)
-    )
+
+        def factor(step: int) -> float:
+            return 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+
+    else:
+        floor = min_lr / optimizer.param_groups[0]["lr"]
+
+        def factor(step: int) -> float:
+            return max(0.7 ** (step * batch_size // decay_samples), floor)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: factor(max(t - hold, 0)))
 
 
 def fit(

@@ -4,7 +4,6 @@ on the model's task loss."""
 from __future__ import annotations
 
 import inspect
-import math
 import os
 from dataclasses import asdict
 from types import ModuleType
@@ -27,7 +26,7 @@ from tg_samplenet.ops.checks import (
 )
 from tg_samplenet.ops.farthest_point import farthest_point_sampling
 from tg_samplenet.training.fit import LossWeights
-from tg_samplenet.training.loop import fit, training_step
+from tg_samplenet.training.loop import fit, learning_rate_schedule, training_step
 
 __all__ = ["upgrade_fps"]
 
@@ -184,10 +183,9 @@ def upgrade_fps(
     optimizer = torch.optim.Adam(groups)
     # Imitation trains the samplers alone at their full rate; the fine-tuning that follows,
     # the model's included, gets a whole cosine decay of its own.
-    warm = imitate_epochs * len(loader)  # type: ignore[arg-type]
-    tune = max(1, (epochs - imitate_epochs) * len(loader))  # type: ignore[arg-type]
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: 1.0 if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / tune))
+    steps = len(loader)  # type: ignore[arg-type]
+    scheduler = learning_rate_schedule(
+        optimizer, "cosine", (epochs - imitate_epochs) * steps, hold_steps=imitate_epochs * steps
     )
 
     epoch = [0]
