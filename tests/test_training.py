@@ -3,11 +3,12 @@ uninterrupted run, a finished run does not train again, checkpoints are atomic, 
 learning-rate schedules follow their closed forms."""
 
 import math
+import os
 
 import pytest
 import torch
 
-from tg_samplenet.io import atomic_save, load_checkpoint
+from tg_samplenet.io import atomic_path, atomic_save, load_checkpoint
 from tg_samplenet.training.loop import fit, fit_model, learning_rate_schedule, seed_everything
 
 
@@ -65,6 +66,20 @@ def test_atomic_save_keeps_old_file_when_writing_fails(tmp_path):
         pass
     assert load_checkpoint(path) == {"epoch": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]  # no temporary file left
+
+
+def test_atomic_path_renames_a_finished_file_and_drops_a_failed_one(tmp_path):
+    path = tmp_path / "sub" / "cache.pt"
+    with atomic_path(path) as tmp:
+        assert os.path.dirname(tmp) == str(path.parent) and not path.exists()
+        torch.save([1, 2], tmp)
+    assert torch.load(path) == [1, 2]
+    with pytest.raises(RuntimeError, match="killed"):
+        with atomic_path(path) as tmp:
+            torch.save([3], tmp)
+            raise RuntimeError("killed")
+    assert torch.load(path) == [1, 2]  # the old file stands
+    assert [p.name for p in path.parent.iterdir()] == ["cache.pt"]  # no temporary file left
 
 
 def test_fit_without_checkpoint_trains_and_writes_nothing(tmp_path, monkeypatch):

@@ -7,14 +7,15 @@ import pickle
 import struct
 import tempfile
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Union
+from typing import Any, BinaryIO, Callable, Iterator, Union
 
 import torch
 
 from tg_samplenet.ops.checks import InputError, InputTypeError
 
-__all__ = ["atomic_write", "atomic_save", "load_checkpoint"]
+__all__ = ["atomic_path", "atomic_write", "atomic_save", "load_checkpoint"]
 
 # What torch.load raises on truncated archives, foreign pickles and disallowed types.
 _UNREADABLE = (
@@ -32,26 +33,47 @@ def _check_path(path: Any) -> Path:
     return Path(path)
 
 
+@contextmanager
+def atomic_path(path: Union[str, os.PathLike]) -> Iterator[str]:
+    r"""A temporary file beside :obj:`path` for a writer that takes a file name; renamed
+    over :obj:`path` when the block ends (atomic), removed if it raises: a failure never
+    leaves a partial file.
+
+    .. code-block:: python
+
+        with atomic_path("cache.pt") as tmp:
+            InMemoryDataset.save(data_list, tmp)
+
+    Args:
+        path (str or os.PathLike): The file to write; missing parent folders are made.
+    """
+    path = _check_path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDWR)  # on disk before it takes the name
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def atomic_write(path: Union[str, os.PathLike], write: Callable[[BinaryIO], None]):
     r"""Calls :obj:`write(f)` on a temporary file beside :obj:`path`, then renames it over
-    :obj:`path` (atomic): a failure never leaves a partial file.
+    :obj:`path` (atomic, see :func:`atomic_path`).
 
     Args:
         path (str or os.PathLike): The file to write; missing parent folders are made.
         write (callable): Writes the whole content to the open binary file it is given.
     """
-    path = _check_path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        write(f)
 
 
 def atomic_save(obj: Any, path: Union[str, os.PathLike]):

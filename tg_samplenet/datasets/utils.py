@@ -13,6 +13,7 @@ from typing import Any, Optional, TypeVar
 
 from torch import Tensor
 
+from tg_samplenet.io import atomic_path
 from tg_samplenet.ops.checks import (
     InputError,
     InputTypeError,
@@ -32,13 +33,8 @@ class AtomicSave:
 
     @classmethod
     def save(cls, data_list: Sequence[Any], path: str) -> None:
-        partial = f"{path}.{os.getpid()}.partial"
-        try:
-            super().save(data_list, partial)  # type: ignore[misc]
-            os.replace(partial, path)
-        finally:
-            if osp.exists(partial):
-                os.remove(partial)
+        with atomic_path(path) as tmp:
+            super().save(data_list, tmp)  # type: ignore[misc]
 
 
 class BadFiles:
