@@ -228,3 +228,26 @@ def test_fine_tuning_after_imitation_starts_at_the_full_learning_rates(pointnet2
     assert all(torch.equal(before[name], seen[1][name]) for name in before)
     step = max(float((seen[2][n] - seen[1][n]).abs().max()) for n in before)
     assert step == pytest.approx(1e-3, rel=1e-3)
+
+
+def test_imitation_runs_the_model_only_until_every_given_layer_has_sampled(pointnet2):
+    # Imitation's loss needs nothing but the sampled layers' inputs: in its epochs neither a
+    # given layer nor any later one runs (the loss is still what the samplers learn from),
+    # and after them every layer runs once per batch.
+    torch.manual_seed(0)
+    model = pointnet2.Net(num_classes=2)
+    loader = DataLoader(shapes(num_clouds=16), batch_size=8)  # two steps per epoch
+    runs = {"sa1": [], "sa2": [], "sa3": []}
+    for name, calls in runs.items():
+        getattr(model, f"{name}_module").register_forward_hook(lambda *_, c=calls: c.append(1))
+    sampler = SampleNet(8, k=4)
+    before = [p.detach().clone() for p in sampler.parameters()]
+    upgrade_fps(
+        model, {model.sa1_module: sampler, model.sa2_module: SampleNet(4, k=4)},
+        lambda data: F.nll_loss(model(data), data.y), loader, epochs=3, imitate_epochs=2,
+        module=pointnet2, progress=False,
+    )  # fmt: skip
+    pointnet2.fps = tg_samplenet.ops.fps
+    # sa2's sampler needs sa1's output: sa1 runs in imitation, sa2 and sa3 do not.
+    assert (len(runs["sa1"]), len(runs["sa2"]), len(runs["sa3"])) == (6, 2, 2)
+    assert any(not torch.equal(a, b) for a, b in zip(before, sampler.parameters()))

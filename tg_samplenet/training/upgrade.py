@@ -94,7 +94,8 @@ def upgrade_fps(
 
     A sampler of fewer outputs than a layer's centres completes them by farthest point
     sampling. With :obj:`imitate_epochs`, the samplers first learn to imitate farthest point
-    sampling (the Chamfer distance to as many farthest points).
+    sampling (the Chamfer distance to as many farthest points); the model then runs only
+    until every given layer has sampled its input.
 
     .. code-block:: python
 
@@ -164,14 +165,14 @@ def upgrade_fps(
     device = next(model.parameters()).device if device is None else device
 
     # Training: each layer's fps returns what its pre-hook sampled, with gradient.
-    outputs: list[tuple[Any, Tensor, Tensor]] = []
+    sampled = _Sampled(len(samplers))
     hooks, training_fps = [], {}
     for layer, sampler in samplers.items():
         sampler.to(device).straight_through = True
         fps = training_fps[layer] = _CentresInTraining(sampler)
         _install(layer, fps, module)
         hooks.append(
-            layer.register_forward_pre_hook(_sampling_hook(fps, outputs), with_kwargs=True)
+            layer.register_forward_pre_hook(_sampling_hook(fps, sampled), with_kwargs=True)
         )
 
     params = [p for s in samplers.values() for p in s.parameters()]
@@ -191,14 +192,18 @@ def upgrade_fps(
     epoch = [0]
 
     def objective(data) -> Tensor:
-        outputs.clear()
+        imitating = epoch[0] < imitate_epochs
+        sampled.start(stop_when_all_sampled=imitating)
         model.train(train_model)
         for sampler in samplers.values():
             sampler.train()
-        loss = task_loss(data)
-        if epoch[0] < imitate_epochs:
-            return sum(_imitation(out, pos, batch) for out, pos, batch in outputs)
-        for out, pos, batch in outputs:
+        try:
+            loss = task_loss(data)
+        except _EveryLayerSampled:
+            pass
+        if imitating:
+            return sum(_imitation(out, pos, batch) for out, pos, batch in sampled.outputs)
+        for out, pos, batch in sampled.outputs:
             loss = samplenet_loss(loss, out, pos, batch, **weights)
         return loss
 
@@ -240,14 +245,39 @@ class _Everything(torch.nn.Module):
         return self
 
 
-def _sampling_hook(fps: _CentresInTraining, outputs: list):
+class _EveryLayerSampled(Exception):
+    pass
+
+
+class _Sampled:
+    # What the layers' pre-hooks sampled in one forward. Imitation needs nothing but the
+    # layers' inputs, so there the forward stops once every layer has sampled.
+    def __init__(self, num_layers: int):
+        self.num_layers = num_layers
+        self.outputs: list[tuple[Any, Tensor, Optional[Tensor]]] = []
+        self.layers: set[int] = set()
+        self.stop_when_all_sampled = False
+
+    def start(self, stop_when_all_sampled: bool):
+        self.outputs.clear()
+        self.layers.clear()
+        self.stop_when_all_sampled = stop_when_all_sampled
+
+    def add(self, layer: torch.nn.Module, out, pos: Tensor, batch: Optional[Tensor]):
+        self.outputs.append((out, pos, batch))
+        self.layers.add(id(layer))
+        if self.stop_when_all_sampled and len(self.layers) == self.num_layers:
+            raise _EveryLayerSampled
+
+
+def _sampling_hook(fps: _CentresInTraining, sampled: _Sampled):
     def hook(layer, args, kwargs):
         bound = inspect.signature(layer.forward).bind(*args, **kwargs)
         pos, batch = bound.arguments["pos"], bound.arguments.get("batch")
         if not torch.is_grad_enabled() or not fps.sampler.training:
             return None
         out = fps.sampler(pos, batch, ratio=layer.ratio)
-        outputs.append((out, pos, batch))
+        sampled.add(layer, out, pos, batch)
         # The same values (out.pos is pos[index] plus a zero that carries the gradient).
         attached = pos.index_add(0, out.index, out.pos - pos[out.index])
         fps.pending = (attached, out.index)
