@@ -456,8 +456,8 @@ POINTNET2 = {
     "smoke": _pointnet2(64, 2, 1, 1, 8, 64, imitate_epochs=1, seeds=(0, 1)),
     # The built-in shapes: every row for three seeds.
     "cpu": _pointnet2(512, 40, 20, 8, 16, 256, finetune_epochs=2),
-    # Real scans (--dataset h5 --data-root ... --val-fraction 0.2): about an hour of one
-    # thread per seed, most of it training at 1/2; the upgrade fine-tunes for 3
+    # Real scans (--dataset h5 --data-root ... --val-fraction 0.2): about 32 minutes a seed
+    # on two cores, three quarters of it training at 1/2; the upgrade fine-tunes for 3
     # epochs after 2 of imitation.
     "cpu-real": _pointnet2(1024, 0, 0, 4, 32, 256, finetune_epochs=3),
     # PyG's example: 200 epochs, batch 32, full width.

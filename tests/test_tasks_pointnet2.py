@@ -77,3 +77,15 @@ def test_the_set_abstractions_aggregate_with_it():
     model = PointNet2(10, width=64)
     assert isinstance(model.sa1_module.conv.aggr_module, MaskedMaxAggregation)
     assert isinstance(model.sa2_module.conv.aggr_module, MaskedMaxAggregation)
+
+
+def test_without_gradients_it_is_pygs_reduction():
+    # Inference keeps no mask: the same values as PyG's MaxAggregation, empty centres 0.
+    from torch_geometric.nn.aggr import MaxAggregation
+
+    x = torch.randn(30, 4)
+    index = torch.randint(0, 8, (30,)).sort().values
+    with torch.no_grad():
+        got = MaskedMaxAggregation()(x.requires_grad_(), index, dim_size=10)
+    assert torch.equal(got, MaxAggregation()(x.detach(), index, dim_size=10))
+    assert not got.requires_grad

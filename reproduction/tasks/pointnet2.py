@@ -41,6 +41,9 @@ class MaskedMaxAggregation(MaxAggregation):
     the inputs less; here they get all of it.)"""
 
     def forward(self, x, index=None, ptr=None, dim_size=None, dim=-2):
+        # Inference needs no mask: PyG's reduction alone.
+        if not (x.requires_grad and torch.is_grad_enabled()):
+            return super().forward(x, index, ptr, dim_size, dim)
         if index is None or x.dim() != 2 or dim not in (0, -2):
             return super().forward(x, index, ptr, dim_size, dim)
         return _MaskedMax.apply(x, index, dim_size)
