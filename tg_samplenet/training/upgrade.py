@@ -197,12 +197,13 @@ def upgrade_fps(
         model.train(train_model)
         for sampler in samplers.values():
             sampler.train()
-        try:
-            loss = task_loss(data)
-        except _EveryLayerSampled:
-            pass
         if imitating:
+            try:
+                task_loss(data)  # runs the model until every layer has sampled
+            except _EveryLayerSampled:
+                pass
             return sum(_imitation(out, pos, batch) for out, pos, batch in sampled.outputs)
+        loss = task_loss(data)
         for out, pos, batch in sampled.outputs:
             loss = samplenet_loss(loss, out, pos, batch, **weights)
         return loss
