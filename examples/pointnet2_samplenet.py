@@ -18,7 +18,7 @@ the profile's seeds, in results.json, results.md and accuracy.png under --out.
     python examples/pointnet2_samplenet.py                       # built-in shapes, 3 seeds
     python examples/pointnet2_samplenet.py --smoke --out /tmp/p2  # the pipeline in seconds
     python examples/pointnet2_samplenet.py --profile cpu-real --dataset h5 \
-        --data-root ../shared/data/modelnet10-train --val-fraction 0.2  # ~32 min a seed
+        --data-root ../shared/data/modelnet10-train --val-fraction 0.2  # ~20 min a seed
 
 Every stage resumes from its checkpoint in --out/checkpoints. fps and radius come from
 tg_samplenet.ops, so this runs on PyG 2.8 without pyg-lib.
@@ -41,7 +41,7 @@ from torch_geometric.loader import DataLoader
 from reproduction.command_line import common_parser, load_splits, start_example
 from reproduction.config import POINTNET2
 from reproduction.plots import plot_accuracy_against_time
-from reproduction.pointnet2 import run_seed
+from reproduction.pointnet2 import run_seed, training_dtype
 from reproduction.progress import Stages
 from reproduction.reporting import example_metadata, pointnet2_report, seed_summary, write_json
 
@@ -65,17 +65,20 @@ def main(argv: Optional[list[str]] = None) -> dict:
         f"{num_classes} classes, {prof.num_points} points; profile {args.profile}, seeds {seeds}"
     )
     stages = Stages(len(seeds) * (4 * len(prof.first_ratios) + 1), progress)
+    dtype = training_dtype(prof, device)
 
     per_seed, timing_fps = {}, None
     for seed in seeds:
         train_loader = DataLoader(train_set, prof.batch_size, shuffle=True, drop_last=True)
         per_seed[seed], timing_fps = run_seed(
-            seed, num_classes, train_loader, val_loader, prof, ckpt_dir, device, progress, stages
-        )
+            seed, num_classes, train_loader, val_loader, prof, ckpt_dir, device, progress,
+            stages, dtype,
+        )  # fmt: skip
 
     # Mean and spread over the seeds; results.json keeps every seed's values too.
     rows = next(iter(per_seed.values()))
-    summary = dict(seeds=list(seeds), timing_fps=timing_fps, rows={})
+    trained_in = str(dtype or "torch.float32").removeprefix("torch.")
+    summary = dict(seeds=list(seeds), timing_fps=timing_fps, training_dtype=trained_in, rows={})
     for row, by_ratio in rows.items():
         summary["rows"][row] = {
             str(ratio): {

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +22,7 @@ from tg_samplenet import SampleNet
 from tg_samplenet.ops import fps
 from tg_samplenet.training import fit_model, seed_everything, upgrade_fps
 
-__all__ = ["ROWS", "fastest_fps", "run_seed", "ms_per_batch"]
+__all__ = ["ROWS", "fastest_fps", "training_dtype", "run_seed", "ms_per_batch"]
 
 # The rows of the study, by first-layer ratio.
 ROWS = ("fps", "joint", "upgraded", "fps fine-tuned")
@@ -44,6 +45,24 @@ def fastest_fps(data, ratio: float, device) -> tuple[str, Any]:
     }
     name = min(times, key=times.get)
     return name, candidates[name]
+
+
+def training_dtype(profile: PointNet2Profile, device) -> Optional[torch.dtype]:
+    r"""The dtype PointNet++'s MLPs train in: :obj:`torch.bfloat16` where the profile asks
+    for it and :obj:`device` computes it natively (AVX-512 BF16 or AMX on a CPU), else
+    :obj:`None` (float32)."""
+    if not profile.bf16_training:
+        return None
+    device = torch.device(device)
+    if device.type == "cuda":
+        supported = torch.cuda.is_bf16_supported()
+    else:
+        supported = device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    if not supported:
+        message = f"{device} computes bfloat16 slowly or not at all: training in float32"
+        warnings.warn(message, stacklevel=2)
+        return None
+    return torch.bfloat16
 
 
 @torch.no_grad()
@@ -87,10 +106,12 @@ def run_seed(
     device,
     progress: bool,
     stage,
+    dtype: Optional[torch.dtype] = None,
 ) -> tuple[dict[str, dict[float, dict[str, float]]], str]:
     r"""Every row of the study for one seed, :obj:`{row: {first-layer ratio: {"accuracy",
-    "ms_per_batch"}}}`, and the name of the fps the fps models were timed with. Each stage
-    resumes from its checkpoint in :obj:`ckpt_dir`."""
+    "ms_per_batch"}}}`, and the name of the fps the fps models were timed with. The MLPs
+    train in :obj:`dtype` (:func:`training_dtype`; :obj:`None`: float32). Each stage resumes
+    from its checkpoint in :obj:`ckpt_dir`."""
     weights = profile.fixed_loss
     rows: dict[str, dict[float, dict[str, float]]] = {name: {} for name in ROWS}
     models: dict[tuple[str, float], PointNet2] = {}
@@ -99,7 +120,8 @@ def run_seed(
     name, fast = fastest_fps(timing_batch, profile.ratios[0], device)
 
     def build(ratio: float) -> PointNet2:
-        model = PointNet2(num_classes, profile.task_width, (ratio, profile.ratios[1]))
+        ratios = (ratio, profile.ratios[1])
+        model = PointNet2(num_classes, profile.task_width, ratios, training_dtype=dtype)
         set_fps(model, fast)
         return model.to(device)
 

