@@ -18,7 +18,7 @@ the profile's seeds, in results.json, results.md and accuracy.png under --out.
     python examples/pointnet2_samplenet.py                       # built-in shapes, 3 seeds
     python examples/pointnet2_samplenet.py --smoke --out /tmp/p2  # the pipeline in seconds
     python examples/pointnet2_samplenet.py --profile cpu-real --dataset h5 \
-        --data-root ../shared/data/modelnet10-train --val-fraction 0.2  # ~20 min a seed
+        --data-root ../shared/data/modelnet10-train --val-fraction 0.2  # ~25 min a seed
 
 Every stage resumes from its checkpoint in --out/checkpoints. fps and radius come from
 tg_samplenet.ops, so this runs on PyG 2.8 without pyg-lib.
