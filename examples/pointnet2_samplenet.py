@@ -20,6 +20,10 @@ the profile's seeds, in results.json, results.md and accuracy.png under --out.
     python examples/pointnet2_samplenet.py --profile cpu-real --dataset h5 \
         --data-root ../shared/data/modelnet10-train --val-fraction 0.2  # ~25 min a seed
 
+Three seeds in under an hour on two cores: one one-thread process per seed with the same
+--out (OMP_NUM_THREADS=1 ... --seeds 0 &, --seeds 1 &, --seeds 2 &; wait), then the command
+once more, which resumes every stage from its checkpoint and writes the table.
+
 Every stage resumes from its checkpoint in --out/checkpoints. fps and radius come from
 tg_samplenet.ops, so this runs on PyG 2.8 without pyg-lib.
 """
