@@ -81,7 +81,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
 
     # Mean and spread over the seeds; results.json keeps every seed's values too.
     rows = next(iter(per_seed.values()))
-    trained_in = str(dtype or "torch.float32").removeprefix("torch.")
+    trained_in = "float32" if dtype is None else str(dtype).removeprefix("torch.")
     summary = dict(seeds=list(seeds), timing_fps=timing_fps, training_dtype=trained_in, rows={})
     for row, by_ratio in rows.items():
         summary["rows"][row] = {

@@ -177,7 +177,7 @@ def pointnet2_report(summary: Mapping[str, Any], profile: PointNet2Profile, wher
     seeds = ", ".join(str(s) for s in summary["seeds"])
     return (
         f"PointNet++ on {where}, {profile.num_points} points, batch {profile.batch_size}, "
-        f"width {profile.task_width}, trained in {summary.get('training_dtype', 'float32')}; "
+        f"width {profile.task_width}, trained in {summary['training_dtype']}; "
         f"seeds {seeds}. Inference time (float32) of one batch in eval "
         f"mode (the sampler included; fps models with {summary['timing_fps']}); speed-up "
         f"against fps with the first layer keeping 1/2.\n\n{table}\n"

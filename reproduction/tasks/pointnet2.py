@@ -31,7 +31,7 @@ __all__ = [
 
 def _mixed_precision(module: torch.nn.Module, device: torch.device):
     # Training only: inference, which the study times, stays in float32.
-    dtype = getattr(module, "training_dtype", None) if module.training else None
+    dtype = module.training_dtype if module.training else None
     return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
